@@ -1,0 +1,89 @@
+//! The index from an event to the alerts it concerns: by project, then event kind, then entity
+//! id, with `*` alerts on the side. Its cost per event does not grow with the number of alerts.
+
+use rustc_hash::FxHashMap;
+
+use crate::model::EventKind;
+use crate::rule::{EntitySelector, Rule};
+
+/// Alert ids by what they listen to.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    projects: FxHashMap<Box<str>, FxHashMap<EventKind, KindIndex>>,
+}
+
+#[derive(Debug, Default)]
+struct KindIndex {
+    exact: FxHashMap<Box<str>, Vec<u64>>,
+    any: Vec<u64>,
+}
+
+impl KindIndex {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.any.is_empty()
+    }
+}
+
+impl Matcher {
+    /// Indexes alert `id` under every event kind its rule triggers on.
+    pub fn insert(&mut self, id: u64, rule: &Rule) {
+        let kinds = self.projects.entry(rule.project().into()).or_default();
+        for kind in &rule.config.trigger.events {
+            let index = kinds.entry(*kind).or_default();
+            let ids = match &rule.entity {
+                EntitySelector::Any => &mut index.any,
+                EntitySelector::Exact(e) => index.exact.entry(e.as_str().into()).or_default(),
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+
+    /// Removes alert `id` as indexed for `rule` (the rule it was inserted with).
+    pub fn remove(&mut self, id: u64, rule: &Rule) {
+        let Some(kinds) = self.projects.get_mut(rule.project()) else {
+            return;
+        };
+        for kind in &rule.config.trigger.events {
+            let Some(index) = kinds.get_mut(kind) else {
+                continue;
+            };
+            match &rule.entity {
+                EntitySelector::Any => index.any.retain(|x| *x != id),
+                EntitySelector::Exact(e) => {
+                    if let Some(ids) = index.exact.get_mut(e.as_str()) {
+                        ids.retain(|x| *x != id);
+                        if ids.is_empty() {
+                            index.exact.remove(e.as_str());
+                        }
+                    }
+                }
+            }
+            if index.is_empty() {
+                kinds.remove(kind);
+            }
+        }
+        if kinds.is_empty() {
+            self.projects.remove(rule.project());
+        }
+    }
+
+    /// Calls `f` with each alert an event of `kind` about `entity` in `project` concerns:
+    /// the alerts on that exact entity, then the `*` alerts. Each alert once.
+    pub fn for_each_match(
+        &self,
+        project: &str,
+        kind: EventKind,
+        entity: &str,
+        mut f: impl FnMut(u64),
+    ) {
+        let Some(index) = self.projects.get(project).and_then(|k| k.get(&kind)) else {
+            return;
+        };
+        if let Some(ids) = index.exact.get(entity) {
+            ids.iter().copied().for_each(&mut f);
+        }
+        index.any.iter().copied().for_each(f);
+    }
+}

@@ -1,0 +1,108 @@
+//! The alert state machine: what an alert's runtime state becomes when an event arrives, when
+//! it fires, when it is reset and when its config changes. Pure functions of values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AlertState, ResetPolicy, Timestamp};
+use crate::rule::Rule;
+
+/// What changes about an alert as events arrive; the config is in [`Rule`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    pub state: AlertState,
+    /// Number of activations so far; kept across resets.
+    pub count: u64,
+    /// With an alert-level cooldown: the alert ignores events and stays active until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<Timestamp>,
+    /// The newest activation, which a reset stamps with its `reset_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activation: Option<u64>,
+}
+
+/// The activation a reset (or a cooldown's end) closes, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub activation: u64,
+    pub at: Timestamp,
+}
+
+impl Runtime {
+    /// The state as a reader at `now` sees it: an auto alert whose cooldown is over is inactive
+    /// even if no event has arrived since to settle it.
+    pub fn state_at(&self, now: Timestamp) -> AlertState {
+        match self.cooldown_until {
+            Some(until) if self.state == AlertState::Active && now >= until => AlertState::Inactive,
+            _ => self.state,
+        }
+    }
+
+    /// Whether an event at `now` counts towards the alert's window. A manual alert that is
+    /// active ignores events until reset; an auto alert in cooldown ignores them until the
+    /// cooldown ends, and then settles to inactive (returning the activation that closes).
+    pub fn admit(&mut self, now: Timestamp) -> (bool, Option<Closed>) {
+        if self.state == AlertState::Inactive {
+            return (true, None);
+        }
+        match self.cooldown_until {
+            Some(until) if now >= until => {
+                let closed = self.last_activation.map(|activation| Closed {
+                    activation,
+                    at: until,
+                });
+                self.state = AlertState::Inactive;
+                self.cooldown_until = None;
+                (true, closed)
+            }
+            _ => (false, None),
+        }
+    }
+
+    /// The alert fires at `now` with activation `activation`. Returns whether the activation
+    /// closes at once (auto reset without cooldown), in which case its `reset_time` is `now`.
+    pub fn fire(&mut self, rule: &Rule, activation: u64, now: Timestamp) -> bool {
+        self.count += 1;
+        self.last_activation = Some(activation);
+        match (rule.config.reset_policy, rule.cooldown) {
+            (ResetPolicy::Manual, _) => {
+                self.state = AlertState::Active;
+                false
+            }
+            (ResetPolicy::Auto, Some(cooldown)) => {
+                self.state = AlertState::Active;
+                self.cooldown_until = Some(now.plus(cooldown));
+                false
+            }
+            (ResetPolicy::Auto, None) => {
+                self.state = AlertState::Inactive;
+                true
+            }
+        }
+    }
+
+    /// A reset: inactive, cooldown over, count kept. Returns the activation it closes, if the
+    /// alert was active (resetting an inactive alert does nothing).
+    pub fn reset(&mut self, now: Timestamp) -> Option<Closed> {
+        let closed_at = match (self.state, self.cooldown_until) {
+            // The cooldown already ended on its own: the activation closed then.
+            (AlertState::Active, Some(until)) if now >= until => Some(until),
+            (AlertState::Active, _) => Some(now),
+            (AlertState::Inactive, _) => None,
+        };
+        self.state = AlertState::Inactive;
+        self.cooldown_until = None;
+        closed_at.and_then(|at| {
+            self.last_activation
+                .map(|activation| Closed { activation, at })
+        })
+    }
+
+    /// Whether storing `new` over `old` must reset this state: a change in what decides firing,
+    /// an active alert moved from manual to auto, or an explicit `force_reset`.
+    pub fn update_resets(&self, old: &Rule, new: &Rule, force: bool, now: Timestamp) -> bool {
+        let manual_to_auto = old.config.reset_policy == ResetPolicy::Manual
+            && new.config.reset_policy == ResetPolicy::Auto
+            && self.state_at(now) == AlertState::Active;
+        force || manual_to_auto || old.differs_in_behaviour(new)
+    }
+}

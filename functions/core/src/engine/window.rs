@@ -1,0 +1,99 @@
+//! The sliding window of an alert's criteria: "at least `count` events within `period`".
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Span, Timestamp};
+
+/// The times of the most recent events that still count, oldest first. It never holds more
+/// than `count` entries: an older event cannot matter once `count` newer ones are in, which
+/// bounds the window's size by `alerts.max_criteria_count` whatever the event rate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Window {
+    times: Vec<Timestamp>,
+}
+
+impl Window {
+    /// Adds an event at `at` and returns how many events are now within the window. Events
+    /// older than `at - period` fall out (the boundary is inclusive: an event exactly one period
+    /// old still counts).
+    pub fn push(&mut self, at: Timestamp, count: u32, period: Option<Span>) -> usize {
+        self.expire(at, period);
+        let keep = count.max(1) as usize;
+        if self.times.len() >= keep {
+            let excess = self.times.len() + 1 - keep;
+            self.times.drain(..excess);
+        }
+        // Hosts stamp events in order; a clock step backwards must not unsort the window.
+        let pos = self.times.partition_point(|t| *t <= at);
+        self.times.insert(pos, at);
+        self.times.len()
+    }
+
+    /// Drops events that fell out of the window by `now`.
+    pub fn expire(&mut self, now: Timestamp, period: Option<Span>) {
+        if let Some(p) = period {
+            let cutoff = now.plus(Span(-p.0));
+            let stale = self.times.partition_point(|t| *t < cutoff);
+            self.times.drain(..stale);
+        }
+    }
+
+    /// Events currently held.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Whether no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// The times held, oldest first.
+    pub fn times(&self) -> &[Timestamp] {
+        &self.times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_secs(s)
+    }
+
+    #[test]
+    fn counts_events_within_the_period_inclusive() {
+        let mut w = Window::default();
+        let p = Some(Span::from_secs(120));
+        assert_eq!(w.push(at(0), 2, p), 1);
+        assert_eq!(w.push(at(125), 2, p), 1, "125 s apart: the first expired");
+        assert_eq!(
+            w.push(at(245), 2, p),
+            2,
+            "exactly one period apart still counts"
+        );
+    }
+
+    #[test]
+    fn keeps_at_most_count_events_and_never_expires_without_a_period() {
+        let mut w = Window::default();
+        for s in 0..1000 {
+            w.push(at(s * 86_400), 3, None);
+        }
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            w.times(),
+            &[at(997 * 86_400), at(998 * 86_400), at(999 * 86_400)]
+        );
+    }
+
+    #[test]
+    fn stays_sorted_when_the_clock_steps_back() {
+        let mut w = Window::default();
+        w.push(at(10), 5, None);
+        w.push(at(5), 5, None);
+        assert_eq!(w.times(), &[at(5), at(10)]);
+    }
+}

@@ -1,0 +1,37 @@
+//! An event as posted to `POST /projects/{p}/events/{kind}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::alert::{Entities, null_as_default};
+use super::kinds::EventKind;
+use super::time::Timestamp;
+
+/// Something that happened to an entity. The server stamps the time it was accepted; a
+/// client-sent `timestamp` is kept for the record only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// May be left out of the body: the path names the kind.
+    #[serde(default)]
+    pub kind: Option<EventKind>,
+    #[serde(default)]
+    pub timestamp: Option<Value>,
+    pub entity: Entities,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub value_dict: Map<String, Value>,
+    /// Tocsin extension: an idempotency key. A retried event with the same id (or the same
+    /// `Idempotency-Key` header) within the key's lifetime is counted once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// An event once accepted: its kind settled, its entity id checked, its time stamped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedEvent {
+    pub project: String,
+    pub kind: EventKind,
+    pub entity_id: String,
+    pub value_dict: Map<String, Value>,
+    pub at: Timestamp,
+    pub idempotency_key: Option<String>,
+}

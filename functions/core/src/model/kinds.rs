@@ -1,0 +1,235 @@
+//! The closed vocabularies of the wire format: event kinds, entity kinds, severities,
+//! reset policies, alert states and notification kinds.
+//!
+//! Each is a string on the wire. Parsing is lenient where users are (event kinds are accepted
+//! with hyphens or with the seed's underscores, and the seed's old names are aliases); printing is
+//! strict, always MLRun's spelling, because the MLRun client rejects a whole answer when one value
+//! is outside its enums.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A string that is not one of a vocabulary's values; the message lists the accepted ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{value}`: expected one of {expected}")]
+pub struct UnknownValue {
+    /// What was being parsed, in words ("event kind").
+    pub what: &'static str,
+    /// The value that was given.
+    pub value: String,
+    /// The accepted values, comma separated.
+    pub expected: String,
+}
+
+/// Defines a wire enum: its variants with their wire spelling, extra accepted aliases, and the
+/// serde, `FromStr` and `Display` impls that go with them.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $what:literal, normalize: $normalize:expr,
+        { $( $(#[$vmeta:meta])* $variant:ident = $wire:literal $(| $alias:literal)* ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $( $(#[$vmeta])* $variant ),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            fn expected() -> String {
+                [$($wire),+].join(", ")
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let normalize: fn(&str) -> String = $normalize;
+                let key = normalize(s);
+                match key.as_str() {
+                    $( $wire $(| $alias)* => Ok($name::$variant), )+
+                    _ => Err(UnknownValue { what: $what, value: s.to_owned(), expected: Self::expected() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn exact(s: &str) -> String {
+    s.to_owned()
+}
+
+/// Event and entity kinds: the seed spells them with underscores, MLRun with hyphens.
+fn hyphenate(s: &str) -> String {
+    s.trim().to_ascii_lowercase().replace('_', "-")
+}
+
+wire_enum! {
+    /// What happened. Each kind belongs to one entity kind (see [`EventKind::entity_kind`]).
+    EventKind, "event kind", normalize: hyphenate, {
+        DataDriftDetected = "data-drift-detected",
+        DataDriftSuspected = "data-drift-suspected",
+        ConceptDriftDetected = "concept-drift-detected",
+        ConceptDriftSuspected = "concept-drift-suspected",
+        ModelPerformanceDetected = "model-performance-detected",
+        ModelPerformanceSuspected = "model-performance-suspected",
+        /// The seed calls it `model_serving_performance_detected`.
+        SystemPerformanceDetected = "system-performance-detected" | "model-serving-performance-detected",
+        /// The seed calls it `model_serving_performance_suspected`.
+        SystemPerformanceSuspected = "system-performance-suspected" | "model-serving-performance-suspected",
+        MmAppAnomalyDetected = "mm-app-anomaly-detected",
+        MmAppAnomalySuspected = "mm-app-anomaly-suspected",
+        MmAppFailed = "mm-app-failed",
+        ModelMonitoringLagDetected = "model-monitoring-lag-detected",
+        Failed = "failed",
+    }
+}
+
+impl EventKind {
+    /// The one entity kind an event of this kind may be about.
+    pub const fn entity_kind(self) -> EntityKind {
+        match self {
+            EventKind::MmAppFailed => EntityKind::ModelMonitoringApplication,
+            EventKind::ModelMonitoringLagDetected => EntityKind::ModelMonitoringInfra,
+            EventKind::Failed => EntityKind::Job,
+            _ => EntityKind::ModelEndpointResult,
+        }
+    }
+}
+
+wire_enum! {
+    /// What an event or alert is about.
+    EntityKind, "entity kind", normalize: hyphenate, {
+        ModelEndpointResult = "model-endpoint-result",
+        ModelMonitoringApplication = "model-monitoring-application",
+        ModelMonitoringInfra = "model-monitoring-infra",
+        Job = "job",
+    }
+}
+
+wire_enum! {
+    /// How bad a situation is.
+    Severity, "severity", normalize: exact, {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+    }
+}
+
+wire_enum! {
+    /// Whether an alert that fired goes back to inactive by itself (`auto`) or waits for a reset.
+    ResetPolicy, "reset policy", normalize: exact, {
+        Manual = "manual",
+        Auto = "auto",
+    }
+}
+
+wire_enum! {
+    /// Whether an alert is currently raised.
+    AlertState, "alert state", normalize: exact, {
+        Active = "active",
+        Inactive = "inactive",
+    }
+}
+
+wire_enum! {
+    /// How an alert tells people. `email` is Tocsin's addition (the seed promises it; MLRun refuses it).
+    NotificationKind, "notification kind", normalize: exact, {
+        Slack = "slack",
+        Webhook = "webhook",
+        Git = "git",
+        /// Answered as `mail`, the MLRun client's spelling (its enum has no `email`).
+        Email = "mail" | "email",
+    }
+}
+
+wire_enum! {
+    /// How loud a notification is; the MLRun client's vocabulary.
+    NotificationSeverity, "notification severity", normalize: exact, {
+        Info = "info",
+        Debug = "debug",
+        Verbose = "verbose",
+        Warning = "warning",
+        Error = "error",
+    }
+}
+
+impl Default for ResetPolicy {
+    fn default() -> Self {
+        ResetPolicy::Auto
+    }
+}
+
+impl Default for AlertState {
+    fn default() -> Self {
+        AlertState::Inactive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_accept_seed_spellings_and_answer_with_hyphens() {
+        let k: EventKind = "data_drift_detected".parse().unwrap();
+        assert_eq!(k, EventKind::DataDriftDetected);
+        assert_eq!(k.to_string(), "data-drift-detected");
+        let alias: EventKind = "model_serving_performance_suspected".parse().unwrap();
+        assert_eq!(alias, EventKind::SystemPerformanceSuspected);
+        assert_eq!(
+            serde_json::to_string(&alias).unwrap(),
+            "\"system-performance-suspected\""
+        );
+    }
+
+    #[test]
+    fn unknown_values_name_the_accepted_ones() {
+        let err = "huge".parse::<Severity>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid severity `huge`: expected one of low, medium, high"
+        );
+        let err = serde_json::from_str::<EntityKind>("\"model\"").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid entity kind `model`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_and_fits_one_entity_kind() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
+            let entity = kind.entity_kind();
+            assert_eq!(entity.as_str().parse::<EntityKind>().unwrap(), entity);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! From a wire config to a rule the engine can run: every check of MLRun's store endpoint, and
+//! the parsed values (spans, entity selector) the engine needs on each event.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    AlertConfig, Criteria, EntityKind, NotificationKind, ResetPolicy, Span, parse_period,
+};
+use crate::settings::{AlertsSettings, MIN_COOLDOWN};
+
+/// Which entities an alert watches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntitySelector {
+    /// `*`: every entity of the kind.
+    Any,
+    /// One entity id.
+    Exact(String),
+}
+
+/// Secret parameters of an alert's notifications, by notification name. Kept apart from the
+/// config so that no answer and no log line ever carries them.
+pub type Secrets = BTreeMap<String, Map<String, Value>>;
+
+/// A validated alert config, with what the engine needs parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// The config as it will be answered: server-owned fields cleared, `secret_params` masked.
+    pub config: AlertConfig,
+    pub secrets: Secrets,
+    pub entity: EntitySelector,
+    /// Events needed within `period` (at least 1).
+    pub count: u32,
+    /// None: events never expire.
+    pub period: Option<Span>,
+    pub per_entity: bool,
+    /// Alert-level cooldown (auto reset only); None or zero means reset at once.
+    pub cooldown: Option<Span>,
+}
+
+impl Rule {
+    /// The alert's project.
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    /// The alert's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The criteria as an activation records them (defaults filled in).
+    pub fn criteria(&self) -> Criteria {
+        self.config.criteria.clone().unwrap_or_default()
+    }
+
+    /// Whether a change from `self` to `new` must reset the alert's state: MLRun resets when
+    /// what decides firing (entities, trigger, criteria, cooldown) changes; summary,
+    /// description, severity and notifications may change freely.
+    pub fn differs_in_behaviour(&self, new: &Rule) -> bool {
+        self.config.entities != new.config.entities
+            || self.config.trigger != new.config.trigger
+            || (self.count, self.period, self.per_entity) != (new.count, new.period, new.per_entity)
+            || self.cooldown != new.cooldown
+    }
+}
+
+/// The masked form of a notification's secret parameters, as answered to clients. Storing a
+/// config that carries this exact value keeps the secret already stored.
+pub fn secret_reference(project: &str, alert: &str, notification: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "secret".into(),
+        Value::from(format!("tocsin:{project}/{alert}/{notification}")),
+    );
+    m
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn period(text: &str, field: &str) -> Result<Span> {
+    parse_period(text).map_err(|e| Error::bad(format!("{field}: {e}")))
+}
+
+/// Checks a config stored at `PUT /projects/{project}/alerts/{name}` and compiles it.
+pub fn compile(
+    mut config: AlertConfig,
+    project: &str,
+    name: &str,
+    settings: &AlertsSettings,
+) -> Result<Rule> {
+    if config.name.is_empty() {
+        config.name = name.to_owned();
+    }
+    if config.name != name {
+        return Err(Error::bad(format!(
+            "Alert name mismatch: the path names `{name}`, the body `{}`",
+            config.name
+        )));
+    }
+    if !is_valid_name(name) {
+        return Err(Error::bad(format!(
+            "Invalid alert name `{name}`: use letters, digits, `-` and `_` only"
+        )));
+    }
+    if config.project.is_empty() {
+        config.project = project.to_owned();
+    }
+    if config.project != project {
+        return Err(Error::bad(format!(
+            "Alert project mismatch: the path names `{project}`, the body `{}`",
+            config.project
+        )));
+    }
+    let entities = &mut config.entities;
+    if entities.project.is_empty() {
+        entities.project = project.to_owned();
+    }
+    if entities.project != project {
+        return Err(Error::bad(format!(
+            "Invalid alert entity project `{}`: it must be the alert's project `{project}`",
+            entities.project
+        )));
+    }
+    let entity = match entities.ids.as_slice() {
+        [id] if id == "*" => EntitySelector::Any,
+        [id] if !id.is_empty() => EntitySelector::Exact(id.clone()),
+        [_] => {
+            return Err(Error::Unprocessable(
+                "entities.ids: the entity id must not be empty".into(),
+            ));
+        }
+        ids => {
+            return Err(Error::Unprocessable(format!(
+                "entities.ids must hold exactly one id (or \"*\"), got {}",
+                ids.len()
+            )));
+        }
+    };
+
+    let trigger = &config.trigger;
+    if trigger.prometheus_alert.is_some() && trigger.events.is_empty() {
+        return Err(Error::bad(
+            "Prometheus alert triggers are not supported; trigger on events",
+        ));
+    }
+    if trigger.events.is_empty() {
+        return Err(Error::bad(
+            "The alert's trigger must name at least one event kind",
+        ));
+    }
+    for kind in &trigger.events {
+        if kind.entity_kind() != entities.kind {
+            return Err(Error::bad(format!(
+                "Event kind `{kind}` is about {} entities, but the alert watches {} entities",
+                kind.entity_kind(),
+                entities.kind
+            )));
+        }
+    }
+
+    let criteria = config.criteria.clone().unwrap_or_default();
+    if criteria.count < 1 {
+        return Err(Error::bad(format!(
+            "criteria.count must be at least 1, got {}",
+            criteria.count
+        )));
+    }
+    if criteria.count >= settings.max_criteria_count {
+        return Err(Error::PreconditionFailed(format!(
+            "Maximum criteria count exceeded: {} (the limit is {})",
+            criteria.count, settings.max_criteria_count
+        )));
+    }
+    let window = criteria
+        .period
+        .as_deref()
+        .map(|p| period(p, "criteria.period"))
+        .transpose()?;
+    let window = window.filter(|s| s.0 > 0);
+    if criteria.per_entity && entity != EntitySelector::Any {
+        return Err(Error::bad(
+            "criteria.per_entity applies to alerts on every entity (entities.ids [\"*\"])",
+        ));
+    }
+
+    let cooldown = config
+        .cooldown_period
+        .as_deref()
+        .map(|p| period(p, "cooldown_period"))
+        .transpose()?;
+    let cooldown = cooldown.filter(|s| s.0 > 0);
+    if let Some(c) = cooldown {
+        if config.reset_policy == ResetPolicy::Manual {
+            return Err(Error::bad(
+                "cooldown_period applies to alerts with reset_policy auto only",
+            ));
+        }
+        if c < MIN_COOLDOWN {
+            return Err(Error::bad(format!(
+                "cooldown_period must be at least {}s, got {}s",
+                MIN_COOLDOWN.as_secs(),
+                c.as_secs()
+            )));
+        }
+    }
+
+    let mut secrets = Secrets::new();
+    for n in &mut config.notifications {
+        if let Some(p) = n.cooldown_period.as_deref() {
+            period(
+                p,
+                &format!("notification `{}` cooldown_period", n.notification.name),
+            )?;
+        }
+        let note = &mut n.notification;
+        if secrets.contains_key(&note.name) {
+            return Err(Error::bad(format!(
+                "Notification names must be unique within an alert: `{}` appears more than once",
+                note.name
+            )));
+        }
+        let secret = note.secret_params.take().unwrap_or_default();
+        check_notification_target(
+            note.kind,
+            &note.name,
+            &secret,
+            note.params.as_ref(),
+            project,
+            name,
+        )?;
+        if !secret.is_empty() {
+            note.secret_params = Some(secret_reference(project, name, &note.name));
+        }
+        secrets.insert(note.name.clone(), secret);
+    }
+
+    // The MLRun client applies a `template` field it reads back: never keep one.
+    config.extra.remove("template");
+    config.id = None;
+    config.created = None;
+    config.updated = None;
+    config.state = Default::default();
+    config.count = 0;
+
+    Ok(Rule {
+        count: u32::try_from(criteria.count).unwrap_or(u32::MAX),
+        period: window,
+        per_entity: criteria.per_entity,
+        cooldown,
+        entity,
+        secrets,
+        config,
+    })
+}
+
+/// Each kind needs somewhere to deliver to, in `secret_params` or `params`. A masked secret
+/// (the config was read back and stored again) counts: the stored secret is kept.
+fn check_notification_target(
+    kind: NotificationKind,
+    name: &str,
+    secret: &Map<String, Value>,
+    params: Option<&Map<String, Value>>,
+    project: &str,
+    alert: &str,
+) -> Result<()> {
+    if *secret == secret_reference(project, alert, name) {
+        return Ok(());
+    }
+    let has = |key: &str| {
+        let present = |m: &Map<String, Value>| m.get(key).is_some_and(|v| !v.is_null() && v != "");
+        present(secret) || params.is_some_and(present)
+    };
+    let needed = match kind {
+        NotificationKind::Slack => "webhook",
+        NotificationKind::Webhook => "url",
+        NotificationKind::Git => "repo",
+        NotificationKind::Email => "email_addresses",
+    };
+    if has(needed) {
+        Ok(())
+    } else {
+        Err(Error::bad(format!(
+            "{kind} notification `{name}` needs `{needed}` in secret_params or params"
+        )))
+    }
+}
+
+/// Whether an event's entity kind fits its event kind (MLRun's `Event.is_valid`).
+pub fn entity_fits(kind: crate::model::EventKind, entity: EntityKind) -> bool {
+    kind.entity_kind() == entity
+}

@@ -1,0 +1,212 @@
+//! The operations of the alerts API, independent of HTTP: validation, operator settings and
+//! store calls. The HTTP router (in `tocsin serve` and the API Lambda) and `tocsin test` call
+//! these, so that every host behaves the same.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    AcceptedEvent, Activation, AlertConfig, AlertTemplate, Event, EventKind, Timestamp,
+};
+use crate::rule::{compile, entity_fits};
+use crate::settings::{AlertsMode, AlertsSettings};
+use crate::store::{ActivationQuery, EventOutcome, PutAlert, Store};
+use crate::templates;
+
+/// Idempotency keys longer than this are refused (they are stored per event).
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// The alerts service over a store.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    settings: AlertsSettings,
+}
+
+impl Service {
+    /// A service on `store` with the operator's `settings`.
+    pub fn new(store: Arc<dyn Store>, settings: AlertsSettings) -> Self {
+        Service { store, settings }
+    }
+
+    /// The store, for hosts that need more than the API (the notifier, retention).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The operator's settings.
+    pub fn settings(&self) -> &AlertsSettings {
+        &self.settings
+    }
+
+    /// `PUT /projects/{project}/alerts/{name}`: creates or updates an alert.
+    pub async fn store_alert(
+        &self,
+        project: &str,
+        name: &str,
+        config: AlertConfig,
+        force_reset: bool,
+        now: Timestamp,
+    ) -> Result<AlertConfig> {
+        let rule = compile(config, project, name, &self.settings)?;
+        let put = PutAlert {
+            rule,
+            force_reset,
+            max_allowed: self.settings.max_allowed,
+            now,
+        };
+        Ok(self.store.put_alert(put).await?.alert.view(now))
+    }
+
+    /// `GET /projects/{project}/alerts/{name}`.
+    pub async fn get_alert(
+        &self,
+        project: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<AlertConfig> {
+        match self.store.get_alert(project, name).await? {
+            Some(r) => Ok(r.view(now)),
+            None => Err(not_found_alert(project, name)),
+        }
+    }
+
+    /// `GET /projects/{project}/alerts`; project `*` lists every project.
+    pub async fn list_alerts(
+        &self,
+        project: &str,
+        offset: usize,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<AlertConfig>> {
+        let project = (project != "*").then_some(project);
+        let records = self.store.list_alerts(project, offset, limit).await?;
+        Ok(records.iter().map(|r| r.view(now)).collect())
+    }
+
+    /// `DELETE /projects/{project}/alerts/{name}`: succeeds also when there is no such alert.
+    pub async fn delete_alert(&self, project: &str, name: &str) -> Result<()> {
+        self.store.delete_alert(project, name).await.map(|_| ())
+    }
+
+    /// `POST /projects/{project}/alerts/{name}/reset`.
+    pub async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<()> {
+        if self.store.reset_alert(project, name, now).await? {
+            Ok(())
+        } else {
+            Err(not_found_alert(project, name))
+        }
+    }
+
+    /// Checks an event posted to `POST /projects/{project}/events/{kind}` and stamps it.
+    pub fn accept_event(
+        &self,
+        project: &str,
+        kind: &str,
+        event: Event,
+        idempotency_key: Option<String>,
+        now: Timestamp,
+    ) -> Result<AcceptedEvent> {
+        let kind: EventKind = kind
+            .parse()
+            .map_err(|e: crate::model::UnknownValue| Error::bad(e.to_string()))?;
+        if let Some(body_kind) = event.kind {
+            if body_kind != kind {
+                return Err(Error::bad(format!(
+                    "Event kind mismatch: the path names `{kind}`, the body `{body_kind}`"
+                )));
+            }
+        }
+        let entity = event.entity;
+        if entity.project != project {
+            return Err(Error::bad(format!(
+                "Invalid event: the entity's project `{}` is not the path's project `{project}`",
+                entity.project
+            )));
+        }
+        if !entity_fits(kind, entity.kind) {
+            return Err(Error::bad(format!(
+                "Invalid event: `{kind}` events are about {} entities, not {}",
+                kind.entity_kind(),
+                entity.kind
+            )));
+        }
+        let entity_id = match <[String; 1]>::try_from(entity.ids) {
+            Ok([id]) if !id.is_empty() && id != "*" => id,
+            Ok(_) => {
+                return Err(Error::bad(
+                    "Invalid event: the entity id must be a concrete id, not empty or `*`",
+                ));
+            }
+            Err(ids) => {
+                return Err(Error::bad(format!(
+                    "Invalid event: entity.ids must hold exactly one id, got {}",
+                    ids.len()
+                )));
+            }
+        };
+        let idempotency_key = idempotency_key.or(event.id);
+        if let Some(k) = &idempotency_key {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
+                return Err(Error::bad(format!(
+                    "Invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY} bytes long"
+                )));
+            }
+        }
+        Ok(AcceptedEvent {
+            project: project.to_owned(),
+            kind,
+            entity_id,
+            value_dict: event.value_dict,
+            at: now,
+            idempotency_key,
+        })
+    }
+
+    /// Evaluates an accepted event. With `alerts.mode = disabled` it is accepted and ignored.
+    pub async fn ingest(&self, event: &AcceptedEvent) -> Result<EventOutcome> {
+        if self.settings.mode == AlertsMode::Disabled {
+            return Ok(EventOutcome::default());
+        }
+        self.store
+            .apply_event(event, self.settings.idempotency_ttl())
+            .await
+    }
+
+    /// `GET /alert-templates`, in the stable order.
+    pub fn templates(&self) -> &'static [AlertTemplate] {
+        templates::all()
+    }
+
+    /// `GET /alert-templates/{name}`.
+    pub fn template(&self, name: &str) -> Result<&'static AlertTemplate> {
+        templates::get(name)
+            .ok_or_else(|| Error::NotFound(format!("Alert template `{name}` not found")))
+    }
+
+    /// `DELETE /alert-templates/{name}`: every shipped template is a system template.
+    pub fn delete_template(&self, name: &str) -> Result<()> {
+        self.template(name)?;
+        Err(Error::bad(format!(
+            "Alert template `{name}` is a system template and cannot be deleted"
+        )))
+    }
+
+    /// `GET /projects/{project}/alert-activations` and `.../alerts/{name}/activations`.
+    pub async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
+        self.store.activations(query).await
+    }
+
+    /// `GET /projects/{project}/alert-activations/{id}`.
+    pub async fn activation(&self, project: &str, id: u64) -> Result<Activation> {
+        self.store.activation(project, id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "Alert activation {id} not found in project `{project}`"
+            ))
+        })
+    }
+}
+
+fn not_found_alert(project: &str, name: &str) -> Error {
+    Error::NotFound(format!("Alert `{name}` not found in project `{project}`"))
+}

@@ -1,0 +1,590 @@
+//! The store contract: behaviour every store must have, run through the [`Service`] so that it
+//! also checks the engine wiring. MLRun's own acceptance scenarios are ported here. A store's
+//! crate runs the suite with [`store_contract_tests!`](crate::store_contract_tests).
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::error::Error;
+use crate::model::{AlertConfig, AlertState, Event, Severity, Timestamp};
+use crate::service::Service;
+use crate::settings::AlertsSettings;
+use crate::store::{ActivationQuery, EntityFilter, NameFilter, Store};
+
+/// Generates one `#[tokio::test]` per contract case for the store that `$factory` makes. The
+/// factory returns `(Arc<dyn Store>, guard)`; the guard lives as long as the test (a temp dir).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:expr) => {
+        $crate::store_contract_tests!(@each $factory;
+            mlrun_manual_alert_scenario, mlrun_sliding_window_scenario, exact_and_wildcard_alerts_both_fire,
+            per_entity_windows_count_each_entity_apart, auto_cooldown_ignores_events_until_it_ends,
+            updates_reset_only_when_behaviour_changes, activations_record_events_and_resets,
+            idempotent_events_count_once, operator_limits_are_enforced, secrets_are_masked_and_kept,
+            activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged);
+    };
+    (@each $factory:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory;
+                $crate::store::contract::$case(store).await;
+            }
+        )+
+    };
+}
+
+const P: &str = "proj";
+const T0: i64 = 1_800_000_000;
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_secs(T0 + secs)
+}
+
+fn service(store: Arc<dyn Store>) -> Service {
+    Service::new(store, AlertsSettings::default())
+}
+
+/// A job-failure alert on `entity` with `count` within `period` and a reset policy.
+pub fn failure_alert(
+    name: &str,
+    entity: &str,
+    count: i64,
+    period: Option<&str>,
+    reset: &str,
+) -> AlertConfig {
+    serde_json::from_value(json!({
+        "project": P, "name": name, "summary": "Job {{project}}/{{entity}} failed ({{name}})",
+        "severity": "medium", "reset_policy": reset,
+        "criteria": {"count": count, "period": period},
+        "trigger": {"events": ["failed"]},
+        "entities": {"kind": "job", "project": P, "ids": [entity]},
+        "notifications": [{"notification": {"kind": "webhook", "name": "hook",
+            "secret_params": {"url": "http://127.0.0.1:9/hook"}}}]
+    }))
+    .expect("valid contract alert")
+}
+
+fn failure(entity: &str) -> Event {
+    serde_json::from_value(
+        json!({"kind": "failed", "entity": {"kind": "job", "project": P, "ids": [entity]},
+        "value_dict": {"error": "boom"}}),
+    )
+    .expect("valid contract event")
+}
+
+async fn send(svc: &Service, entity: &str, t: Timestamp) -> crate::store::EventOutcome {
+    send_keyed(svc, entity, t, None).await
+}
+
+async fn send_keyed(
+    svc: &Service,
+    entity: &str,
+    t: Timestamp,
+    key: Option<&str>,
+) -> crate::store::EventOutcome {
+    let ev = svc
+        .accept_event(P, "failed", failure(entity), key.map(str::to_owned), t)
+        .expect("event accepted");
+    svc.ingest(&ev).await.expect("event ingested")
+}
+
+async fn state(svc: &Service, name: &str, t: Timestamp) -> (AlertState, u64) {
+    let a = svc.get_alert(P, name, t).await.expect("alert exists");
+    (a.state, a.count)
+}
+
+async fn store(svc: &Service, config: AlertConfig, t: Timestamp) -> AlertConfig {
+    let name = config.name.clone();
+    svc.store_alert(P, &name, config, false, t)
+        .await
+        .expect("alert stored")
+}
+
+/// MLRun: a manual alert, 3 within 1h: 3 events make it active (count 1); 3 more change
+/// nothing; after a reset one event leaves it inactive; stored again as auto, 3 events fire
+/// it and it resets itself (count 2).
+pub async fn mlrun_manual_alert_scenario(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(
+        &svc,
+        failure_alert("a", "job1", 3, Some("1h"), "manual"),
+        at(0),
+    )
+    .await;
+    for i in 1..=3 {
+        send(&svc, "job1", at(i)).await;
+    }
+    assert_eq!(state(&svc, "a", at(4)).await, (AlertState::Active, 1));
+    for i in 5..=7 {
+        assert!(
+            send(&svc, "job1", at(i)).await.fired.is_empty(),
+            "an active manual alert ignores events"
+        );
+    }
+    assert_eq!(state(&svc, "a", at(8)).await, (AlertState::Active, 1));
+    svc.reset_alert(P, "a", at(9)).await.expect("reset");
+    send(&svc, "job1", at(10)).await;
+    assert_eq!(state(&svc, "a", at(11)).await, (AlertState::Inactive, 1));
+    store(
+        &svc,
+        failure_alert("a", "job1", 3, Some("1h"), "auto"),
+        at(12),
+    )
+    .await;
+    for i in 13..=15 {
+        send(&svc, "job1", at(i)).await;
+    }
+    assert_eq!(state(&svc, "a", at(16)).await, (AlertState::Inactive, 2));
+}
+
+/// MLRun: a 2-minute window of 2: failures 125 s apart do not fire; a third soon after does.
+pub async fn mlrun_sliding_window_scenario(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(
+        &svc,
+        failure_alert("w", "job1", 2, Some("2m"), "auto"),
+        at(0),
+    )
+    .await;
+    assert!(send(&svc, "job1", at(1)).await.fired.is_empty());
+    assert!(
+        send(&svc, "job1", at(126)).await.fired.is_empty(),
+        "125 s apart"
+    );
+    let fired = send(&svc, "job1", at(130)).await.fired;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].activation.number_of_events, 2);
+    assert_eq!(state(&svc, "w", at(131)).await, (AlertState::Inactive, 1));
+}
+
+/// An event matches the alerts on its entity and the `*` alerts of its project and kind, only.
+pub async fn exact_and_wildcard_alerts_both_fire(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("exact", "job1", 1, None, "auto"), at(0)).await;
+    store(&svc, failure_alert("any", "*", 1, None, "auto"), at(0)).await;
+    store(&svc, failure_alert("other", "job2", 1, None, "auto"), at(0)).await;
+    let fired = send(&svc, "job1", at(1)).await.fired;
+    let mut names: Vec<_> = fired.iter().map(|f| f.activation.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["any", "exact"]);
+    let any = fired
+        .iter()
+        .find(|f| f.activation.name == "any")
+        .expect("wildcard fired");
+    assert_eq!(
+        any.activation.entity_id, "job1",
+        "the activation names the event's entity"
+    );
+}
+
+/// A `*` alert shares one window across entities (MLRun), unless `criteria.per_entity`.
+pub async fn per_entity_windows_count_each_entity_apart(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(
+        &svc,
+        failure_alert("shared", "*", 2, Some("1h"), "auto"),
+        at(0),
+    )
+    .await;
+    let mut per = failure_alert("apart", "*", 2, Some("1h"), "auto");
+    per.criteria.as_mut().expect("criteria").per_entity = true;
+    store(&svc, per, at(0)).await;
+    let fired = send(&svc, "job1", at(1)).await.fired;
+    assert!(fired.is_empty());
+    let fired = send(&svc, "job2", at(2)).await.fired;
+    assert_eq!(
+        fired
+            .iter()
+            .map(|f| f.activation.name.as_str())
+            .collect::<Vec<_>>(),
+        ["shared"]
+    );
+    send(&svc, "job1", at(3)).await; // shared: 1 again; apart: job1 has 2
+    assert_eq!(state(&svc, "apart", at(4)).await, (AlertState::Inactive, 1));
+    assert_eq!(
+        state(&svc, "shared", at(4)).await,
+        (AlertState::Inactive, 1)
+    );
+}
+
+/// An auto alert with a cooldown stays active and ignores events until the cooldown ends.
+pub async fn auto_cooldown_ignores_events_until_it_ends(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let mut a = failure_alert("cool", "job1", 1, None, "auto");
+    a.cooldown_period = Some("1m".into());
+    store(&svc, a, at(0)).await;
+    assert_eq!(send(&svc, "job1", at(1)).await.fired.len(), 1);
+    assert_eq!(state(&svc, "cool", at(2)).await, (AlertState::Active, 1));
+    assert!(
+        send(&svc, "job1", at(30)).await.fired.is_empty(),
+        "in cooldown"
+    );
+    assert_eq!(
+        state(&svc, "cool", at(61)).await,
+        (AlertState::Inactive, 1),
+        "cooldown over"
+    );
+    assert_eq!(send(&svc, "job1", at(62)).await.fired.len(), 1);
+    let acts = svc
+        .activations(&page(ActivationQuery::default()))
+        .await
+        .expect("list");
+    assert_eq!(
+        acts[1].reset_time,
+        Some(at(61)),
+        "the first activation closed when its cooldown ended"
+    );
+}
+
+/// Changing summary, severity or notifications keeps the state; changing criteria, or
+/// `force_reset`, or an active manual alert made auto, resets it.
+pub async fn updates_reset_only_when_behaviour_changes(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let base = failure_alert("u", "job1", 1, None, "manual");
+    let first = store(&svc, base.clone(), at(0)).await;
+    send(&svc, "job1", at(1)).await;
+    let mut cosmetic = base.clone();
+    cosmetic.summary = Some("new words".into());
+    cosmetic.severity = Severity::High;
+    let after = store(&svc, cosmetic.clone(), at(2)).await;
+    assert_eq!((after.state, after.count), (AlertState::Active, 1));
+    assert_eq!(after.id, first.id, "an update keeps the id");
+    assert_eq!(after.created, first.created, "an update keeps created");
+    assert_eq!(after.updated, Some(at(2)));
+    let forced = svc
+        .store_alert(P, "u", cosmetic.clone(), true, at(3))
+        .await
+        .expect("stored");
+    assert_eq!((forced.state, forced.count), (AlertState::Inactive, 1));
+    send(&svc, "job1", at(4)).await;
+    let mut auto = cosmetic.clone();
+    auto.reset_policy = crate::model::ResetPolicy::Auto;
+    assert_eq!(
+        store(&svc, auto, at(5)).await.state,
+        AlertState::Inactive,
+        "active manual made auto resets"
+    );
+    let mut two = base.clone();
+    two.criteria = Some(crate::model::Criteria {
+        count: 2,
+        period: None,
+        per_entity: false,
+    });
+    store(&svc, two.clone(), at(6)).await;
+    send(&svc, "job1", at(7)).await;
+    store(&svc, cosmetic, at(8)).await; // criteria back to 1: the window of 1 event is cleared
+    let (st, count) = state(&svc, "u", at(9)).await;
+    assert_eq!((st, count), (AlertState::Inactive, 2));
+}
+
+/// Activations record the events counted, the rendered summary, and when they closed.
+pub async fn activations_record_events_and_resets(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("m", "job1", 2, None, "manual"), at(0)).await;
+    store(&svc, failure_alert("auto", "job1", 1, None, "auto"), at(0)).await;
+    send(&svc, "job1", at(1)).await;
+    send(&svc, "job1", at(2)).await;
+    svc.reset_alert(P, "m", at(10)).await.expect("reset");
+    svc.reset_alert(P, "m", at(20))
+        .await
+        .expect("resetting an inactive alert succeeds");
+    let q = ActivationQuery {
+        name: Some(NameFilter::Exact("m".into())),
+        ..page(ActivationQuery::default())
+    };
+    let acts = svc.activations(&q).await.expect("list");
+    assert_eq!(acts.len(), 1);
+    let a = &acts[0];
+    assert_eq!(
+        (a.number_of_events, a.activation_time, a.reset_time),
+        (2, at(2), Some(at(10)))
+    );
+    assert_eq!(a.summary.as_deref(), Some("Job proj/job1 failed (m)"));
+    assert_eq!(a.value_dict.get("error"), Some(&json!("boom")));
+    let got = svc.activation(P, a.id).await.expect("by id");
+    assert_eq!(&got, a);
+    let autos = svc
+        .activations(&ActivationQuery {
+            name: Some(NameFilter::Exact("auto".into())),
+            ..page(ActivationQuery::default())
+        })
+        .await
+        .expect("list");
+    assert_eq!(autos.len(), 2);
+    assert!(
+        autos
+            .iter()
+            .all(|a| a.reset_time == Some(a.activation_time)),
+        "auto resets at once"
+    );
+    assert!(autos[0].id > autos[1].id, "newest first");
+}
+
+/// A retried event (same idempotency key) is counted once.
+pub async fn idempotent_events_count_once(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("i", "job1", 2, None, "auto"), at(0)).await;
+    assert_eq!(send_keyed(&svc, "job1", at(1), Some("k1")).await.counted, 1);
+    let again = send_keyed(&svc, "job1", at(2), Some("k1")).await;
+    assert!(again.duplicate && again.counted == 0 && again.fired.is_empty());
+    assert_eq!(state(&svc, "i", at(3)).await.1, 0);
+    assert_eq!(
+        send_keyed(&svc, "job1", at(4), Some("k2"))
+            .await
+            .fired
+            .len(),
+        1
+    );
+}
+
+/// `max_allowed` (412, across projects) and `max_criteria_count` (412).
+pub async fn operator_limits_are_enforced(s: Arc<dyn Store>) {
+    let settings = AlertsSettings {
+        max_allowed: 2,
+        ..AlertsSettings::default()
+    };
+    let svc = Service::new(s, settings);
+    store(&svc, failure_alert("one", "job1", 1, None, "auto"), at(0)).await;
+    store(&svc, failure_alert("two", "job1", 1, None, "auto"), at(0)).await;
+    let err = svc
+        .store_alert(
+            P,
+            "three",
+            failure_alert("three", "job1", 1, None, "auto"),
+            false,
+            at(1),
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::PreconditionFailed(ref m)) if m.starts_with("Allowed number of alerts exceeded")),
+        "{err:?}"
+    );
+    store(&svc, failure_alert("two", "job2", 1, None, "auto"), at(2)).await; // updates are fine
+    let err = svc
+        .store_alert(
+            P,
+            "one",
+            failure_alert("one", "job1", 10_000_000, None, "auto"),
+            false,
+            at(3),
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::PreconditionFailed(ref m)) if m.starts_with("Maximum criteria count exceeded")),
+        "{err:?}"
+    );
+}
+
+/// Secrets are answered masked; storing the masked form back keeps the stored secret.
+pub async fn secrets_are_masked_and_kept(s: Arc<dyn Store>) {
+    let svc = service(s.clone());
+    let stored = store(&svc, failure_alert("s", "job1", 1, None, "auto"), at(0)).await;
+    let text = serde_json::to_string(&stored).expect("json");
+    assert!(
+        !text.contains("127.0.0.1:9"),
+        "no secret in the answer: {text}"
+    );
+    let masked = svc.get_alert(P, "s", at(1)).await.expect("get");
+    store(&svc, masked, at(2)).await;
+    let rule = s
+        .get_alert(P, "s")
+        .await
+        .expect("get")
+        .expect("exists")
+        .rule;
+    assert_eq!(
+        rule.secrets["hook"]["url"],
+        json!("http://127.0.0.1:9/hook")
+    );
+    let mut foreign = failure_alert("t", "job1", 1, None, "auto");
+    foreign.notifications[0].notification.secret_params =
+        Some(crate::rule::secret_reference(P, "t", "hook"));
+    assert!(matches!(
+        svc.store_alert(P, "t", foreign, false, at(3)).await,
+        Err(Error::BadRequest(_))
+    ));
+}
+
+/// Filters (name exact/substring, entity exact/glob, severity, kinds, time) and pages.
+pub async fn activation_filters_and_pages(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("alpha", "*", 1, None, "auto"), at(0)).await;
+    let mut beta = failure_alert("beta", "*", 1, None, "auto");
+    beta.severity = Severity::High;
+    store(&svc, beta, at(0)).await;
+    for i in 0..5 {
+        send(&svc, &format!("ep{i}"), at(10 + i)).await;
+    }
+    let all = |q: ActivationQuery| {
+        let svc = svc.clone();
+        async move { svc.activations(&page(q)).await.expect("list") }
+    };
+    assert_eq!(all(ActivationQuery::default()).await.len(), 10);
+    assert_eq!(
+        all(ActivationQuery {
+            name: Some(NameFilter::Contains("lph".into())),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            entity: Some(EntityFilter::Glob("ep[0-1]*".into())),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            entity: Some(EntityFilter::Glob("ep*".into())),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        10
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            entity: Some(EntityFilter::Exact("ep3".into())),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            severity: vec![Severity::High],
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            since: Some(at(13)),
+            until: Some(at(13)),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        all(ActivationQuery {
+            project: Some("elsewhere".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    let first = svc
+        .activations(&ActivationQuery {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    let second = svc
+        .activations(&ActivationQuery {
+            limit: 3,
+            offset: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(first.len(), 3);
+    assert!(
+        first.last().map(|a| a.id) > second.first().map(|a| a.id),
+        "pages continue newest first"
+    );
+}
+
+/// Reset and get of unknown alerts are 404; delete succeeds either way.
+pub async fn unknown_alerts_and_deletes(s: Arc<dyn Store>) {
+    let svc = service(s);
+    assert!(matches!(
+        svc.get_alert(P, "nope", at(0)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        svc.reset_alert(P, "nope", at(0)).await,
+        Err(Error::NotFound(_))
+    ));
+    svc.delete_alert(P, "nope")
+        .await
+        .expect("deleting nothing succeeds");
+    store(&svc, failure_alert("d", "job1", 1, None, "auto"), at(0)).await;
+    svc.delete_alert(P, "d").await.expect("delete");
+    assert!(matches!(
+        svc.get_alert(P, "d", at(1)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(
+        send(&svc, "job1", at(2)).await.fired.is_empty(),
+        "a deleted alert no longer matches"
+    );
+    let again = store(&svc, failure_alert("d", "job1", 1, None, "auto"), at(3)).await;
+    assert_eq!(again.count, 0, "a re-created alert starts afresh");
+}
+
+/// Alerts list in (project, name) order, per project or all (`*`), with offset and limit.
+pub async fn listing_is_ordered_and_paged(s: Arc<dyn Store>) {
+    let svc = service(s);
+    for name in ["c", "a", "b"] {
+        store(&svc, failure_alert(name, "job1", 1, None, "auto"), at(0)).await;
+    }
+    let other: AlertConfig = serde_json::from_value({
+        let mut v =
+            serde_json::to_value(failure_alert("z", "job1", 1, None, "auto")).expect("json");
+        v["project"] = json!("another");
+        v["entities"]["project"] = json!("another");
+        v
+    })
+    .expect("config");
+    svc.store_alert("another", "z", other, false, at(0))
+        .await
+        .expect("stored");
+    let names = |v: Vec<AlertConfig>| v.into_iter().map(|a| a.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(svc.list_alerts(P, 0, 100, at(1)).await.expect("list")),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        names(svc.list_alerts(P, 1, 1, at(1)).await.expect("list")),
+        ["b"]
+    );
+    assert_eq!(
+        names(svc.list_alerts("*", 0, 100, at(1)).await.expect("list")),
+        ["z", "a", "b", "c"]
+    );
+    let ids: Vec<_> = svc
+        .list_alerts(P, 0, 100, at(1))
+        .await
+        .expect("list")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(ids.iter().all(Option::is_some));
+}
+
+fn page(q: ActivationQuery) -> ActivationQuery {
+    ActivationQuery { limit: 1000, ..q }
+}
+
+#[cfg(test)]
+mod memory_store {
+    use std::sync::Arc;
+
+    use crate::store::{MemoryStore, Store};
+
+    crate::store_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
+}

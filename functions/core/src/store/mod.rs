@@ -1,0 +1,132 @@
+//! Storage, as narrow traits: alert configs with their state, event intake (windows and
+//! transitions, which must be atomic), and activations. The embedded store and the in-memory
+//! store implement them today; the DynamoDB store implements the same traits and passes the same
+//! contract suite (`contract`).
+
+mod memory;
+mod query;
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use memory::{AlertEntry, Changes, MemoryState, MemoryStore, WindowChange, Windows};
+pub use query::{ActivationQuery, EntityFilter, NameFilter, glob_match};
+
+use crate::error::Result;
+use crate::model::{AcceptedEvent, Activation, AlertConfig, NotificationState, Span, Timestamp};
+use crate::rule::Rule;
+
+/// An alert as stored: its rule (config and secrets), its runtime state and its dates.
+#[derive(Debug, Clone)]
+pub struct AlertRecord {
+    pub id: u64,
+    pub rule: Arc<Rule>,
+    pub runtime: crate::engine::Runtime,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+impl AlertRecord {
+    /// The config as answered at `now`: enriched with id, dates, state and count; secrets masked.
+    pub fn view(&self, now: Timestamp) -> AlertConfig {
+        let mut c = self.rule.config.clone();
+        c.id = Some(self.id);
+        c.created = Some(self.created);
+        c.updated = Some(self.updated);
+        c.state = self.runtime.state_at(now);
+        c.count = self.runtime.count;
+        c
+    }
+}
+
+/// A store request to create or replace an alert.
+#[derive(Debug, Clone)]
+pub struct PutAlert {
+    pub rule: Rule,
+    pub force_reset: bool,
+    /// A new alert is refused (412) when this many already exist, across all projects.
+    pub max_allowed: usize,
+    pub now: Timestamp,
+}
+
+/// What a put did.
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    pub alert: AlertRecord,
+    pub created: bool,
+    /// Whether the alert's state was reset (see [`crate::engine::Runtime::update_resets`]).
+    pub reset: bool,
+}
+
+/// An activation, with the rule it fired for (what the notifier needs to deliver it).
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub activation: Activation,
+    pub rule: Arc<Rule>,
+}
+
+/// What an event did.
+#[derive(Debug, Clone, Default)]
+pub struct EventOutcome {
+    /// Its idempotency key was seen before: it was not counted again.
+    pub duplicate: bool,
+    /// Alerts whose window it was counted in.
+    pub counted: usize,
+    pub fired: Vec<Fired>,
+}
+
+/// Alert configs and their runtime state.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Creates or replaces an alert. A new alert gets the next id; an update keeps id and
+    /// `created`, keeps stored secrets that the config refers to by their masked form, and
+    /// resets the state when the engine says the change requires it.
+    async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome>;
+    async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>>;
+    /// Alerts of a project (or of all, with `None`) in (project, name) order.
+    async fn list_alerts(
+        &self,
+        project: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>>;
+    /// Whether it existed.
+    async fn delete_alert(&self, project: &str, name: &str) -> Result<bool>;
+    /// Resets an alert (inactive, windows cleared, count kept, last activation closed). Returns
+    /// false when there is no such alert.
+    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool>;
+    /// Number of alerts across all projects.
+    async fn alert_count(&self) -> Result<usize>;
+}
+
+/// Event intake: count an event in the windows of the alerts it matches and fire those whose
+/// criteria are met, atomically with respect to other events.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn apply_event(
+        &self,
+        event: &AcceptedEvent,
+        idempotency_ttl: Span,
+    ) -> Result<EventOutcome>;
+}
+
+/// Activation records.
+#[async_trait]
+pub trait ActivationStore: Send + Sync {
+    /// Activations matching the query, newest first, after `query.offset` and at most
+    /// `query.limit` of them.
+    async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>>;
+    async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>>;
+    /// Records what the notifications of an activation did.
+    async fn set_notification_states(&self, id: u64, states: Vec<NotificationState>) -> Result<()>;
+    /// Deletes activations older than `before` (retention); returns how many.
+    async fn prune_activations(&self, before: Timestamp) -> Result<usize>;
+}
+
+/// Everything the service needs of a store.
+pub trait Store: AlertStore + EventStore + ActivationStore {}
+impl<T: AlertStore + EventStore + ActivationStore> Store for T {}
