@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -12,7 +13,7 @@ use crate::model::{
 use crate::settings::{AlertsSettings, MIN_COOLDOWN};
 
 /// Which entities an alert watches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntitySelector {
     /// `*`: every entity of the kind.
     Any,
@@ -24,8 +25,9 @@ pub enum EntitySelector {
 /// config so that no answer and no log line ever carries them.
 pub type Secrets = BTreeMap<String, Map<String, Value>>;
 
-/// A validated alert config, with what the engine needs parsed once.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated alert config, with what the engine needs parsed once. Stores persist it whole,
+/// so that a rule accepted once keeps loading even if the operator's limits change later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
     /// The config as it will be answered: server-owned fields cleared, `secret_params` masked.
     pub config: AlertConfig,

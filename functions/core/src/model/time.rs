@@ -85,7 +85,10 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// A length of time in microseconds: a window's period, a cooldown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Span(pub i64);
 
 impl Span {
