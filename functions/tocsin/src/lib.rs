@@ -1,4 +1,8 @@
 //! Tocsin's service: the embedded store, the HTTP API (MLRun-compatible), notification
-//! delivery, and the `tocsin` command's pieces.
+//! delivery, operator configuration, and the `tocsin` command's pieces.
 
+pub mod api;
+pub mod config;
 pub mod embedded;
+pub mod notify;
+pub mod serve;

@@ -1,0 +1,94 @@
+//! `/projects/{project}/alerts`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tocsin_core::model::{AlertConfig, Timestamp};
+
+use super::{ApiError, AppState, JsonBody, check_project};
+
+fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+    params
+        .get(name)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true" | "1" | "y"))
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Invalid `{name}` `{v}`: expected a whole number"),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub async fn store(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    JsonBody(config): JsonBody<AlertConfig>,
+) -> Result<Json<AlertConfig>, ApiError> {
+    check_project(&project)?;
+    let force = flag(&params, "force_reset") || flag(&params, "force-reset");
+    Ok(Json(
+        s.service
+            .store_alert(&project, &name, config, force, Timestamp::now())
+            .await?,
+    ))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<AlertConfig>, ApiError> {
+    Ok(Json(
+        s.service
+            .get_alert(&project, &name, Timestamp::now())
+            .await?,
+    ))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    if project != "*" {
+        check_project(&project)?;
+    }
+    let offset = number(&params, "offset")?.unwrap_or(0);
+    let limit = number(&params, "page-size")?
+        .or(number(&params, "limit")?)
+        .unwrap_or(usize::MAX);
+    let alerts = s
+        .service
+        .list_alerts(&project, offset, limit, Timestamp::now())
+        .await?;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.service.delete_alert(&project, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn reset(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    s.service
+        .reset_alert(&project, &name, Timestamp::now())
+        .await?;
+    Ok(Json(Value::Null))
+}

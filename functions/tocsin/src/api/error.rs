@@ -1,0 +1,49 @@
+//! API errors: a status and a `detail`, as MLRun answers them.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer: `{"detail": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    /// An error with this status and detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<tocsin_core::Error> for ApiError {
+    fn from(e: tocsin_core::Error) -> Self {
+        use tocsin_core::Error as E;
+        let status = match &e {
+            E::BadRequest(_) => StatusCode::BAD_REQUEST,
+            E::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            E::Store(detail) => {
+                tracing::error!(%detail, "store failure");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The store failed; the request was not applied. Retry later.",
+                );
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+    }
+}

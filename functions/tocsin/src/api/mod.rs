@@ -1,0 +1,161 @@
+//! The HTTP API: MLRun's alerts REST API under `/api/v1`, as one axum router that both
+//! `tocsin serve` and (later) the API Lambda run.
+//!
+//! MLRun's client sends JSON bodies without a `Content-Type` header, so bodies are read as bytes
+//! and decoded here: malformed JSON is a 400, JSON of the wrong shape a 422, each with a
+//! `detail` saying what is wrong. Nothing a client sends can make a handler panic.
+
+mod activations;
+mod alerts;
+mod body;
+mod error;
+mod events;
+mod templates;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tocsin_core::Service;
+
+pub use body::JsonBody;
+pub use error::ApiError;
+
+use crate::notify::Dispatch;
+
+/// The MLRun version whose client this API is checked against; answered by `client-spec`.
+pub const MLRUN_COMPAT_VERSION: &str = "1.12.1";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    /// Where fired activations go for delivery (off the request path).
+    pub dispatch: Arc<dyn Dispatch>,
+}
+
+/// The OpenAPI document of everything this router serves.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, as (method, path) in OpenAPI's spelling; checked against [`OPENAPI`] in tests.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/client-spec"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/healthz"),
+    ("get", "/api/v1/alert-templates"),
+    ("get", "/api/v1/alert-templates/{name}"),
+    ("delete", "/api/v1/alert-templates/{name}"),
+    ("get", "/api/v1/projects/{project}/alerts"),
+    ("get", "/api/v1/projects/{project}/alerts/{name}"),
+    ("put", "/api/v1/projects/{project}/alerts/{name}"),
+    ("delete", "/api/v1/projects/{project}/alerts/{name}"),
+    ("post", "/api/v1/projects/{project}/alerts/{name}/reset"),
+    (
+        "get",
+        "/api/v1/projects/{project}/alerts/{name}/activations",
+    ),
+    ("post", "/api/v1/projects/{project}/events/{kind}"),
+    ("get", "/api/v1/projects/{project}/alert-activations"),
+    ("get", "/api/v1/projects/{project}/alert-activations/{id}"),
+];
+
+/// The API router, with a body size limit of `max_body_bytes`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/client-spec", get(client_spec))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/alert-templates", get(templates::list))
+        .route(
+            "/alert-templates/{name}",
+            get(templates::get).delete(templates::delete),
+        )
+        .route("/projects/{project}/alerts", get(alerts::list))
+        .route(
+            "/projects/{project}/alerts/{name}",
+            get(alerts::get).put(alerts::store).delete(alerts::delete),
+        )
+        .route(
+            "/projects/{project}/alerts/{name}/reset",
+            post(alerts::reset),
+        )
+        .route(
+            "/projects/{project}/alerts/{name}/activations",
+            get(activations::list_for_alert),
+        )
+        .route("/projects/{project}/events/{kind}", post(events::post))
+        .route(
+            "/projects/{project}/alert-activations",
+            get(activations::list),
+        )
+        .route(
+            "/projects/{project}/alert-activations/{id}",
+            get(activations::get),
+        )
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn client_spec() -> Json<serde_json::Value> {
+    Json(json!({
+        "version": MLRUN_COMPAT_VERSION,
+        "server": "tocsin",
+        "tocsin_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Not found: no such endpoint (see /api/v1/openapi.json)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed on this endpoint (see /api/v1/openapi.json)",
+    )
+}
+
+/// Project names as MLRun allows them (DNS-1123 labels), plus `_` and `.`, which some clients use.
+fn check_project(project: &str) -> Result<(), ApiError> {
+    let ok = !project.is_empty()
+        && project.len() <= 253
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Invalid project name `{project}`: use letters, digits, `-`, `_` and `.` (at most 253)"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The operator's configuration of `tocsin serve`: a TOML file, then environment variables
+//! (`TOCSIN_<SECTION>__<KEY>`, as MLRun's `MLRUN_ALERTS__MODE`), then command-line flags.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! data_dir = "tocsin-data"
+//! durability = "os"        # or "fsync": fdatasync every commit
+//!
+//! [alerts]
+//! mode = "enabled"         # or "disabled": events accepted and ignored
+//! max_allowed = 10000
+//! max_criteria_count = 100
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tocsin_core::AlertsSettings;
+
+use crate::embedded::Durability;
+
+/// Everything `tocsin serve` can be told.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub alerts: AlertsSettings,
+}
+
+/// Where and how the server runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Loopback by default: the embedded deployment is one machine's service.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// With `durability = "os"`, how often the journal is synced to disk.
+    pub sync_interval_ms: u64,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Activations older than this are deleted (MLRun keeps 98 days).
+    pub activation_retention_days: i64,
+    /// A directory of alert config files (JSON, MLRun's wire format) stored at start.
+    pub alerts_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("tocsin-data"),
+            durability: Durability::Os,
+            sync_interval_ms: 1000,
+            max_body_bytes: 1024 * 1024,
+            activation_retention_days: 98,
+            alerts_dir: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {detail}")]
+    Invalid { origin: String, detail: String },
+}
+
+/// The prefix of the environment variables that configure Tocsin.
+pub const ENV_PREFIX: &str = "TOCSIN_";
+
+impl Config {
+    /// Reads `file` (if any), then applies `TOCSIN_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                            origin: path.display().to_string(),
+                            detail: e.to_string(),
+                        })?;
+                (table, path.display().to_string())
+            }
+            None => (toml::Table::new(), "the defaults".to_owned()),
+        };
+        let mut from_env = Vec::new();
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            let [section, key] = keys.as_slice() else {
+                continue;
+            };
+            if !matches!(section.as_str(), "server" | "alerts") {
+                continue;
+            }
+            // `100` is a number, `true` a boolean; anything else is taken as a string.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"));
+            let value = parsed.unwrap_or(toml::Value::String(value));
+            let section = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            if let toml::Value::Table(t) = section {
+                t.insert(key.clone(), value);
+            }
+            from_env.push(name);
+        }
+        let origin = if from_env.is_empty() {
+            origin
+        } else {
+            format!("{origin} with {}", from_env.join(", "))
+        };
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            origin,
+            detail: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_mlruns() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.alerts.max_allowed, 10_000);
+        assert_eq!(c.alerts.max_criteria_count, 100);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("tocsin.toml");
+        std::fs::write(&path, "[alerts]\nmode = \"disabled\"\nmax_allowed = 5\n[server]\ndata_dir = \"/var/lib/tocsin\"\n")
+            .expect("write");
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("TOCSIN_ALERTS__MAX_ALLOWED", "7"),
+                ("TOCSIN_SERVER__LISTEN", "127.0.0.1:9999"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(c.alerts.mode, tocsin_core::AlertsMode::Disabled);
+        assert_eq!(c.alerts.max_allowed, 7);
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/tocsin"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err =
+            Config::load(None, env(&[("TOCSIN_ALERTS__MODE", "sometimes")])).expect_err("bad mode");
+        assert!(
+            err.to_string().contains("TOCSIN_ALERTS__MODE")
+                && err.to_string().contains("sometimes"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("TOCSIN_ALERTS__MAX_ALOWED", "3")])).expect_err("typo");
+        assert!(err.to_string().contains("max_alowed"), "{err}");
+    }
+}

@@ -1,0 +1,149 @@
+//! What a notification says: MLRun's Slack block layout and webhook body, as pure functions of
+//! the notification and the activation (which carries the rendered summary and event data).
+
+use serde_json::{Value, json};
+use tocsin_core::model::{Activation, Notification};
+
+/// Slack's header block allows 150 characters.
+const SLACK_HEADER_MAX: usize = 150;
+
+fn message(note: &Notification, a: &Activation) -> String {
+    note.message
+        .clone()
+        .or_else(|| a.summary.clone())
+        .unwrap_or_else(|| format!("Alert {} fired", a.name))
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn row(text: String) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+}
+
+/// The Slack message: a header `[severity] message` (at most 150 characters), then the alert,
+/// project, entity id, summary, and the event's data as `key: value` lines.
+pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
+    let severity = note
+        .severity
+        .map(|s| s.as_str())
+        .unwrap_or(a.severity.as_str());
+    let header: String = format!("[{severity}] {}", message(note, a))
+        .chars()
+        .take(SLACK_HEADER_MAX)
+        .collect();
+    let mut blocks =
+        vec![json!({"type": "header", "text": {"type": "plain_text", "text": header}})];
+    if !note.name.is_empty() {
+        blocks.push(row(note.name.clone()));
+    }
+    blocks.push(row(format!(":bell: {} alert has occurred", a.name)));
+    blocks.push(row(format!("*Project:*\n{}", a.project)));
+    blocks.push(row(format!("*ID:*\n{}", a.entity_id)));
+    if let Some(summary) = &a.summary {
+        blocks.push(row(format!("*Summary:*\n{summary}")));
+    }
+    if !a.value_dict.is_empty() {
+        let lines: Vec<String> = a
+            .value_dict
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", value_text(v)))
+            .collect();
+        blocks.push(row(format!("*Event data:*\n{}", lines.join("\n"))));
+    }
+    json!({ "blocks": blocks })
+}
+
+/// The webhook body: `{message, severity, name, project, summary, value, id}`, with the alert's
+/// severity, the event's data as `value` and the entity id as `id`.
+pub fn webhook_payload(note: &Notification, a: &Activation) -> Value {
+    let mut body = json!({
+        "message": message(note, a),
+        "severity": a.severity,
+        "name": a.name,
+        "project": a.project,
+        "value": a.value_dict,
+        "id": a.entity_id,
+    });
+    if let Some(summary) = &a.summary {
+        body["summary"] = json!(summary);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activation() -> Activation {
+        serde_json::from_value(json!({
+            "id": 7, "name": "drift", "project": "fraud", "severity": "high",
+            "activation_time": "2026-11-23T10:00:00.000000+00:00", "entity_id": "ep1.app.res",
+            "entity_kind": "model-endpoint-result", "criteria": {"count": 3, "period": "10m"},
+            "event_kind": "data-drift-detected", "number_of_events": 3, "notifications": [],
+            "reset_time": null, "summary": "Model fraud/ep1.app.res drifts",
+            "value_dict": {"result_value": 0.91, "result_name": "hellinger"}
+        }))
+        .expect("activation")
+    }
+
+    fn note(message: Option<&str>) -> Notification {
+        serde_json::from_value(
+            json!({"kind": "slack", "name": "oncall", "message": message, "severity": "warning"}),
+        )
+        .expect("notification")
+    }
+
+    #[test]
+    fn slack_has_mlruns_layout() {
+        let p = slack_payload(&note(Some("drift!")), &activation());
+        let texts: Vec<&str> = p["blocks"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .map(|b| b["text"]["text"].as_str().expect("text"))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "[warning] drift!",
+                "oncall",
+                ":bell: drift alert has occurred",
+                "*Project:*\nfraud",
+                "*ID:*\nep1.app.res",
+                "*Summary:*\nModel fraud/ep1.app.res drifts",
+                "*Event data:*\nresult_value: 0.91\nresult_name: hellinger",
+            ]
+        );
+        assert_eq!(p["blocks"][0]["type"], "header");
+    }
+
+    #[test]
+    fn slack_header_is_cut_at_150_characters() {
+        let long = "é".repeat(400);
+        let p = slack_payload(&note(Some(&long)), &activation());
+        assert_eq!(
+            p["blocks"][0]["text"]["text"]
+                .as_str()
+                .expect("header")
+                .chars()
+                .count(),
+            150
+        );
+    }
+
+    #[test]
+    fn webhook_body_is_mlruns() {
+        let body = webhook_payload(&note(None), &activation());
+        assert_eq!(
+            body,
+            json!({"message": "Model fraud/ep1.app.res drifts", "severity": "high", "name": "drift",
+                   "project": "fraud", "summary": "Model fraud/ep1.app.res drifts",
+                   "value": {"result_value": 0.91, "result_name": "hellinger"}, "id": "ep1.app.res"})
+        );
+    }
+}
