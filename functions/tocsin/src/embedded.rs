@@ -217,11 +217,13 @@ impl EmbeddedStore {
     }
 
     fn batch(&self) -> WriteBatch {
+        // A batch left without a mode stays in fjall's journal buffer, in this process: a
+        // `kill -9` would lose it. `Buffer` hands it to the OS before the answer is released.
         let mode = match self.durability {
-            Durability::Os => None,
-            Durability::Fsync => Some(PersistMode::SyncData),
+            Durability::Os => PersistMode::Buffer,
+            Durability::Fsync => PersistMode::SyncData,
         };
-        self.db.batch().durability(mode)
+        self.db.batch().durability(Some(mode))
     }
 
     /// Runs `f` on the state and commits what it changed, under the lock.

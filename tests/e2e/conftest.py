@@ -1,0 +1,137 @@
+"""Fixtures that run the real `tocsin` binary and real receivers on loopback."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+BIN = os.environ.get("TOCSIN_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/tocsin"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tocsin:
+    """A `tocsin serve` process on its own port and data directory."""
+
+    def __init__(self, data_dir, env=None, args=()):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.url}/api/v1"
+        self.env = {**os.environ, "RUST_LOG": "info", **(env or {})}
+        self.args = list(args)
+        self.proc = None
+        self.log_path = os.path.join(data_dir, "serve.log")
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", os.path.join(self.data_dir, "store"), *self.args],
+            stdout=log, stderr=log, env=self.env,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tocsin exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if requests.get(f"{self.api}/healthz", timeout=0.5).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("tocsin did not become ready: " + self.log())
+
+    def kill(self):
+        """SIGKILL: no shutdown path runs."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture
+def tocsin_factory():
+    started = []
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def make(env=None, args=()):
+            t = Tocsin(tempfile.mkdtemp(dir=tmp), env=env, args=args).start()
+            started.append(t)
+            return t
+
+        yield make
+        for t in started:
+            t.stop()
+
+
+@pytest.fixture
+def tocsin(tocsin_factory):
+    return tocsin_factory()
+
+
+class Receiver:
+    """A real HTTP listener that plays Slack and webhook targets and records what arrives."""
+
+    def __init__(self):
+        self.requests = []
+        self.cond = threading.Condition()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with outer.cond:
+                    outer.requests.append({
+                        "method": self.command, "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": json.loads(body) if body else None,
+                    })
+                    outer.cond.notify_all()
+                status = 500 if self.path.startswith("/fail") else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_POST = do_PUT = do_GET = do_any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, n, timeout=10):
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.requests) >= n, timeout)
+            return list(self.requests)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
