@@ -110,12 +110,12 @@ impl Service {
         let kind: EventKind = kind
             .parse()
             .map_err(|e: crate::model::UnknownValue| Error::bad(e.to_string()))?;
-        if let Some(body_kind) = event.kind {
-            if body_kind != kind {
-                return Err(Error::bad(format!(
-                    "Event kind mismatch: the path names `{kind}`, the body `{body_kind}`"
-                )));
-            }
+        if let Some(body_kind) = event.kind
+            && body_kind != kind
+        {
+            return Err(Error::bad(format!(
+                "Event kind mismatch: the path names `{kind}`, the body `{body_kind}`"
+            )));
         }
         let entity = event.entity;
         if entity.project != project {
@@ -146,12 +146,12 @@ impl Service {
             }
         };
         let idempotency_key = idempotency_key.or(event.id);
-        if let Some(k) = &idempotency_key {
-            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(Error::bad(format!(
-                    "Invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY} bytes long"
-                )));
-            }
+        if let Some(k) = &idempotency_key
+            && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+        {
+            return Err(Error::bad(format!(
+                "Invalid idempotency key: it must be 1 to {MAX_IDEMPOTENCY_KEY} bytes long"
+            )));
         }
         Ok(AcceptedEvent {
             project: project.to_owned(),

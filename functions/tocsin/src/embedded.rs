@@ -294,11 +294,11 @@ impl EmbeddedStore {
         for closed in changes.closed {
             if let Some(a) = new_activations.get_mut(&closed.activation) {
                 a.reset_time.get_or_insert(closed.at);
-            } else if let Some(mut a) = self.read_activation(closed.activation)? {
-                if a.reset_time.is_none() {
-                    a.reset_time = Some(closed.at);
-                    batch.insert(&self.ks.activations, id_key(a.id), to_json(&a)?);
-                }
+            } else if let Some(mut a) = self.read_activation(closed.activation)?
+                && a.reset_time.is_none()
+            {
+                a.reset_time = Some(closed.at);
+                batch.insert(&self.ks.activations, id_key(a.id), to_json(&a)?);
             }
         }
         for (id, a) in new_activations {
@@ -344,14 +344,6 @@ impl EmbeddedStore {
         Ok(expired.len())
     }
 }
-
-/// `x.pipe(f)`: keeps a borrow chain readable.
-trait Pipe: Sized {
-    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 #[async_trait]
 impl AlertStore for EmbeddedStore {

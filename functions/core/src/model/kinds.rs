@@ -145,16 +145,20 @@ wire_enum! {
 
 wire_enum! {
     /// Whether an alert that fired goes back to inactive by itself (`auto`) or waits for a reset.
+    #[derive(Default)]
     ResetPolicy, "reset policy", normalize: exact, {
         Manual = "manual",
+        #[default]
         Auto = "auto",
     }
 }
 
 wire_enum! {
     /// Whether an alert is currently raised.
+    #[derive(Default)]
     AlertState, "alert state", normalize: exact, {
         Active = "active",
+        #[default]
         Inactive = "inactive",
     }
 }
@@ -178,18 +182,6 @@ wire_enum! {
         Verbose = "verbose",
         Warning = "warning",
         Error = "error",
-    }
-}
-
-impl Default for ResetPolicy {
-    fn default() -> Self {
-        ResetPolicy::Auto
-    }
-}
-
-impl Default for AlertState {
-    fn default() -> Self {
-        AlertState::Inactive
     }
 }
 

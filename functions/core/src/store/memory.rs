@@ -241,10 +241,8 @@ impl MemoryState {
             .runtime
             .update_resets(&old, &rule, force_reset, now);
         let rule = Arc::new(rule);
-        if reset {
-            if let Some(closed) = entry.record.runtime.reset(now) {
-                changes.closed.push(closed);
-            }
+        if reset && let Some(closed) = entry.record.runtime.reset(now) {
+            changes.closed.push(closed);
         }
         if reset || old.per_entity != rule.per_entity {
             entry.windows = Windows::for_rule(&rule);

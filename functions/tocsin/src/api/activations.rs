@@ -32,7 +32,7 @@ fn encode_token(c: &Cursor) -> String {
 }
 
 fn decode_token(token: &str) -> Option<Cursor> {
-    if token.len() % 2 != 0 || !token.is_ascii() {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
