@@ -146,12 +146,7 @@ impl EmbeddedStore {
             }
         };
         let last_activation = match ks.activations.last_key_value() {
-            Some(g) => g
-                .key()
-                .map_err(|e| corrupt("activation key")(&e))?
-                .as_ref()
-                .pipe(id_of)
-                .unwrap_or(0),
+            Some(g) => id_of(&g.key().map_err(|e| corrupt("activation key")(&e))?).unwrap_or(0),
             None => 0,
         };
         let mut state = MemoryState::new(last_activation);
