@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::rule::{compile, entity_fits};
 use crate::settings::{AlertsMode, AlertsSettings};
-use crate::store::{ActivationQuery, EventOutcome, PutAlert, Store};
+use crate::store::{ActivationQuery, AlertRecord, EventOutcome, PutAlert, Store};
 use crate::templates;
 
 /// Idempotency keys longer than this are refused (they are stored per event).
@@ -71,17 +71,17 @@ impl Service {
         }
     }
 
-    /// `GET /projects/{project}/alerts`; project `*` lists every project.
+    /// `GET /projects/{project}/alerts`; project `*` lists every project. Returns the records
+    /// (cheap handles) so that a host renders each view as it writes it, never holding every
+    /// rendered config of a large listing at once.
     pub async fn list_alerts(
         &self,
         project: &str,
         offset: usize,
         limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<AlertConfig>> {
+    ) -> Result<Vec<AlertRecord>> {
         let project = (project != "*").then_some(project);
-        let records = self.store.list_alerts(project, offset, limit).await?;
-        Ok(records.iter().map(|r| r.view(now)).collect())
+        self.store.list_alerts(project, offset, limit).await
     }
 
     /// `DELETE /projects/{project}/alerts/{name}`: succeeds also when there is no such alert.

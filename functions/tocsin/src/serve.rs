@@ -152,7 +152,7 @@ fn spawn_upkeep(
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "activation retention failed"),
             }
-            if let Err(e) = store.prune_idempotency(now) {
+            if let Err(e) = store.prune_idempotency(now).await {
                 tracing::error!(error = %e, "idempotency key expiry failed");
             }
         }

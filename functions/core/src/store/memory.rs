@@ -87,8 +87,10 @@ pub enum WindowChange {
 /// these in one atomic batch before the operation's answer is released.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Alerts whose config or runtime changed.
-    pub alerts: Vec<u64>,
+    /// Alerts whose config (rule, dates) changed.
+    pub rules: Vec<u64>,
+    /// Alerts whose runtime state changed.
+    pub runtimes: Vec<u64>,
     /// Alerts deleted (with their windows).
     pub removed: Vec<u64>,
     pub windows: Vec<WindowChange>,
@@ -98,6 +100,12 @@ pub struct Changes {
     pub closed: Vec<Closed>,
     /// Idempotency keys claimed: (project, key, expiry).
     pub idempotency: Vec<(String, String, Timestamp)>,
+    /// Idempotency keys expired: (project, key).
+    pub idempotency_removed: Vec<(String, String)>,
+    /// Notification results to record on activations.
+    pub notification_states: Vec<(u64, Vec<NotificationState>)>,
+    /// Activations deleted by retention: (id, project).
+    pub activations_removed: Vec<(u64, String)>,
 }
 
 /// The in-memory state of alerts. Not thread-safe by itself: stores hold it behind a lock.
@@ -223,7 +231,8 @@ impl MemoryState {
                 .insert((rule.project().to_owned(), rule.name().to_owned()), id);
             self.matcher.insert(id, &rule);
             self.alerts.insert(id, entry);
-            changes.alerts.push(id);
+            changes.rules.push(id);
+            changes.runtimes.push(id);
             return Ok(PutOutcome {
                 alert: record,
                 created: true,
@@ -252,7 +261,8 @@ impl MemoryState {
         self.matcher.insert(id, &rule);
         entry.record.rule = rule;
         entry.record.updated = now;
-        changes.alerts.push(id);
+        changes.rules.push(id);
+        changes.runtimes.push(id);
         Ok(PutOutcome {
             alert: entry.record.clone(),
             created: false,
@@ -291,7 +301,7 @@ impl MemoryState {
         }
         entry.windows = Windows::for_rule(&entry.record.rule);
         changes.windows.push(WindowChange::Clear { alert: id });
-        changes.alerts.push(id);
+        changes.runtimes.push(id);
         true
     }
 
@@ -338,7 +348,7 @@ impl MemoryState {
             let (counts, closed) = record.runtime.admit(ev.at);
             if let Some(closed) = closed {
                 changes.closed.push(closed);
-                changes.alerts.push(id);
+                changes.runtimes.push(id);
             }
             if !counts {
                 return;
@@ -364,7 +374,7 @@ impl MemoryState {
             let activation_id = *next_activation_id;
             *next_activation_id += 1;
             let closes_now = record.runtime.fire(rule, activation_id, ev.at);
-            changes.alerts.push(id);
+            changes.runtimes.push(id);
             let activation = new_activation(activation_id, rule, ev, in_window, closes_now);
             changes.activations.push(activation.clone());
             outcome.fired.push(Fired {

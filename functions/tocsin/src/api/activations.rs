@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tocsin_core::model::{Activation, EntityKind, EventKind, Severity, Timestamp};
 use tocsin_core::store::{ActivationQuery, EntityFilter, NameFilter};
 
@@ -118,12 +117,28 @@ fn parse_query(project: &str, raw: Option<&str>) -> Result<(ActivationQuery, Pag
     Ok((q, paging))
 }
 
+/// `{"activations": [...], "pagination": {"page", "page-size", "page-token"}}`.
+#[derive(Serialize)]
+pub struct ActivationPage {
+    activations: Vec<Activation>,
+    pagination: Pagination,
+}
+
+#[derive(Serialize)]
+struct Pagination {
+    page: Option<usize>,
+    #[serde(rename = "page-size")]
+    page_size: Option<usize>,
+    #[serde(rename = "page-token")]
+    page_token: Option<String>,
+}
+
 async fn respond(
     s: &AppState,
     project: &str,
     mut q: ActivationQuery,
     paging: Paging,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActivationPage>, ApiError> {
     let (page, size) = if let Some(token) = &paging.token {
         let cursor = decode_token(token)
             .filter(|c| c.query.project.as_deref().unwrap_or("*") == project)
@@ -161,17 +176,21 @@ async fn respond(
             page: page.unwrap_or(1) + 1,
         })
     });
-    Ok(Json(json!({
-        "activations": activations,
-        "pagination": { "page": page, "page-size": size, "page-token": token },
-    })))
+    Ok(Json(ActivationPage {
+        activations,
+        pagination: Pagination {
+            page,
+            page_size: size,
+            page_token: token,
+        },
+    }))
 }
 
 pub async fn list(
     State(s): State<AppState>,
     Path(project): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActivationPage>, ApiError> {
     if project != "*" {
         check_project(&project)?;
     }
@@ -183,7 +202,7 @@ pub async fn list_for_alert(
     State(s): State<AppState>,
     Path((project, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActivationPage>, ApiError> {
     check_project(&project)?;
     let (mut q, paging) = parse_query(&project, raw.as_deref())?;
     q.name = Some(NameFilter::Exact(name));

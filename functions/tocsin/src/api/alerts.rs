@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::ser::SerializeSeq;
+use serde_json::Value;
 use tocsin_core::model::{AlertConfig, Timestamp};
+use tocsin_core::store::AlertRecord;
 
 use super::{ApiError, AppState, JsonBody, check_project};
 
@@ -60,7 +63,7 @@ pub async fn list(
     State(s): State<AppState>,
     Path(project): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     if project != "*" {
         check_project(&project)?;
     }
@@ -68,11 +71,34 @@ pub async fn list(
     let limit = number(&params, "page-size")?
         .or(number(&params, "limit")?)
         .unwrap_or(usize::MAX);
-    let alerts = s
-        .service
-        .list_alerts(&project, offset, limit, Timestamp::now())
-        .await?;
-    Ok(Json(json!({ "alerts": alerts })))
+    let records = s.service.list_alerts(&project, offset, limit).await?;
+    Ok(Json(AlertList {
+        alerts: Views {
+            records,
+            now: Timestamp::now(),
+        },
+    }))
+}
+
+/// `{"alerts": [...]}`, each alert's view rendered as it is written.
+#[derive(Serialize)]
+pub struct AlertList {
+    alerts: Views,
+}
+
+struct Views {
+    records: Vec<AlertRecord>,
+    now: Timestamp,
+}
+
+impl Serialize for Views {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.records.len()))?;
+        for r in &self.records {
+            seq.serialize_element(&r.view(self.now))?;
+        }
+        seq.end()
+    }
 }
 
 pub async fn delete(
