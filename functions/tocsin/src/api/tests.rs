@@ -245,3 +245,104 @@ async fn every_documented_route_is_served() {
         );
     }
 }
+
+/// xorshift64*: a fixed, dependency-free source of mutations, so that failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mutates a valid body: byte flips, deletions, insertions of JSON-significant bytes, and
+/// splices of values of the wrong type. Every answer must be a 2xx or a 4xx with a `detail`.
+#[tokio::test]
+async fn mutated_bodies_never_cause_a_5xx() {
+    let (app, _) = app();
+    let seeds: [(&str, Value); 3] = [
+        ("/api/v1/projects/p/alerts/a", alert()),
+        (
+            "/api/v1/projects/p/events/failed",
+            json!({"kind": "failed", "entity": {"kind": "job", "project": "p", "ids": ["j1"]}, "value_dict": {"x": [1, 2.5, null]}, "id": "k"}),
+        ),
+        (
+            "/api/v1/projects/p/alerts/n",
+            json!({"project": "p", "name": "n", "severity": "high", "cooldown_period": "1m",
+                   "trigger": {"events": ["data_drift_detected"]}, "criteria": {"count": 3, "period": "10m", "per_entity": true},
+                   "entities": {"kind": "model-endpoint-result", "project": "p", "ids": ["*"]},
+                   "notifications": [{"notification": {"kind": "slack", "name": "s", "secret_params": {"webhook": "http://127.0.0.1:9/x"}},
+                                      "cooldown_period": "5m"}]}),
+        ),
+    ];
+    let tokens: [&[u8]; 12] = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b":",
+        b",",
+        b"null",
+        b"-1",
+        b"1e999",
+        b"\"\\ud800\"",
+        b"18446744073709551616",
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut answered = [0usize; 6];
+    for round in 0..3000 {
+        let (uri, seed) = &seeds[round % seeds.len()];
+        let mut body = seed.to_string().into_bytes();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(body.len());
+            match rng.below(3) {
+                0 => body[at] = (rng.next() & 0xff) as u8,
+                1 => {
+                    let end = (at + rng.below(8)).min(body.len());
+                    body.drain(at..end);
+                }
+                _ => {
+                    let t = tokens[rng.below(tokens.len())];
+                    body.splice(at..at, t.iter().copied());
+                }
+            }
+        }
+        let method = if uri.contains("/events/") {
+            Method::POST
+        } else {
+            Method::PUT
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(*uri)
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let res = app.clone().oneshot(req).await.expect("answer");
+        let status = res.status();
+        let bytes = to_bytes(res.into_body(), usize::MAX).await.expect("body");
+        assert!(
+            status.as_u16() < 500,
+            "{status} for {}",
+            String::from_utf8_lossy(&body)
+        );
+        if !status.is_success() {
+            let answer: Value = serde_json::from_slice(&bytes).expect("json error");
+            assert!(
+                answer["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{answer}"
+            );
+        }
+        answered[(status.as_u16() / 100) as usize] += 1;
+    }
+    assert!(
+        answered[2] > 0 && answered[4] > 0,
+        "the mutations reach both outcomes: {answered:?}"
+    );
+}
