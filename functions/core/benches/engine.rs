@@ -24,22 +24,28 @@ fn config(i: usize) -> AlertConfig {
     .expect("bench config")
 }
 
-fn state(alerts: usize) -> MemoryState {
-    let mut s = MemoryState::new(0);
+/// The puts that store `alerts` alerts.
+fn puts(alerts: usize) -> impl Iterator<Item = PutAlert> {
     let settings = AlertsSettings {
         max_allowed: usize::MAX,
         ..AlertsSettings::default()
     };
-    for i in 0..alerts {
+    (0..alerts).map(move |i| {
         let c = config(i);
         let name = c.name.clone();
         let rule = compile(c, "bench", &name, &settings).expect("valid");
-        let put = PutAlert {
+        PutAlert {
             rule,
             force_reset: false,
             max_allowed: usize::MAX,
             now: Timestamp::from_secs(0),
-        };
+        }
+    })
+}
+
+fn state(alerts: usize) -> MemoryState {
+    let mut s = MemoryState::new(0);
+    for put in puts(alerts) {
         s.put_alert(put, &mut Changes::default()).expect("stored");
     }
     s
@@ -87,20 +93,7 @@ fn bench(c: &mut Criterion) {
         let evs = events(alerts);
         let store = Arc::new(MemoryStore::new());
         rt.block_on(async {
-            let settings = AlertsSettings {
-                max_allowed: usize::MAX,
-                ..AlertsSettings::default()
-            };
-            for i in 0..alerts {
-                let c = config(i);
-                let name = c.name.clone();
-                let rule = compile(c, "bench", &name, &settings).expect("valid");
-                let put = PutAlert {
-                    rule,
-                    force_reset: false,
-                    max_allowed: usize::MAX,
-                    now: Timestamp::from_secs(0),
-                };
+            for put in puts(alerts) {
                 tocsin_core::store::AlertStore::put_alert(&*store, put)
                     .await
                     .expect("stored");
