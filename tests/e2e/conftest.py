@@ -91,10 +91,16 @@ def tocsin(tocsin_factory):
 
 
 class Receiver:
-    """A real HTTP listener that plays Slack and webhook targets and records what arrives."""
+    """A real HTTP listener that plays Slack and webhook targets and records what arrives.
+
+    By default it answers 200. `script(path, [answers])` makes requests to a path get the given
+    answers in order (then 200): an int status, or (status, {"Header": "value"}). Paths under
+    `/fail` always get 500 and paths under `/reject` always 400.
+    """
 
     def __init__(self):
         self.requests = []
+        self.scripts = {}
         self.cond = threading.Condition()
         outer = self
 
@@ -103,14 +109,22 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with outer.cond:
+                    queue = outer.scripts.get(self.path)
+                    answer = queue.pop(0) if queue else 200
+                    if self.path.startswith("/fail"):
+                        answer = 500
+                    elif self.path.startswith("/reject"):
+                        answer = 400
+                    status, headers = answer if isinstance(answer, tuple) else (answer, {})
                     outer.requests.append({
-                        "method": self.command, "path": self.path,
+                        "method": self.command, "path": self.path, "status": status, "at": time.monotonic(),
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": json.loads(body) if body else None,
                     })
                     outer.cond.notify_all()
-                status = 500 if self.path.startswith("/fail") else 200
                 self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -124,10 +138,17 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, n, timeout=10):
+    def script(self, path, answers):
         with self.cond:
-            self.cond.wait_for(lambda: len(self.requests) >= n, timeout)
-            return list(self.requests)
+            self.scripts[path] = list(answers)
+
+    def wait_for(self, n, timeout=10, path=None):
+        def matching():
+            return [r for r in self.requests if path is None or r["path"] == path]
+
+        with self.cond:
+            self.cond.wait_for(lambda: len(matching()) >= n, timeout)
+            return matching()
 
 
 @pytest.fixture

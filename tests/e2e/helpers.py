@@ -1,5 +1,7 @@
 """Small builders for the wire objects the tests send."""
 
+import time
+
 import requests
 
 
@@ -38,3 +40,14 @@ def get_alert(api, project, name):
     r = requests.get(f"{api}/projects/{project}/alerts/{name}", timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def wait_delivered(api, project, index=0, timeout=20):
+    """The activation once none of its notifications is pending any more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        acts = requests.get(f"{api}/projects/{project}/alert-activations", timeout=10).json()["activations"]
+        if len(acts) > index and all(d["status"] != "pending" for d in acts[index].get("deliveries", [])):
+            return acts[index]
+        assert time.monotonic() < deadline, f"still pending: {acts}"
+        time.sleep(0.05)

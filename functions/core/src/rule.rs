@@ -40,6 +40,10 @@ pub struct Rule {
     pub per_entity: bool,
     /// Alert-level cooldown (auto reset only); None or zero means reset at once.
     pub cooldown: Option<Span>,
+    /// Per-notification cooldowns, by notification name: after a notification is sent, the
+    /// same notification of this alert is suppressed for this long.
+    #[serde(default)]
+    pub notification_cooldowns: BTreeMap<String, Span>,
 }
 
 impl Rule {
@@ -215,12 +219,16 @@ pub fn compile(
     }
 
     let mut secrets = Secrets::new();
+    let mut notification_cooldowns = BTreeMap::new();
     for n in &mut config.notifications {
         if let Some(p) = n.cooldown_period.as_deref() {
-            period(
+            let span = period(
                 p,
                 &format!("notification `{}` cooldown_period", n.notification.name),
             )?;
+            if span.0 > 0 {
+                notification_cooldowns.insert(n.notification.name.clone(), span);
+            }
         }
         let note = &mut n.notification;
         if secrets.contains_key(&note.name) {
@@ -257,6 +265,7 @@ pub fn compile(
         period: window,
         per_entity: criteria.per_entity,
         cooldown,
+        notification_cooldowns,
         entity,
         secrets,
         config,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_core::AlertsSettings;
 
 use crate::embedded::Durability;
+use crate::notify::DeliverySettings;
 
 /// Everything `tocsin serve` can be told.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -27,6 +28,7 @@ use crate::embedded::Durability;
 pub struct Config {
     pub server: ServerConfig,
     pub alerts: AlertsSettings,
+    pub notifications: DeliverySettings,
 }
 
 /// Where and how the server runs.
@@ -107,7 +109,7 @@ impl Config {
             let [section, key] = keys.as_slice() else {
                 continue;
             };
-            if !matches!(section.as_str(), "server" | "alerts") {
+            if !matches!(section.as_str(), "server" | "alerts" | "notifications") {
                 continue;
             }
             // `100` is a number, `true` a boolean; anything else is taken as a string.

@@ -18,6 +18,7 @@
 //! - `windows`: alert id ++ entity id (empty for a shared window) -> JSON list of times
 //! - `activations`: activation id -> JSON activation
 //! - `activations_by_project`: project ++ 0x00 ++ activation id -> empty
+//! - `outbox`: activation id -> empty, while a notification of the activation is pending
 //! - `idempotency`: project ++ 0x00 ++ key -> expiry (i64 big-endian microseconds)
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ use fjall::{
 use serde::{Deserialize, Serialize};
 use tocsin_core::engine::{Runtime, Window};
 use tocsin_core::error::{Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, NotificationState, Span, Timestamp};
+use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::{
     ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, Changes, EventOutcome,
@@ -80,6 +81,7 @@ struct Keyspaces {
     windows: Keyspace,
     activations: Keyspace,
     by_project: Keyspace,
+    outbox: Keyspace,
     idempotency: Keyspace,
 }
 
@@ -173,6 +175,7 @@ impl EmbeddedStore {
             windows: open("windows", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             activations: open("activations", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             by_project: open("activations_by_project", HOT_MEMTABLE_BYTES).map_err(db_err)?,
+            outbox: open("outbox", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             idempotency: open("idempotency", HOT_MEMTABLE_BYTES).map_err(db_err)?,
         };
         let mut state = load(&ks)?;
@@ -362,6 +365,25 @@ impl Disk {
         self.db.batch().durability(Some(mode))
     }
 
+    /// The activation `id` for an update in this batch: new in it, already read for it, or
+    /// read now from disk. None if it does not exist (retention may have deleted it).
+    fn activation_mut<'a>(
+        &self,
+        id: u64,
+        fresh: &'a mut BTreeMap<u64, Activation>,
+        touched: &'a mut BTreeMap<u64, Activation>,
+    ) -> Result<Option<&'a mut Activation>> {
+        if fresh.contains_key(&id) {
+            return Ok(fresh.get_mut(&id));
+        }
+        match touched.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(Some(e.into_mut())),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                Ok(self.read_activation(id)?.map(|a| e.insert(a)))
+            }
+        }
+    }
+
     fn read_activation(&self, id: u64) -> Result<Option<Activation>> {
         match self.ks.activations.get(id_key(id)).map_err(store_err)? {
             Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
@@ -429,39 +451,36 @@ impl Disk {
             batch.remove(&self.ks.alerts, id_key(id));
             batch.remove(&self.ks.runtime, id_key(id));
         }
-        let mut activations: BTreeMap<u64, Activation> =
+        // Activations new in this batch, and stored ones this batch updates.
+        let mut fresh: BTreeMap<u64, Activation> =
             changes.activations.into_iter().map(|a| (a.id, a)).collect();
-        let mut updated = Vec::new();
+        let mut touched: BTreeMap<u64, Activation> = BTreeMap::new();
         for closed in changes.closed {
-            if let Some(a) = activations.get_mut(&closed.activation) {
+            if let Some(a) = self.activation_mut(closed.activation, &mut fresh, &mut touched)? {
                 a.reset_time.get_or_insert(closed.at);
-            } else if let Some(mut a) = self.read_activation(closed.activation)?
-                && a.reset_time.is_none()
-            {
-                a.reset_time = Some(closed.at);
-                updated.push(a);
             }
         }
-        for (id, states) in changes.notification_states {
-            match activations.get_mut(&id) {
-                Some(a) => a.notifications = states,
-                None => {
-                    if let Some(mut a) = self.read_activation(id)? {
-                        a.notifications = states;
-                        updated.push(a);
-                    }
-                }
+        for (id, delivery) in changes.deliveries {
+            if let Some(a) = self.activation_mut(id, &mut fresh, &mut touched)? {
+                a.record(delivery);
             }
         }
-        for a in updated {
-            batch.insert(&self.ks.activations, id_key(a.id), to_json(&a)?);
+        for (id, a) in touched {
+            batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
+            if !a.is_pending() {
+                batch.remove(&self.ks.outbox, id_key(id));
+            }
         }
-        for (id, a) in activations {
+        for (id, a) in fresh {
             batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
             batch.insert(&self.ks.by_project, scoped_key(&a.project, &id_key(id)), []);
+            if a.is_pending() {
+                batch.insert(&self.ks.outbox, id_key(id), []);
+            }
         }
         for (id, project) in changes.activations_removed {
             batch.remove(&self.ks.activations, id_key(id));
+            batch.remove(&self.ks.outbox, id_key(id));
             batch.remove(&self.ks.by_project, scoped_key(&project, &id_key(id)));
         }
         for (project, key, expires) in changes.idempotency {
@@ -544,10 +563,28 @@ impl ActivationStore for EmbeddedStore {
             .await
     }
 
-    async fn set_notification_states(&self, id: u64, states: Vec<NotificationState>) -> Result<()> {
+    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
         self.run(move |_, c, _| {
-            c.notification_states.push((id, states));
+            c.deliveries.push((id, delivery));
             Ok(())
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self) -> Result<Vec<Activation>> {
+        self.read(|disk| {
+            let mut pending = Vec::new();
+            for item in disk.ks.outbox.iter() {
+                let k = item.key().map_err(store_err)?;
+                if let Some(a) = id_of(&k)
+                    .map(|id| disk.read_activation(id))
+                    .transpose()?
+                    .flatten()
+                {
+                    pending.push(a);
+                }
+            }
+            Ok(pending)
         })
         .await
     }

@@ -85,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let n = load_alerts(&service, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
     }
-    let notifier = Notifier::start(store.clone())?;
+    let notifier = Notifier::start(store.clone(), config.notifications.clone()).await?;
     spawn_upkeep(
         embedded.clone(),
         server.durability,

@@ -13,11 +13,45 @@ pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
 pub use window::Window;
 
-use crate::model::{AlertState, Timestamp};
+use crate::model::{Activation, AlertState, Timestamp};
 
-/// Renders an alert summary's placeholders (`{{project}}`, `{{name}}`, `{{entity}}`, with or
-/// without spaces inside the braces) as plain text; unknown placeholders stay as written.
-pub fn render_summary(template: &str, project: &str, name: &str, entity: &str) -> String {
+/// Renders placeholders in a summary or a notification message as plain text, from the
+/// activation: MLRun's `{{project}}`, `{{name}}`, `{{entity}}`, and Tocsin's `{{severity}}`,
+/// `{{count}}` (events counted), `{{window}}` (the criteria period), `{{event_kind}}`,
+/// `{{entity_kind}}`, `{{activation}}` (its id) and `{{value.KEY}}` (the event's data). Spaces
+/// inside the braces are allowed; unknown placeholders stay as written; values are not
+/// rendered again.
+pub fn render(template: &str, a: &Activation) -> String {
+    render_with(template, |key| placeholder(a, key))
+}
+
+fn placeholder(a: &Activation, key: &str) -> Option<String> {
+    Some(match key {
+        "project" => a.project.clone(),
+        "name" => a.name.clone(),
+        "entity" => a.entity_id.clone(),
+        "severity" => a.severity.to_string(),
+        "count" => a.number_of_events.to_string(),
+        "window" => a
+            .criteria
+            .period
+            .clone()
+            .unwrap_or_else(|| "no time limit".into()),
+        "event_kind" => a.event_kind.to_string(),
+        "entity_kind" => a.entity_kind.to_string(),
+        "activation" => a.id.to_string(),
+        _ => {
+            let value = a.value_dict.get(key.strip_prefix("value.")?)?;
+            match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }
+        }
+    })
+}
+
+/// Replaces each `{{key}}` for which `lookup` has a value.
+pub fn render_with(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -27,11 +61,9 @@ pub fn render_summary(template: &str, project: &str, name: &str, entity: &str) -
             out.push_str(&rest[start..]);
             return out;
         };
-        match after[..end].trim() {
-            "project" => out.push_str(project),
-            "name" => out.push_str(name),
-            "entity" => out.push_str(entity),
-            _ => out.push_str(&rest[start..start + 2 + end + 2]),
+        match lookup(after[..end].trim()) {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
         }
         rest = &after[end + 2..];
     }
@@ -48,25 +80,51 @@ pub fn is_active(runtime: &Runtime, now: Timestamp) -> bool {
 mod tests {
     use super::*;
 
+    fn activation(entity: &str) -> Activation {
+        serde_json::from_value(serde_json::json!({
+            "id": 9, "name": "alert", "project": "my-project123", "severity": "high",
+            "activation_time": "2026-11-23T10:00:00.000000+00:00", "entity_id": entity,
+            "entity_kind": "model-endpoint-result", "criteria": {"count": 3, "period": "10m"},
+            "event_kind": "data-drift-detected", "number_of_events": 3, "notifications": [], "reset_time": null,
+            "value_dict": {"result_value": 0.91, "app": "drift-app"}
+        }))
+        .expect("activation")
+    }
+
     #[test]
     fn summary_placeholders_are_replaced_as_plain_text() {
+        let a = activation("ddd");
         assert_eq!(
-            render_summary(
+            render(
                 "Alert {{name}}: Model {{project}}/{{entity}} is drifting.",
-                "my-project123",
-                "alert",
-                "ddd"
+                &a
             ),
             "Alert alert: Model my-project123/ddd is drifting."
         );
+        assert_eq!(render("{{ entity }} {{other}} {{", &a), "ddd {{other}} {{");
         assert_eq!(
-            render_summary("{{ entity }} {{other}} {{", "p", "n", "e"),
-            "e {{other}} {{"
-        );
-        assert_eq!(
-            render_summary("{{entity}}", "p", "n", "{{name}}"),
+            render("{{entity}}", &activation("{{name}}")),
             "{{name}}",
             "no re-expansion"
+        );
+    }
+
+    #[test]
+    fn tocsins_placeholders() {
+        let a = activation("ep1");
+        assert_eq!(
+            render(
+                "[{{severity}}] {{count}} x {{event_kind}} in {{window}} on {{entity_kind}} #{{activation}}",
+                &a
+            ),
+            "[high] 3 x data-drift-detected in 10m on model-endpoint-result #9"
+        );
+        assert_eq!(
+            render(
+                "{{value.result_value}} from {{value.app}} {{value.missing}}",
+                &a
+            ),
+            "0.91 from drift-app {{value.missing}}"
         );
     }
 }

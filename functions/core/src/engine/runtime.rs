@@ -1,9 +1,11 @@
 //! The alert state machine: what an alert's runtime state becomes when an event arrives, when
 //! it fires, when it is reset and when its config changes. Pure functions of values.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AlertState, ResetPolicy, Timestamp};
+use crate::model::{AlertState, Delivery, DeliveryStatus, ResetPolicy, Timestamp};
 use crate::rule::Rule;
 
 /// What changes about an alert as events arrive; the config is in [`Rule`].
@@ -18,6 +20,9 @@ pub struct Runtime {
     /// The newest activation, which a reset stamps with its `reset_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activation: Option<u64>,
+    /// Notifications in cooldown: name -> until when they are suppressed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notification_cooldowns: BTreeMap<String, Timestamp>,
 }
 
 /// The activation a reset (or a cooldown's end) closes, and when.
@@ -78,6 +83,40 @@ impl Runtime {
                 true
             }
         }
+    }
+
+    /// Which notifications of `rule` an activation at `now` sends, and which a running
+    /// per-notification cooldown suppresses; starts the cooldowns of those it sends.
+    pub fn plan_deliveries(&mut self, rule: &Rule, now: Timestamp) -> Vec<Delivery> {
+        self.notification_cooldowns.retain(|_, until| *until > now);
+        rule.config
+            .notifications
+            .iter()
+            .map(|n| {
+                let name = &n.notification.name;
+                let pending = Delivery {
+                    notification: name.clone(),
+                    kind: n.notification.kind,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    error: None,
+                    at: None,
+                };
+                if let Some(until) = self.notification_cooldowns.get(name) {
+                    return Delivery {
+                        status: DeliveryStatus::Suppressed,
+                        error: Some(format!("in cooldown until {until}")),
+                        at: Some(*until),
+                        ..pending
+                    };
+                }
+                if let Some(cooldown) = rule.notification_cooldowns.get(name) {
+                    self.notification_cooldowns
+                        .insert(name.clone(), now.plus(*cooldown));
+                }
+                pending
+            })
+            .collect()
     }
 
     /// A reset: inactive, cooldown over, count kept. Returns the activation it closes, if the

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::alert::Criteria;
-use super::kinds::{EntityKind, EventKind, Severity};
+use super::kinds::{EntityKind, EventKind, NotificationKind, Severity};
 use super::time::Timestamp;
 
 /// One firing of an alert (MLRun's `AlertActivation`), newest first in listings.
@@ -28,6 +28,100 @@ pub struct Activation {
     /// Tocsin extension: the `value_dict` of the event that fired the alert.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub value_dict: Map<String, Value>,
+    /// Tocsin extension: what became of each notification of the alert. `notifications` (MLRun's
+    /// per-kind summary) is derived from it by [`Activation::summarize`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Activation {
+    /// Whether a notification still waits for delivery (the activation is in the outbox).
+    pub fn is_pending(&self) -> bool {
+        self.deliveries
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Pending)
+    }
+
+    /// Replaces the record of `delivery.notification` and recomputes the per-kind summary.
+    pub fn record(&mut self, delivery: Delivery) {
+        match self
+            .deliveries
+            .iter_mut()
+            .find(|d| d.notification == delivery.notification)
+        {
+            Some(d) => *d = delivery,
+            None => self.deliveries.push(delivery),
+        }
+        self.summarize();
+    }
+
+    /// MLRun's `notifications`: per kind, how many were delivered and how many failed, and the
+    /// errors. Pending and suppressed notifications are not counted (they were not sent).
+    pub fn summarize(&mut self) {
+        let mut states: Vec<NotificationState> = Vec::new();
+        for d in &self.deliveries {
+            let (ok, failed) = match d.status {
+                DeliveryStatus::Sent => (1, 0),
+                DeliveryStatus::Failed => (0, 1),
+                DeliveryStatus::Pending | DeliveryStatus::Suppressed => continue,
+            };
+            let kind = d.kind.as_str();
+            let i = match states.iter().position(|s| s.kind == kind) {
+                Some(i) => i,
+                None => {
+                    states.push(NotificationState {
+                        kind: kind.into(),
+                        err: None,
+                        summary: NotificationSummary::default(),
+                    });
+                    states.len() - 1
+                }
+            };
+            let state = &mut states[i];
+            state.summary.succeeded += ok;
+            state.summary.failed += failed;
+            if let Some(e) = d.error.as_deref().filter(|_| failed == 1) {
+                let msg = format!("{}: {e}", d.notification);
+                state.err = Some(match state.err.take() {
+                    Some(prev) => format!("{prev}; {msg}"),
+                    None => msg,
+                });
+            }
+        }
+        self.notifications = states;
+    }
+}
+
+/// What became of one notification of an activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The notification's name in the alert.
+    pub notification: String,
+    pub kind: NotificationKind,
+    pub status: DeliveryStatus,
+    /// Delivery attempts made.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why it failed, or why it was suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was delivered or given up; for a suppressed one, when its cooldown ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// The fate of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting in the outbox (or being retried).
+    Pending,
+    /// Delivered: the receiver answered 2xx.
+    Sent,
+    /// Given up: a permanent refusal, or retries exhausted.
+    Failed,
+    /// Not sent: the notification's cooldown was running.
+    Suppressed,
 }
 
 /// What the notifications of one kind did for an activation (MLRun's `NotificationState`).

@@ -8,7 +8,9 @@ mod kinds;
 mod template;
 mod time;
 
-pub use activation::{Activation, NotificationState, NotificationSummary};
+pub use activation::{
+    Activation, Delivery, DeliveryStatus, NotificationState, NotificationSummary,
+};
 pub use alert::{AlertConfig, AlertNotification, Criteria, Entities, Notification, Trigger};
 pub use event::{AcceptedEvent, Event};
 pub use kinds::{

@@ -14,9 +14,9 @@ use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, Fired,
     PutAlert, PutOutcome,
 };
-use crate::engine::{Closed, Matcher, Runtime, Window, render_summary};
+use crate::engine::{Closed, Matcher, Runtime, Window, render};
 use crate::error::{Error, Result};
-use crate::model::{AcceptedEvent, Activation, NotificationState, Span, Timestamp};
+use crate::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use crate::rule::{Rule, secret_reference};
 
 /// An alert's windows: one for all entities (MLRun's behaviour), or one per entity.
@@ -102,8 +102,8 @@ pub struct Changes {
     pub idempotency: Vec<(String, String, Timestamp)>,
     /// Idempotency keys expired: (project, key).
     pub idempotency_removed: Vec<(String, String)>,
-    /// Notification results to record on activations.
-    pub notification_states: Vec<(u64, Vec<NotificationState>)>,
+    /// Delivery outcomes to record on activations.
+    pub deliveries: Vec<(u64, Delivery)>,
     /// Activations deleted by retention: (id, project).
     pub activations_removed: Vec<(u64, String)>,
 }
@@ -374,8 +374,10 @@ impl MemoryState {
             let activation_id = *next_activation_id;
             *next_activation_id += 1;
             let closes_now = record.runtime.fire(rule, activation_id, ev.at);
+            let deliveries = record.runtime.plan_deliveries(rule, ev.at);
             changes.runtimes.push(id);
-            let activation = new_activation(activation_id, rule, ev, in_window, closes_now);
+            let activation =
+                new_activation(activation_id, rule, ev, in_window, closes_now, deliveries);
             changes.activations.push(activation.clone());
             outcome.fired.push(Fired {
                 activation,
@@ -406,9 +408,10 @@ fn new_activation(
     ev: &AcceptedEvent,
     events: usize,
     closes_now: bool,
+    deliveries: Vec<Delivery>,
 ) -> Activation {
     let c = &rule.config;
-    Activation {
+    let mut a = Activation {
         id,
         name: c.name.clone(),
         project: c.project.clone(),
@@ -421,12 +424,13 @@ fn new_activation(
         number_of_events: events as u64,
         notifications: Vec::new(),
         reset_time: closes_now.then_some(ev.at),
-        summary: c
-            .summary
-            .as_deref()
-            .map(|s| render_summary(s, &c.project, &c.name, &ev.entity_id)),
+        summary: None,
         value_dict: ev.value_dict.clone(),
-    }
+        deliveries,
+    };
+    a.summary = c.summary.as_deref().map(|s| render(s, &a));
+    a.summarize();
+    a
 }
 
 /// A notification whose `secret_params` is the masked reference to itself keeps the secret
@@ -548,11 +552,19 @@ impl ActivationStore for MemoryStore {
             .filter(|a| a.project == project)
             .cloned())
     }
-    async fn set_notification_states(&self, id: u64, states: Vec<NotificationState>) -> Result<()> {
+    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
         if let Some(a) = lock(&self.inner).1.get_mut(&id) {
-            a.notifications = states;
+            a.record(delivery);
         }
         Ok(())
+    }
+    async fn pending_deliveries(&self) -> Result<Vec<Activation>> {
+        Ok(lock(&self.inner)
+            .1
+            .values()
+            .filter(|a| a.is_pending())
+            .cloned()
+            .collect())
     }
     async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
         let mut guard = lock(&self.inner);

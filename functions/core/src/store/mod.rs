@@ -17,7 +17,7 @@ pub use memory::{AlertEntry, Changes, MemoryState, MemoryStore, WindowChange, Wi
 pub use query::{ActivationQuery, EntityFilter, NameFilter, glob_match};
 
 use crate::error::Result;
-use crate::model::{AcceptedEvent, Activation, AlertConfig, NotificationState, Span, Timestamp};
+use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Span, Timestamp};
 use crate::rule::Rule;
 
 /// An alert as stored: its rule (config and secrets), its runtime state and its dates.
@@ -121,8 +121,12 @@ pub trait ActivationStore: Send + Sync {
     /// `query.limit` of them.
     async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>>;
     async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>>;
-    /// Records what the notifications of an activation did.
-    async fn set_notification_states(&self, id: u64, states: Vec<NotificationState>) -> Result<()>;
+    /// Records what became of one notification of an activation (and so MLRun's per-kind
+    /// summary). When no notification is pending any more, the activation leaves the outbox.
+    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()>;
+    /// Activations with a notification still pending: the outbox, delivered again after a
+    /// restart (at least once; receivers dedup on the delivery key).
+    async fn pending_deliveries(&self) -> Result<Vec<Activation>>;
     /// Deletes activations older than `before` (retention); returns how many.
     async fn prune_activations(&self, before: Timestamp) -> Result<usize>;
 }

@@ -1,27 +1,38 @@
-//! Notification delivery, off the ingest path: the API hands each fired activation to a
-//! [`Dispatch`], which returns at once; a worker delivers it and records per-kind results on
-//! the activation in MLRun's format. One failing notification never stops the others.
+//! Notification delivery, off the ingest path and never lost.
+//!
+//! When an alert fires, its activation records a delivery per notification (pending, or
+//! suppressed by the notification's cooldown) in the same commit as the activation, and the
+//! store keeps pending activations in an outbox. The API hands each fired activation to a
+//! [`Dispatch`] and answers at once; the [`Notifier`] delivers every pending notification with
+//! retries (exponential backoff with jitter; `Retry-After` honoured), and records each outcome
+//! on the activation, from which MLRun's per-kind summary is derived. At start the outbox is
+//! delivered again: at least once, with a delivery key (`Idempotency-Key: {activation}:{name}`)
+//! that receivers can dedup on. One failing notification never stops the others.
 
 mod payload;
+mod retry;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tocsin_core::model::{
-    Activation, Notification, NotificationKind, NotificationState, NotificationSummary,
+    Activation, Delivery, DeliveryStatus, Notification, NotificationKind, Timestamp,
 };
+use tocsin_core::rule::Rule;
 use tocsin_core::store::{Fired, Store};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use payload::{slack_payload, webhook_payload};
+pub use retry::{DeliverySettings, Failure, backoff, retry_after};
 
 /// Where fired activations go. Must not block: it is called on the request path.
 pub trait Dispatch: Send + Sync {
     fn dispatch(&self, fired: Fired);
 }
 
-/// Delivers notifications by HTTP (Slack, webhook) from a background worker.
+/// Delivers notifications from background tasks.
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Fired>,
 }
@@ -30,83 +41,303 @@ impl Dispatch for Notifier {
     fn dispatch(&self, fired: Fired) {
         if self.tx.send(fired).is_err() {
             tracing::error!(
-                "the notifier has stopped; an activation's notifications were not queued"
+                "the notifier has stopped; the activation stays in the outbox until restart"
             );
         }
     }
 }
 
-/// Deliveries in flight at once.
-const CONCURRENCY: usize = 32;
+/// What every delivery task shares.
+struct Courier {
+    client: reqwest::Client,
+    store: Arc<dyn Store>,
+    settings: DeliverySettings,
+    in_flight: Semaphore,
+    /// Per Slack webhook, the earliest time of its next message.
+    slack_slots: Mutex<HashMap<String, Instant>>,
+    jitter: Mutex<retry::Jitter>,
+}
 
 impl Notifier {
-    /// Starts the worker on the current tokio runtime.
-    pub fn start(store: Arc<dyn Store>) -> Result<Self, reqwest::Error> {
+    /// Starts delivering on the current tokio runtime, beginning with the store's outbox
+    /// (activations whose notifications were pending when the server last stopped).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        settings: DeliverySettings,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_millis(settings.request_timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.request_timeout_ms.min(3000)))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let courier = Arc::new(Courier {
+            client,
+            store: store.clone(),
+            in_flight: Semaphore::new(settings.max_in_flight.max(1)),
+            settings,
+            slack_slots: Mutex::new(HashMap::new()),
+            jitter: Mutex::new(retry::Jitter::new()),
+        });
         let (tx, mut rx) = mpsc::unbounded_channel::<Fired>();
-        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        let worker = courier.clone();
         tokio::spawn(async move {
             while let Some(fired) = rx.recv().await {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let (client, store) = (client.clone(), store.clone());
-                tokio::spawn(async move {
-                    let states = deliver_all(&client, &fired).await;
-                    if let Err(e) = store
-                        .set_notification_states(fired.activation.id, states)
-                        .await
-                    {
-                        tracing::error!(activation = fired.activation.id, error = %e, "cannot record notification results");
-                    }
-                    drop(permit);
-                });
+                tokio::spawn(
+                    worker
+                        .clone()
+                        .deliver_activation(fired.activation, fired.rule),
+                );
             }
         });
+        match store.pending_deliveries().await {
+            Ok(pending) => {
+                if !pending.is_empty() {
+                    tracing::info!(
+                        count = pending.len(),
+                        "delivering the outbox left by the last run"
+                    );
+                }
+                for activation in pending {
+                    tokio::spawn(courier.clone().recover(activation));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox; it will be retried at the next start")
+            }
+        }
         Ok(Notifier { tx })
     }
 }
 
-/// Delivers every notification of an activation and sums the results per kind.
-async fn deliver_all(client: &reqwest::Client, fired: &Fired) -> Vec<NotificationState> {
-    let mut states: Vec<NotificationState> = Vec::new();
-    for n in &fired.rule.config.notifications {
-        let note = &n.notification;
-        let secret = fired.rule.secrets.get(&note.name);
-        let result = deliver(client, note, secret, &fired.activation).await;
-        if let Err(e) = &result {
-            tracing::warn!(alert = %fired.activation.name, notification = %note.name, kind = %note.kind, error = %e, "notification failed");
-        }
-        let kind = note.kind.as_str();
-        let i = match states.iter().position(|s| s.kind == kind) {
-            Some(i) => i,
-            None => {
-                states.push(NotificationState {
-                    kind: kind.into(),
-                    err: None,
-                    summary: NotificationSummary::default(),
-                });
-                states.len() - 1
+impl Courier {
+    /// An activation from the outbox: delivered with the alert's current config.
+    async fn recover(self: Arc<Self>, activation: Activation) {
+        let rule = match self
+            .store
+            .get_alert(&activation.project, &activation.name)
+            .await
+        {
+            Ok(Some(record)) => record.rule,
+            Ok(None) => {
+                for d in activation
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.status == DeliveryStatus::Pending)
+                {
+                    let failed = finished(
+                        d,
+                        DeliveryStatus::Failed,
+                        d.attempts,
+                        Some("the alert was deleted before delivery".into()),
+                    );
+                    self.record(activation.id, failed).await;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(activation = activation.id, error = %e, "cannot load the alert of an outbox activation");
+                return;
             }
         };
-        let state = &mut states[i];
-        match result {
-            Ok(()) => state.summary.succeeded += 1,
-            Err(e) => {
-                state.summary.failed += 1;
-                let msg = format!("{}: {e}", note.name);
-                state.err = Some(match state.err.take() {
-                    Some(prev) => format!("{prev}; {msg}"),
-                    None => msg,
-                });
-            }
+        self.deliver_activation(activation, rule).await;
+    }
+
+    /// Delivers every pending notification of an activation, each on its own.
+    async fn deliver_activation(self: Arc<Self>, activation: Activation, rule: Arc<Rule>) {
+        let activation = Arc::new(activation);
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in activation
+            .deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+        {
+            let (courier, activation, rule, d) =
+                (self.clone(), activation.clone(), rule.clone(), d.clone());
+            tasks.spawn(async move {
+                let outcome = courier.deliver_one(&activation, &rule, &d).await;
+                courier.record(activation.id, outcome).await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn record(&self, activation: u64, delivery: Delivery) {
+        if delivery.status == DeliveryStatus::Failed {
+            tracing::warn!(activation, notification = %delivery.notification, error = ?delivery.error, "notification failed");
+        }
+        if let Err(e) = self.store.record_delivery(activation, delivery).await {
+            tracing::error!(activation, error = %e, "cannot record a delivery; it stays in the outbox");
         }
     }
-    states
+
+    /// One notification, with retries until it is delivered, refused for good, or the give-up
+    /// time passes.
+    async fn deliver_one(&self, activation: &Activation, rule: &Rule, d: &Delivery) -> Delivery {
+        let Some(note) = rule
+            .config
+            .notifications
+            .iter()
+            .map(|n| &n.notification)
+            .find(|n| n.name == d.notification)
+        else {
+            return finished(
+                d,
+                DeliveryStatus::Failed,
+                d.attempts,
+                Some("the notification was removed from the alert before delivery".into()),
+            );
+        };
+        let secret = rule.secrets.get(&note.name);
+        let started = Instant::now();
+        let give_up = Duration::from_secs(self.settings.give_up_after_secs);
+        let mut attempts = d.attempts;
+        loop {
+            attempts += 1;
+            let result = {
+                let _permit = self.in_flight.acquire().await;
+                self.attempt(note, secret, activation).await
+            };
+            let (reason, after) = match result {
+                Ok(()) => return finished(d, DeliveryStatus::Sent, attempts, None),
+                Err(Failure::Permanent(reason)) => {
+                    return finished(d, DeliveryStatus::Failed, attempts, Some(reason));
+                }
+                Err(Failure::Retry { reason, after }) => (reason, after),
+            };
+            let random = self.jitter.lock().map(|mut j| j.next()).unwrap_or(0);
+            let wait = after
+                .unwrap_or_else(|| backoff(&self.settings, attempts, random))
+                .min(Duration::from_millis(self.settings.max_backoff_ms));
+            if started.elapsed() + wait > give_up {
+                let reason = format!(
+                    "gave up after {attempts} attempts in {}s: {reason}",
+                    started.elapsed().as_secs()
+                );
+                return finished(d, DeliveryStatus::Failed, attempts, Some(reason));
+            }
+            tracing::debug!(notification = %note.name, attempts, ?wait, %reason, "delivery will be retried");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt.
+    async fn attempt(
+        &self,
+        note: &Notification,
+        secret: Option<&Map<String, Value>>,
+        a: &Activation,
+    ) -> Result<(), Failure> {
+        let request = match note.kind {
+            NotificationKind::Slack => {
+                let url = param("webhook", secret, note)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing("webhook"))?;
+                self.slack_slot(url).await;
+                self.client.post(url).json(&slack_payload(note, a))
+            }
+            NotificationKind::Webhook => {
+                let url = param("url", secret, note)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing("url"))?;
+                let method = param("method", secret, note)
+                    .and_then(Value::as_str)
+                    .unwrap_or("POST");
+                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| Failure::Permanent(format!("invalid HTTP method `{method}`")))?;
+                let body = match param("override_body", secret, note) {
+                    Some(body) => body.clone(),
+                    None => webhook_payload(note, a),
+                };
+                let mut req = self.client.request(method, url).json(&body);
+                if let Some(Value::Object(headers)) = param("headers", secret, note) {
+                    for (k, v) in headers {
+                        if let Some(v) = v.as_str() {
+                            req = req.header(k.as_str(), v);
+                        }
+                    }
+                }
+                req
+            }
+            NotificationKind::Email => {
+                return Err(Failure::Permanent(
+                    "email delivery is not configured on this server".into(),
+                ));
+            }
+            NotificationKind::Git => {
+                return Err(Failure::Permanent(
+                    "git notifications are not delivered by this server".into(),
+                ));
+            }
+        };
+        let key = format!("{}:{}", a.id, note.name);
+        // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
+        // activation record or the log.
+        let response = request
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: e.without_url().to_string(),
+                after: None,
+            })?;
+        classify(response.status(), response.headers())
+    }
+
+    /// Waits for this Slack webhook's next free second.
+    async fn slack_slot(&self, url: &str) {
+        let min = Duration::from_millis(self.settings.slack_min_interval_ms);
+        let slot = {
+            let Ok(mut slots) = self.slack_slots.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let slot = slots.get(url).copied().filter(|t| *t > now).unwrap_or(now);
+            slots.insert(url.to_owned(), slot + min);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// Success, or whether and when to try again, from a receiver's answer.
+fn classify(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Result<(), Failure> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let reason = format!("the receiver answered {status}");
+    let retryable = status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+    if !retryable {
+        return Err(Failure::Permanent(reason));
+    }
+    let after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, chrono::Utc::now()));
+    Err(Failure::Retry { reason, after })
+}
+
+fn missing(what: &str) -> Failure {
+    Failure::Permanent(format!("no {what} configured"))
+}
+
+fn finished(
+    d: &Delivery,
+    status: DeliveryStatus,
+    attempts: u32,
+    error: Option<String>,
+) -> Delivery {
+    Delivery {
+        status,
+        attempts,
+        error,
+        at: Some(Timestamp::now()),
+        ..d.clone()
+    }
 }
 
 /// A parameter from the secret parameters, else from the plain ones.
@@ -119,63 +350,4 @@ fn param<'a>(
         .and_then(|s| s.get(key))
         .or_else(|| note.params.as_ref().and_then(|p| p.get(key)))
         .filter(|v| !v.is_null())
-}
-
-async fn deliver(
-    client: &reqwest::Client,
-    note: &Notification,
-    secret: Option<&Map<String, Value>>,
-    activation: &Activation,
-) -> Result<(), String> {
-    let delivery_key = format!("{}:{}", activation.id, note.name);
-    let request = match note.kind {
-        NotificationKind::Slack => {
-            let url = param("webhook", secret, note)
-                .and_then(Value::as_str)
-                .ok_or("no slack webhook configured")?;
-            client.post(url).json(&slack_payload(note, activation))
-        }
-        NotificationKind::Webhook => {
-            let url = param("url", secret, note)
-                .and_then(Value::as_str)
-                .ok_or("no webhook url configured")?;
-            let method = param("method", secret, note)
-                .and_then(Value::as_str)
-                .unwrap_or("POST");
-            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .map_err(|_| format!("invalid HTTP method `{method}`"))?;
-            let body = match param("override_body", secret, note) {
-                Some(body) => body.clone(),
-                None => webhook_payload(note, activation),
-            };
-            let mut req = client.request(method, url).json(&body);
-            if let Some(Value::Object(headers)) = param("headers", secret, note) {
-                for (k, v) in headers {
-                    if let Some(v) = v.as_str() {
-                        req = req.header(k.as_str(), v);
-                    }
-                }
-            }
-            req
-        }
-        NotificationKind::Email => {
-            return Err("email delivery is not configured on this server".into());
-        }
-        NotificationKind::Git => {
-            return Err("git notifications are not delivered by this server".into());
-        }
-    };
-    // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
-    // activation record or the log.
-    let response = request
-        .header("Idempotency-Key", delivery_key)
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("the receiver answered {status}"))
-    }
 }

@@ -2,16 +2,21 @@
 //! the notification and the activation (which carries the rendered summary and event data).
 
 use serde_json::{Value, json};
+use tocsin_core::engine::render;
 use tocsin_core::model::{Activation, Notification};
 
 /// Slack's header block allows 150 characters.
 const SLACK_HEADER_MAX: usize = 150;
 
-fn message(note: &Notification, a: &Activation) -> String {
-    note.message
-        .clone()
-        .or_else(|| a.summary.clone())
-        .unwrap_or_else(|| format!("Alert {} fired", a.name))
+/// The notification's message with its placeholders rendered, else the alert's summary.
+pub fn message(note: &Notification, a: &Activation) -> String {
+    match &note.message {
+        Some(m) if !m.is_empty() => render(m, a),
+        _ => a
+            .summary
+            .clone()
+            .unwrap_or_else(|| format!("Alert {} fired", a.name)),
+    }
 }
 
 fn value_text(v: &Value) -> String {
