@@ -156,3 +156,42 @@ def receiver():
     r = Receiver()
     yield r
     r.server.shutdown()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages = []
+        self.cond = threading.Condition()
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                import email
+
+                with outer.cond:
+                    outer.messages.append({
+                        "from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                        "message": email.message_from_bytes(envelope.content),
+                    })
+                    outer.cond.notify_all()
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def wait_for(self, n, timeout=10):
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.messages) >= n, timeout)
+            return list(self.messages)
+
+
+@pytest.fixture
+def smtp():
+    sink = SmtpSink()
+    yield sink
+    sink.controller.stop()

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_core::AlertsSettings;
 
 use crate::embedded::Durability;
-use crate::notify::DeliverySettings;
+use crate::notify::{DeliverySettings, SmtpSettings};
 
 /// Everything `tocsin serve` can be told.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -29,6 +29,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub alerts: AlertsSettings,
     pub notifications: DeliverySettings,
+    pub smtp: SmtpSettings,
 }
 
 /// Where and how the server runs.
@@ -109,7 +110,10 @@ impl Config {
             let [section, key] = keys.as_slice() else {
                 continue;
             };
-            if !matches!(section.as_str(), "server" | "alerts" | "notifications") {
+            if !matches!(
+                section.as_str(),
+                "server" | "alerts" | "notifications" | "smtp"
+            ) {
                 continue;
             }
             // `100` is a number, `true` a boolean; anything else is taken as a string.

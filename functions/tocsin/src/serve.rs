@@ -32,7 +32,7 @@ pub enum ServeError {
     #[error("cannot load alert configs: {0}")]
     Alerts(String),
     #[error("cannot start the notifier: {0}")]
-    Notifier(#[from] reqwest::Error),
+    Notifier(#[from] crate::notify::NotifierError),
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -85,7 +85,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let n = load_alerts(&service, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
     }
-    let notifier = Notifier::start(store.clone(), config.notifications.clone()).await?;
+    let notifier =
+        Notifier::start(store.clone(), config.notifications.clone(), &config.smtp).await?;
     spawn_upkeep(
         embedded.clone(),
         server.durability,

@@ -9,6 +9,7 @@
 //! delivered again: at least once, with a delivery key (`Idempotency-Key: {activation}:{name}`)
 //! that receivers can dedup on. One failing notification never stops the others.
 
+mod email;
 mod payload;
 mod retry;
 
@@ -24,6 +25,7 @@ use tocsin_core::rule::Rule;
 use tocsin_core::store::{Fired, Store};
 use tokio::sync::{Semaphore, mpsc};
 
+pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls};
 pub use payload::{slack_payload, webhook_payload};
 pub use retry::{DeliverySettings, Failure, backoff, retry_after};
 
@@ -56,6 +58,16 @@ struct Courier {
     /// Per Slack webhook, the earliest time of its next message.
     slack_slots: Mutex<HashMap<String, Instant>>,
     jitter: Mutex<retry::Jitter>,
+    mailer: Option<Mailer>,
+}
+
+/// Why the notifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Smtp(#[from] MailerError),
 }
 
 impl Notifier {
@@ -64,7 +76,9 @@ impl Notifier {
     pub async fn start(
         store: Arc<dyn Store>,
         settings: DeliverySettings,
-    ) -> Result<Self, reqwest::Error> {
+        smtp: &SmtpSettings,
+    ) -> Result<Self, NotifierError> {
+        let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .connect_timeout(Duration::from_millis(settings.request_timeout_ms.min(3000)))
@@ -77,6 +91,7 @@ impl Notifier {
             settings,
             slack_slots: Mutex::new(HashMap::new()),
             jitter: Mutex::new(retry::Jitter::new()),
+            mailer,
         });
         let (tx, mut rx) = mpsc::unbounded_channel::<Fired>();
         let worker = courier.clone();
@@ -259,9 +274,14 @@ impl Courier {
                 req
             }
             NotificationKind::Email => {
-                return Err(Failure::Permanent(
-                    "email delivery is not configured on this server".into(),
-                ));
+                let mailer = self.mailer.as_ref().ok_or_else(|| {
+                    Failure::Permanent(
+                        "email is not configured on this server (set [smtp] host)".into(),
+                    )
+                })?;
+                let to = param("email_addresses", secret, note)
+                    .ok_or_else(|| missing("email_addresses"))?;
+                return mailer.send(note, to, a).await;
             }
             NotificationKind::Git => {
                 return Err(Failure::Permanent(
