@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     AcceptedEvent, Activation, AlertConfig, AlertTemplate, Event, EventKind, Timestamp,
 };
-use crate::rule::{compile, entity_fits};
+use crate::rule::{Rule, compile, entity_fits};
 use crate::settings::{AlertsMode, AlertsSettings};
 use crate::store::{ActivationQuery, AlertRecord, EventOutcome, PutAlert, Store};
 use crate::templates;
@@ -171,6 +171,57 @@ impl Service {
         self.store
             .apply_event(event, self.settings.idempotency_ttl())
             .await
+    }
+
+    /// What an activation of alert `name` would look like if `event` fired it now, and which of
+    /// its notifications would be sent or suppressed; nothing is stored or sent. The rule is
+    /// returned too, for the host to render each notification's message.
+    pub async fn preview(
+        &self,
+        project: &str,
+        name: &str,
+        event: Option<Event>,
+        now: Timestamp,
+    ) -> Result<(Activation, Arc<Rule>)> {
+        let record = self
+            .store
+            .get_alert(project, name)
+            .await?
+            .ok_or_else(|| not_found_alert(project, name))?;
+        let rule = record.rule.clone();
+        let c = &rule.config;
+        let kind = c
+            .trigger
+            .events
+            .first()
+            .copied()
+            .ok_or_else(|| Error::bad("the alert triggers on no event kind"))?;
+        let (entity_id, value_dict) = match event {
+            Some(e) => (e.entity.ids.into_iter().next(), e.value_dict),
+            None => (None, Default::default()),
+        };
+        let entity_id = entity_id
+            .or_else(|| c.entities.ids.first().cloned())
+            .unwrap_or_default();
+        let event = AcceptedEvent {
+            project: project.to_owned(),
+            kind,
+            entity_id,
+            value_dict,
+            at: now,
+            idempotency_key: None,
+        };
+        let mut runtime = record.runtime.clone();
+        let deliveries = runtime.plan_deliveries(&rule, now);
+        let activation = crate::engine::build_activation(
+            0,
+            &rule,
+            &event,
+            rule.count as usize,
+            false,
+            deliveries,
+        );
+        Ok((activation, rule))
     }
 
     /// `GET /alert-templates`, in the stable order.

@@ -36,6 +36,22 @@ enum Command {
         #[arg(long)]
         alerts: Option<PathBuf>,
     },
+    /// Show what an alert's notifications would send for an event, without sending anything.
+    Preview {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        project: String,
+        /// The alert's name.
+        alert: String,
+        /// The entity id of the imagined event (default: the alert's own).
+        #[arg(long)]
+        entity: Option<String>,
+        /// Event data as key=value; repeatable.
+        #[arg(long = "value", value_name = "KEY=VALUE")]
+        values: Vec<String>,
+    },
     /// Post one event to a running server.
     Send {
         /// The server's base URL.
@@ -96,6 +112,13 @@ async fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Preview {
+            server,
+            project,
+            alert,
+            entity,
+            values,
+        } => preview(&server, &project, &alert, entity, &values).await,
         Command::Send {
             server,
             project,
@@ -105,6 +128,69 @@ async fn main() -> ExitCode {
             values,
             id,
         } => send(&server, &project, &kind, &entity, entity_kind, &values, id).await,
+    }
+}
+
+/// `KEY=VALUE` pairs as a `value_dict`; values that parse as JSON are sent as JSON.
+fn value_dict(values: &[String]) -> Result<Map<String, Value>, String> {
+    let mut dict = Map::new();
+    for kv in values {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--value `{kv}`: expected KEY=VALUE"))?;
+        dict.insert(
+            k.to_owned(),
+            serde_json::from_str(v).unwrap_or_else(|_| Value::from(v)),
+        );
+    }
+    Ok(dict)
+}
+
+/// Prints a server's answer, or its `detail`.
+async fn answer(url: &str, response: reqwest::Result<reqwest::Response>) -> Result<Value, String> {
+    let r = response.map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!(
+            "{status}: {}",
+            body.get("detail").and_then(Value::as_str).unwrap_or("")
+        ))
+    }
+}
+
+async fn preview(
+    server: &str,
+    project: &str,
+    alert: &str,
+    entity: Option<String>,
+    values: &[String],
+) -> ExitCode {
+    let value_dict = match value_dict(values) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    let url = format!(
+        "{}/api/v1/projects/{project}/alerts/{alert}/preview",
+        server.trim_end_matches('/')
+    );
+    let mut request = reqwest::Client::new().post(&url);
+    if entity.is_some() || !value_dict.is_empty() {
+        // The entity's kind and project do not matter to a preview; the alert's are used.
+        let ids: Vec<String> = entity.into_iter().collect();
+        request = request.json(&json!({"entity": {"kind": "job", "project": project, "ids": ids}, "value_dict": value_dict}));
+    }
+    match answer(&url, request.send().await).await {
+        Ok(body) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 
@@ -129,16 +215,10 @@ async fn send(
             Err(e) => return fail(&e.to_string()),
         },
     };
-    let mut value_dict = Map::new();
-    for kv in values {
-        let Some((k, v)) = kv.split_once('=') else {
-            return fail(&format!("--value `{kv}`: expected KEY=VALUE"));
-        };
-        value_dict.insert(
-            k.to_owned(),
-            serde_json::from_str(v).unwrap_or_else(|_| Value::from(v)),
-        );
-    }
+    let value_dict = match value_dict(values) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
     let mut body = json!({"kind": kind, "entity": {"kind": entity_kind, "project": project, "ids": [entity]}, "value_dict": value_dict});
     if let Some(id) = id {
         body["id"] = json!(id);
@@ -147,21 +227,16 @@ async fn send(
         "{}/api/v1/projects/{project}/events/{kind}",
         server.trim_end_matches('/')
     );
-    match reqwest::Client::new().post(&url).json(&body).send().await {
-        Ok(r) if r.status().is_success() => {
+    match answer(
+        &url,
+        reqwest::Client::new().post(&url).json(&body).send().await,
+    )
+    .await
+    {
+        Ok(_) => {
             println!("event accepted: {kind} on {entity} in {project}");
             ExitCode::SUCCESS
         }
-        Ok(r) => {
-            let status = r.status();
-            let detail = r
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v.get("detail").cloned())
-                .unwrap_or_default();
-            fail(&format!("{status}: {detail}"))
-        }
-        Err(e) => fail(&format!("cannot reach {url}: {e}")),
+        Err(e) => fail(&e),
     }
 }

@@ -13,7 +13,8 @@ pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
 pub use window::Window;
 
-use crate::model::{Activation, AlertState, Timestamp};
+use crate::model::{AcceptedEvent, Activation, AlertState, Delivery, Timestamp};
+use crate::rule::Rule;
 
 /// Renders placeholders in a summary or a notification message as plain text, from the
 /// activation: MLRun's `{{project}}`, `{{name}}`, `{{entity}}`, and Tocsin's `{{severity}}`,
@@ -69,6 +70,39 @@ pub fn render_with(template: &str, lookup: impl Fn(&str) -> Option<String>) -> S
     }
     out.push_str(rest);
     out
+}
+
+/// The record of a firing: `rule` fired on `event`, having counted `events` events; it closes
+/// at once for an auto alert without cooldown. The summary is rendered here, once.
+pub fn build_activation(
+    id: u64,
+    rule: &Rule,
+    event: &AcceptedEvent,
+    events: usize,
+    closes_now: bool,
+    deliveries: Vec<Delivery>,
+) -> Activation {
+    let c = &rule.config;
+    let mut a = Activation {
+        id,
+        name: c.name.clone(),
+        project: c.project.clone(),
+        severity: c.severity,
+        activation_time: event.at,
+        entity_id: event.entity_id.clone(),
+        entity_kind: c.entities.kind,
+        criteria: rule.criteria(),
+        event_kind: event.kind,
+        number_of_events: events as u64,
+        notifications: Vec::new(),
+        reset_time: closes_now.then_some(event.at),
+        summary: None,
+        value_dict: event.value_dict.clone(),
+        deliveries,
+    };
+    a.summary = c.summary.as_deref().map(|s| render(s, &a));
+    a.summarize();
+    a
 }
 
 /// Whether an alert is active as seen at `now` (see [`Runtime::state_at`]).

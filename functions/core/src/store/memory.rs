@@ -14,7 +14,7 @@ use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, Fired,
     PutAlert, PutOutcome,
 };
-use crate::engine::{Closed, Matcher, Runtime, Window, render};
+use crate::engine::{Closed, Matcher, Runtime, Window, build_activation};
 use crate::error::{Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use crate::rule::{Rule, secret_reference};
@@ -377,7 +377,7 @@ impl MemoryState {
             let deliveries = record.runtime.plan_deliveries(rule, ev.at);
             changes.runtimes.push(id);
             let activation =
-                new_activation(activation_id, rule, ev, in_window, closes_now, deliveries);
+                build_activation(activation_id, rule, ev, in_window, closes_now, deliveries);
             changes.activations.push(activation.clone());
             outcome.fired.push(Fired {
                 activation,
@@ -400,37 +400,6 @@ impl MemoryState {
         }
         expired
     }
-}
-
-fn new_activation(
-    id: u64,
-    rule: &Rule,
-    ev: &AcceptedEvent,
-    events: usize,
-    closes_now: bool,
-    deliveries: Vec<Delivery>,
-) -> Activation {
-    let c = &rule.config;
-    let mut a = Activation {
-        id,
-        name: c.name.clone(),
-        project: c.project.clone(),
-        severity: c.severity,
-        activation_time: ev.at,
-        entity_id: ev.entity_id.clone(),
-        entity_kind: c.entities.kind,
-        criteria: rule.criteria(),
-        event_kind: ev.kind,
-        number_of_events: events as u64,
-        notifications: Vec::new(),
-        reset_time: closes_now.then_some(ev.at),
-        summary: None,
-        value_dict: ev.value_dict.clone(),
-        deliveries,
-    };
-    a.summary = c.summary.as_deref().map(|s| render(s, &a));
-    a.summarize();
-    a
 }
 
 /// A notification whose `secret_params` is the masked reference to itself keeps the secret

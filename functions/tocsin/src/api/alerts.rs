@@ -118,3 +118,26 @@ pub async fn reset(
         .await?;
     Ok(Json(Value::Null))
 }
+
+/// `POST /projects/{project}/alerts/{name}/preview`: the activation and notifications an event
+/// (the optional body: `{"entity": {...}, "value_dict": {...}}`) would produce now; nothing is
+/// stored or sent.
+pub async fn preview(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let event = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(super::body::decode(&body)?)
+    };
+    let (activation, rule) = s
+        .service
+        .preview(&project, &name, event, Timestamp::now())
+        .await?;
+    let notifications = crate::notify::preview(&rule, &activation);
+    Ok(Json(
+        serde_json::json!({ "activation": activation, "notifications": notifications }),
+    ))
+}

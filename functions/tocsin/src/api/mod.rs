@@ -54,6 +54,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/projects/{project}/alerts/{name}"),
     ("delete", "/api/v1/projects/{project}/alerts/{name}"),
     ("post", "/api/v1/projects/{project}/alerts/{name}/reset"),
+    ("post", "/api/v1/projects/{project}/alerts/{name}/preview"),
     (
         "get",
         "/api/v1/projects/{project}/alerts/{name}/activations",
@@ -82,6 +83,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route(
             "/projects/{project}/alerts/{name}/reset",
             post(alerts::reset),
+        )
+        .route(
+            "/projects/{project}/alerts/{name}/preview",
+            post(alerts::preview),
         )
         .route(
             "/projects/{project}/alerts/{name}/activations",

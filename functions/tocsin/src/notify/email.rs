@@ -167,12 +167,8 @@ fn facts(a: &Activation) -> Vec<(&'static str, String)> {
     facts
 }
 
-fn compose(
-    from: &Mailbox,
-    to: &[Mailbox],
-    note: &Notification,
-    a: &Activation,
-) -> Result<Message, Failure> {
+/// A notification's mail as (subject, text, HTML): what is sent, and what a preview shows.
+pub fn render_mail(note: &Notification, a: &Activation) -> (String, String, String) {
     let text_message = message(note, a);
     let subject: String = format!("[{}] {}: {text_message}", a.severity, a.name)
         .chars()
@@ -224,7 +220,16 @@ fn compose(
         html.push_str("</table>");
     }
     html.push_str("</body></html>");
+    (subject, text, html)
+}
 
+fn compose(
+    from: &Mailbox,
+    to: &[Mailbox],
+    note: &Notification,
+    a: &Activation,
+) -> Result<Message, Failure> {
+    let (subject, text, html) = render_mail(note, a);
     let mut builder = Message::builder()
         .from(from.clone())
         .subject(subject)
