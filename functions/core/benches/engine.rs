@@ -61,6 +61,7 @@ fn events(alerts: usize) -> Vec<AcceptedEvent> {
             value_dict: Default::default(),
             at: Timestamp::from_secs(1 + i as i64 / 100),
             idempotency_key: None,
+            chain: Vec::new(),
         })
         .collect()
 }

@@ -294,6 +294,19 @@ fn check_notification_target(
         NotificationKind::Webhook => "url",
         NotificationKind::Git => "repo",
         NotificationKind::Email => "email_addresses",
+        NotificationKind::Event => {
+            let kind = params
+                .and_then(|p| p.get("event_kind"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Error::bad(format!(
+                        "event notification `{name}` needs `event_kind` in params"
+                    ))
+                })?;
+            kind.parse::<crate::model::EventKind>()
+                .map_err(|e| Error::bad(format!("event notification `{name}`: {e}")))?;
+            return Ok(());
+        }
     };
     if has(needed) {
         Ok(())

@@ -58,6 +58,33 @@ impl Service {
         Ok(self.store.put_alert(put).await?.alert.view(now))
     }
 
+    /// `PUT` from an MLRun client, which cannot see Tocsin-only notifications (it is answered
+    /// without them): the stored alert's Tocsin-only notifications that the body does not name
+    /// are kept, so that reading and storing an alert back through MLRun's SDK loses nothing.
+    pub async fn store_alert_from_mlrun(
+        &self,
+        project: &str,
+        name: &str,
+        mut config: AlertConfig,
+        force_reset: bool,
+        now: Timestamp,
+    ) -> Result<AlertConfig> {
+        if let Some(stored) = self.store.get_alert(project, name).await? {
+            let hidden = stored.rule.config.notifications.iter().filter(|n| {
+                !n.notification.kind.is_mlrun_kind()
+                    && !config
+                        .notifications
+                        .iter()
+                        .any(|m| m.notification.name == n.notification.name)
+            });
+            config
+                .notifications
+                .extend(hidden.cloned().collect::<Vec<_>>());
+        }
+        self.store_alert(project, name, config, force_reset, now)
+            .await
+    }
+
     /// `GET /projects/{project}/alerts/{name}`.
     pub async fn get_alert(
         &self,
@@ -160,6 +187,7 @@ impl Service {
             value_dict: event.value_dict,
             at: now,
             idempotency_key,
+            chain: Vec::new(),
         })
     }
 
@@ -210,6 +238,7 @@ impl Service {
             value_dict,
             at: now,
             idempotency_key: None,
+            chain: Vec::new(),
         };
         let mut runtime = record.runtime.clone();
         let deliveries = runtime.plan_deliveries(&rule, now);

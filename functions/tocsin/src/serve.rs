@@ -86,7 +86,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
     }
     let notifier =
-        Notifier::start(store.clone(), config.notifications.clone(), &config.smtp).await?;
+        Notifier::start(service.clone(), config.notifications.clone(), &config.smtp).await?;
     spawn_upkeep(
         embedded.clone(),
         server.durability,

@@ -19,7 +19,8 @@ use crate::rule::Rule;
 /// Renders placeholders in a summary or a notification message as plain text, from the
 /// activation: MLRun's `{{project}}`, `{{name}}`, `{{entity}}`, and Tocsin's `{{severity}}`,
 /// `{{count}}` (events counted), `{{window}}` (the criteria period), `{{event_kind}}`,
-/// `{{entity_kind}}`, `{{activation}}` (its id) and `{{value.KEY}}` (the event's data). Spaces
+/// `{{entity_kind}}`, `{{activation}}` (its id), `{{summary}}` (in messages) and `{{value.KEY}}`
+/// (the event's data). Spaces
 /// inside the braces are allowed; unknown placeholders stay as written; values are not
 /// rendered again.
 pub fn render(template: &str, a: &Activation) -> String {
@@ -41,6 +42,8 @@ fn placeholder(a: &Activation, key: &str) -> Option<String> {
         "event_kind" => a.event_kind.to_string(),
         "entity_kind" => a.entity_kind.to_string(),
         "activation" => a.id.to_string(),
+        // Unset while the summary itself is rendered, so a summary cannot refer to itself.
+        "summary" => a.summary.clone()?,
         _ => {
             let value = a.value_dict.get(key.strip_prefix("value.")?)?;
             match value {
@@ -98,6 +101,7 @@ pub fn build_activation(
         reset_time: closes_now.then_some(event.at),
         summary: None,
         value_dict: event.value_dict.clone(),
+        chain: event.chain.clone(),
         deliveries,
     };
     a.summary = c.summary.as_deref().map(|s| render(s, &a));

@@ -28,6 +28,10 @@ pub struct Activation {
     /// Tocsin extension: the `value_dict` of the event that fired the alert.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub value_dict: Map<String, Value>,
+    /// Tocsin extension: the alerts whose `event` notifications led to the event that fired
+    /// this activation (see [`crate::model::AcceptedEvent::chain`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
     /// Tocsin extension: what became of each notification of the alert. `notifications` (MLRun's
     /// per-kind summary) is derived from it by [`Activation::summarize`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -55,6 +55,17 @@ pub struct AlertConfig {
     pub extra: Map<String, Value>,
 }
 
+impl AlertConfig {
+    /// The config as an MLRun client may read it: without notifications of kinds its enum
+    /// lacks (it would reject the whole answer). See [`crate::Service::store_alert_from_mlrun`]
+    /// for the way back.
+    pub fn for_mlrun_client(mut self) -> Self {
+        self.notifications
+            .retain(|n| n.notification.kind.is_mlrun_kind());
+        self
+    }
+}
+
 /// How many matching events within what period make the alert fire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Criteria {

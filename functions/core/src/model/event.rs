@@ -34,4 +34,7 @@ pub struct AcceptedEvent {
     pub value_dict: Map<String, Value>,
     pub at: Timestamp,
     pub idempotency_key: Option<String>,
+    /// The alerts (`project/name`) whose `event` notifications led to this event, oldest
+    /// first; empty for an event a client posted. Guards chained events against loops.
+    pub chain: Vec<String>,
 }

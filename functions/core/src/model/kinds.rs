@@ -171,6 +171,15 @@ wire_enum! {
         Git = "git",
         /// Answered as `mail`, the MLRun client's spelling (its enum has no `email`).
         Email = "mail" | "email",
+        /// Tocsin only: the alert firing posts another event, which alerts can trigger on.
+        Event = "event",
+    }
+}
+
+impl NotificationKind {
+    /// Whether MLRun's client knows this kind; the others are hidden from it (see the API).
+    pub const fn is_mlrun_kind(self) -> bool {
+        !matches!(self, NotificationKind::Event)
     }
 }
 

@@ -33,34 +33,57 @@ fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<usize>,
         .transpose()
 }
 
+/// Whether the request comes from MLRun's client (it identifies itself by this header).
+pub fn from_mlrun(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("x-mlrun-client-version")
+}
+
+/// The config as this client may read it.
+fn for_client(config: AlertConfig, mlrun: bool) -> AlertConfig {
+    if mlrun {
+        config.for_mlrun_client()
+    } else {
+        config
+    }
+}
+
 pub async fn store(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path((project, name)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     JsonBody(config): JsonBody<AlertConfig>,
 ) -> Result<Json<AlertConfig>, ApiError> {
     check_project(&project)?;
     let force = flag(&params, "force_reset") || flag(&params, "force-reset");
-    Ok(Json(
+    let now = Timestamp::now();
+    let stored = if from_mlrun(&headers) {
         s.service
-            .store_alert(&project, &name, config, force, Timestamp::now())
-            .await?,
-    ))
+            .store_alert_from_mlrun(&project, &name, config, force, now)
+            .await?
+    } else {
+        s.service
+            .store_alert(&project, &name, config, force, now)
+            .await?
+    };
+    Ok(Json(for_client(stored, from_mlrun(&headers))))
 }
 
 pub async fn get(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Json<AlertConfig>, ApiError> {
-    Ok(Json(
-        s.service
-            .get_alert(&project, &name, Timestamp::now())
-            .await?,
-    ))
+    let config = s
+        .service
+        .get_alert(&project, &name, Timestamp::now())
+        .await?;
+    Ok(Json(for_client(config, from_mlrun(&headers))))
 }
 
 pub async fn list(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path(project): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<AlertList>, ApiError> {
@@ -76,6 +99,7 @@ pub async fn list(
         alerts: Views {
             records,
             now: Timestamp::now(),
+            mlrun: from_mlrun(&headers),
         },
     }))
 }
@@ -89,13 +113,15 @@ pub struct AlertList {
 struct Views {
     records: Vec<AlertRecord>,
     now: Timestamp,
+    /// Rendered for MLRun's client (see [`for_client`]).
+    mlrun: bool,
 }
 
 impl Serialize for Views {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.records.len()))?;
         for r in &self.records {
-            seq.serialize_element(&r.view(self.now))?;
+            seq.serialize_element(&for_client(r.view(self.now), self.mlrun))?;
         }
         seq.end()
     }

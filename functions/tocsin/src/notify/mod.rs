@@ -18,11 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tocsin_core::Service;
+use tocsin_core::engine::render;
 use tocsin_core::model::{
     Activation, Delivery, DeliveryStatus, Notification, NotificationKind, Timestamp,
 };
+use tocsin_core::model::{Entities, Event, EventKind};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::{Fired, Store};
+
+/// The longest chain of alerts firing each other through `event` notifications.
+pub const MAX_CHAIN: usize = 8;
 use tokio::sync::{Semaphore, mpsc};
 
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
@@ -52,7 +58,11 @@ impl Dispatch for Notifier {
 /// What every delivery task shares.
 struct Courier {
     client: reqwest::Client,
+    /// For `event` notifications, which post events.
+    service: Service,
     store: Arc<dyn Store>,
+    /// Where the activations that chained events fire go: back to this notifier.
+    chained: mpsc::UnboundedSender<Fired>,
     settings: DeliverySettings,
     in_flight: Semaphore,
     /// Per Slack webhook, the earliest time of its next message.
@@ -74,10 +84,12 @@ impl Notifier {
     /// Starts delivering on the current tokio runtime, beginning with the store's outbox
     /// (activations whose notifications were pending when the server last stopped).
     pub async fn start(
-        store: Arc<dyn Store>,
+        service: Service,
         settings: DeliverySettings,
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
+        let store = service.store().clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Fired>();
         let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
@@ -86,6 +98,8 @@ impl Notifier {
             .build()?;
         let courier = Arc::new(Courier {
             client,
+            service,
+            chained: tx.clone(),
             store: store.clone(),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
@@ -93,7 +107,6 @@ impl Notifier {
             jitter: Mutex::new(retry::Jitter::new()),
             mailer,
         });
-        let (tx, mut rx) = mpsc::unbounded_channel::<Fired>();
         let worker = courier.clone();
         tokio::spawn(async move {
             while let Some(fired) = rx.recv().await {
@@ -288,6 +301,7 @@ impl Courier {
                     "git notifications are not delivered by this server".into(),
                 ));
             }
+            NotificationKind::Event => return self.post_chained_event(note, a).await,
         };
         let key = format!("{}:{}", a.id, note.name);
         // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
@@ -301,6 +315,83 @@ impl Courier {
                 after: None,
             })?;
         classify(response.status(), response.headers())
+    }
+
+    /// An `event` notification: posts the event its params describe into the alert's project,
+    /// evaluated like any other, unless the chain of alerts that led here would loop or grow
+    /// past [`MAX_CHAIN`]. The delivery key is the event's idempotency key, so a redelivery
+    /// after a crash is counted once.
+    async fn post_chained_event(&self, note: &Notification, a: &Activation) -> Result<(), Failure> {
+        let me = format!("{}/{}", a.project, a.name);
+        if a.chain.contains(&me) {
+            let path = [a.chain.as_slice(), std::slice::from_ref(&me)]
+                .concat()
+                .join(" -> ");
+            return Err(Failure::Permanent(format!(
+                "not posted: the chain {path} would loop"
+            )));
+        }
+        if a.chain.len() >= MAX_CHAIN {
+            return Err(Failure::Permanent(format!(
+                "not posted: the chain is already {MAX_CHAIN} alerts long"
+            )));
+        }
+        let params = note.params.clone().unwrap_or_default();
+        let kind: EventKind = params
+            .get("event_kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| missing("event_kind"))?
+            .parse()
+            .map_err(|e: tocsin_core::model::UnknownValue| Failure::Permanent(e.to_string()))?;
+        let entity_template = params
+            .get("entity_id")
+            .and_then(Value::as_str)
+            .unwrap_or("{{entity}}");
+        let value_dict = match params.get("value_dict") {
+            Some(Value::Object(values)) => values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.clone(), |s| Value::from(render(s, a)))))
+                .collect(),
+            _ => serde_json::json!({"source_alert": a.name, "source_activation": a.id, "summary": a.summary})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let event = Event {
+            kind: Some(kind),
+            timestamp: None,
+            entity: Entities {
+                kind: kind.entity_kind(),
+                project: a.project.clone(),
+                ids: vec![render(entity_template, a)],
+            },
+            value_dict,
+            id: None,
+        };
+        let key = format!("chain:{}:{}", a.id, note.name);
+        let mut accepted = self
+            .service
+            .accept_event(
+                &a.project,
+                kind.as_str(),
+                event,
+                Some(key),
+                Timestamp::now(),
+            )
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        accepted.chain = [a.chain.as_slice(), std::slice::from_ref(&me)].concat();
+        let outcome = self
+            .service
+            .ingest(&accepted)
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: e.to_string(),
+                after: None,
+            })?;
+        for fired in outcome.fired {
+            let _ = self.chained.send(fired);
+        }
+        Ok(())
     }
 
     /// Waits for this Slack webhook's next free second.
@@ -401,6 +492,7 @@ pub fn preview(rule: &Rule, a: &Activation) -> Vec<Value> {
                     serde_json::json!({"subject": subject, "text": text, "html": html})
                 }
                 NotificationKind::Git => serde_json::json!({"message": payload::message(note, a)}),
+                NotificationKind::Event => serde_json::json!({"event_kind": note.params.as_ref().and_then(|p| p.get("event_kind"))}),
             };
             serde_json::json!({
                 "name": note.name,
