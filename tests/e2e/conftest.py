@@ -94,7 +94,8 @@ class Receiver:
     """A real HTTP listener that plays Slack and webhook targets and records what arrives.
 
     By default it answers 200. `script(path, [answers])` makes requests to a path get the given
-    answers in order (then 200): an int status, or (status, {"Header": "value"}). Paths under
+    answers in order (then 200): an int status, (status, {"Header": "value"}), or ("hang", seconds)
+    to hold the request that long before answering. Paths under
     `/fail` always get 500 and paths under `/reject` always 400.
     """
 
@@ -115,13 +116,19 @@ class Receiver:
                         answer = 500
                     elif self.path.startswith("/reject"):
                         answer = 400
-                    status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                    if isinstance(answer, tuple) and answer[0] == "hang":
+                        status, headers, hang = 200, {}, answer[1]
+                    else:
+                        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                        hang = 0
                     outer.requests.append({
                         "method": self.command, "path": self.path, "status": status, "at": time.monotonic(),
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": json.loads(body) if body else None,
                     })
                     outer.cond.notify_all()
+                if hang:
+                    time.sleep(hang)  # longer than the sender waits: it gives up on this one
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

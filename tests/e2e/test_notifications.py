@@ -121,3 +121,14 @@ def test_event_post_does_not_wait_for_a_slow_receiver(tocsin_factory, receiver):
     assert time.monotonic() - started < 5
     acts = requests.get(f"{t.api}/projects/p/alert-activations", timeout=10).json()["activations"]
     assert len(acts) == 20
+
+
+def test_a_hanging_receiver_times_out_and_is_retried(tocsin_factory, receiver):
+    t = tocsin_factory(env={**FAST, "TOCSIN_NOTIFICATIONS__REQUEST_TIMEOUT_MS": "300"})
+    receiver.script("/stuck", [("hang", 2)])
+    put_alert(t.api, alert("p", "a", entity="job1", notifications=[hook(receiver, "stuck", "/stuck")]))
+    send(t.api, "p", "job1")
+    d = by_name(wait_delivered(t.api, "p"))["stuck"]
+    assert (d["status"], d["attempts"]) == ("sent", 2), d
+    hits = receiver.wait_for(2, path="/stuck")
+    assert hits[1]["at"] - hits[0]["at"] < 1.5, "retried after the 300 ms timeout, not after the 2 s hang"

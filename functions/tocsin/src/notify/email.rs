@@ -142,7 +142,7 @@ fn escape(s: &str) -> String {
 }
 
 /// The facts of an activation, as (label, value) lines.
-fn facts(a: &Activation) -> Vec<(&'static str, String)> {
+fn facts(note: &Notification, a: &Activation) -> Vec<(&'static str, String)> {
     let window = a
         .criteria
         .period
@@ -164,6 +164,9 @@ fn facts(a: &Activation) -> Vec<(&'static str, String)> {
     if let Some(s) = &a.summary {
         facts.insert(0, ("Summary", s.clone()));
     }
+    if let Some(url) = super::payload::link(note, a) {
+        facts.push(("Link", url));
+    }
     facts
 }
 
@@ -174,7 +177,7 @@ pub fn render_mail(note: &Notification, a: &Activation) -> (String, String, Stri
         .chars()
         .take(200)
         .collect();
-    let facts = facts(a);
+    let facts = facts(note, a);
     let data: Vec<(String, String)> = a
         .value_dict
         .iter()

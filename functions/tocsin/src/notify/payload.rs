@@ -8,6 +8,12 @@ use tocsin_core::model::{Activation, Notification};
 /// Slack's header block allows 150 characters.
 const SLACK_HEADER_MAX: usize = 150;
 
+/// The notification's `link` param (for example a dashboard URL with `{{entity}}` in it), rendered.
+pub fn link(note: &Notification, a: &Activation) -> Option<String> {
+    let link = note.params.as_ref()?.get("link")?.as_str()?;
+    Some(render(link, a))
+}
+
 /// The notification's message with its placeholders rendered, else the alert's summary.
 pub fn message(note: &Notification, a: &Activation) -> String {
     match &note.message {
@@ -59,6 +65,9 @@ pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
             .map(|(k, v)| format!("{k}: {}", value_text(v)))
             .collect();
         blocks.push(row(format!("*Event data:*\n{}", lines.join("\n"))));
+    }
+    if let Some(url) = link(note, a) {
+        blocks.push(row(format!("*Overview:*\n<{url}|Open>")));
     }
     json!({ "blocks": blocks })
 }
@@ -125,6 +134,26 @@ mod tests {
             ]
         );
         assert_eq!(p["blocks"][0]["type"], "header");
+    }
+
+    #[test]
+    fn slack_shows_a_configured_link_with_placeholders() {
+        let mut n = note(Some("drift!"));
+        n.params = Some(
+            serde_json::from_value(
+                json!({"link": "https://grafana.local/d/models?var-ep={{entity}}"}),
+            )
+            .expect("params"),
+        );
+        let p = slack_payload(&n, &activation());
+        let last = p["blocks"]
+            .as_array()
+            .and_then(|b| b.last())
+            .expect("blocks");
+        assert_eq!(
+            last["text"]["text"],
+            "*Overview:*\n<https://grafana.local/d/models?var-ep=ep1.app.res|Open>"
+        );
     }
 
     #[test]
