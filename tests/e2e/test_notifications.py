@@ -132,3 +132,19 @@ def test_a_hanging_receiver_times_out_and_is_retried(tocsin_factory, receiver):
     assert (d["status"], d["attempts"]) == ("sent", 2), d
     hits = receiver.wait_for(2, path="/stuck")
     assert hits[1]["at"] - hits[0]["at"] < 1.5, "retried after the 300 ms timeout, not after the 2 s hang"
+
+
+def test_more_activations_than_memory_holds_are_delivered_from_the_outbox(tocsin_factory, receiver):
+    t = tocsin_factory(env={**FAST, "TOCSIN_NOTIFICATIONS__QUEUE_CAPACITY": "2",
+                            "TOCSIN_NOTIFICATIONS__MAX_ACTIVATIONS_IN_DELIVERY": "2"})
+    receiver.script("/slowish", [("hang", 0.2)] * 5)
+    put_alert(t.api, alert("p", "a", entity="*", notifications=[hook(receiver, "h", "/slowish")]))
+    for i in range(30):
+        send(t.api, "p", f"job{i}")
+    hits = receiver.wait_for(30, path="/slowish", timeout=30)
+    keys = {h["headers"]["idempotency-key"] for h in hits}
+    assert len(keys) == 30, "every activation delivered, though only 2 fit in memory at once"
+    acts = requests.get(f"{t.api}/projects/p/alert-activations", timeout=10).json()["activations"]
+    for i in range(30):
+        wait_delivered(t.api, "p", i)
+    assert len(acts) == 30

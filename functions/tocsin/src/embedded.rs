@@ -571,10 +571,10 @@ impl ActivationStore for EmbeddedStore {
         .await
     }
 
-    async fn pending_deliveries(&self) -> Result<Vec<Activation>> {
-        self.read(|disk| {
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
+        self.read(move |disk| {
             let mut pending = Vec::new();
-            for item in disk.ks.outbox.iter() {
+            for item in disk.ks.outbox.iter().take(limit) {
                 let k = item.key().map_err(store_err)?;
                 if let Some(a) = id_of(&k)
                     .map(|id| disk.read_activation(id))

@@ -527,11 +527,12 @@ impl ActivationStore for MemoryStore {
         }
         Ok(())
     }
-    async fn pending_deliveries(&self) -> Result<Vec<Activation>> {
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
         Ok(lock(&self.inner)
             .1
             .values()
             .filter(|a| a.is_pending())
+            .take(limit)
             .cloned()
             .collect())
     }

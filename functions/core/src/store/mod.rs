@@ -124,9 +124,10 @@ pub trait ActivationStore: Send + Sync {
     /// Records what became of one notification of an activation (and so MLRun's per-kind
     /// summary). When no notification is pending any more, the activation leaves the outbox.
     async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()>;
-    /// Activations with a notification still pending: the outbox, delivered again after a
-    /// restart (at least once; receivers dedup on the delivery key).
-    async fn pending_deliveries(&self) -> Result<Vec<Activation>>;
+    /// The oldest `limit` activations with a notification still pending: the outbox, which the
+    /// notifier drains after a restart or when more fires than it holds in memory (at least
+    /// once; receivers dedup on the delivery key).
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>>;
     /// Deletes activations older than `before` (retention); returns how many.
     async fn prune_activations(&self, before: Timestamp) -> Result<usize>;
 }

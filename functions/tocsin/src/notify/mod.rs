@@ -29,7 +29,10 @@ use tocsin_core::store::{Fired, Store};
 
 /// The longest chain of alerts firing each other through `event` notifications.
 pub const MAX_CHAIN: usize = 8;
-use tokio::sync::{Semaphore, mpsc};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
 pub use payload::{slack_payload, webhook_payload};
@@ -40,18 +43,19 @@ pub trait Dispatch: Send + Sync {
     fn dispatch(&self, fired: Fired);
 }
 
-/// Delivers notifications from background tasks.
+/// How many outbox activations one drain loads at a time.
+const DRAIN_BATCH: usize = 256;
+
+/// Delivers notifications from background tasks, with bounded memory: a bounded queue in
+/// front, a bounded number of activations in delivery, and the durable outbox behind both.
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Fired>,
+    queue: mpsc::Sender<Fired>,
+    courier: Arc<Courier>,
 }
 
 impl Dispatch for Notifier {
     fn dispatch(&self, fired: Fired) {
-        if self.tx.send(fired).is_err() {
-            tracing::error!(
-                "the notifier has stopped; the activation stays in the outbox until restart"
-            );
-        }
+        self.courier.enqueue(&self.queue, fired);
     }
 }
 
@@ -61,8 +65,16 @@ struct Courier {
     /// For `event` notifications, which post events.
     service: Service,
     store: Arc<dyn Store>,
-    /// Where the activations that chained events fire go: back to this notifier.
-    chained: mpsc::UnboundedSender<Fired>,
+    /// The queue's sender, for the activations that chained events fire.
+    queue: mpsc::Sender<Fired>,
+    /// Set when an activation did not fit in the queue (and at start): the outbox holds work.
+    backlog: AtomicBool,
+    /// Wakes the worker to drain the outbox.
+    wake: Notify,
+    /// Activations being delivered, by id: a drain of the outbox skips them.
+    active: Mutex<HashSet<u64>>,
+    /// Bounds the activations in delivery at once.
+    slots: Arc<Semaphore>,
     settings: DeliverySettings,
     in_flight: Semaphore,
     /// Per Slack webhook, the earliest time of its next message.
@@ -88,56 +100,142 @@ impl Notifier {
         settings: DeliverySettings,
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
-        let store = service.store().clone();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Fired>();
         let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .connect_timeout(Duration::from_millis(settings.request_timeout_ms.min(3000)))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let (queue, rx) = mpsc::channel::<Fired>(settings.queue_capacity.max(1));
         let courier = Arc::new(Courier {
             client,
+            store: service.store().clone(),
             service,
-            chained: tx.clone(),
-            store: store.clone(),
+            queue: queue.clone(),
+            backlog: AtomicBool::new(true),
+            wake: Notify::new(),
+            active: Mutex::new(HashSet::new()),
+            slots: Arc::new(Semaphore::new(settings.max_activations_in_delivery.max(1))),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
             slack_slots: Mutex::new(HashMap::new()),
             jitter: Mutex::new(retry::Jitter::new()),
             mailer,
         });
-        let worker = courier.clone();
-        tokio::spawn(async move {
-            while let Some(fired) = rx.recv().await {
-                tokio::spawn(
-                    worker
-                        .clone()
-                        .deliver_activation(fired.activation, fired.rule),
-                );
-            }
-        });
-        match store.pending_deliveries().await {
-            Ok(pending) => {
-                if !pending.is_empty() {
-                    tracing::info!(
-                        count = pending.len(),
-                        "delivering the outbox left by the last run"
-                    );
-                }
-                for activation in pending {
-                    tokio::spawn(courier.clone().recover(activation));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox; it will be retried at the next start")
-            }
-        }
-        Ok(Notifier { tx })
+        tokio::spawn(courier.clone().run(rx));
+        Ok(Notifier { queue, courier })
     }
 }
 
 impl Courier {
+    /// Queues a fired activation, or, when the queue is full, leaves it to the outbox.
+    fn enqueue(&self, queue: &mpsc::Sender<Fired>, fired: Fired) {
+        match queue.try_send(fired) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.backlog.store(true, Ordering::Release);
+                self.wake.notify_one();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!(
+                    "the notifier has stopped; the activation stays in the outbox until restart"
+                );
+            }
+        }
+    }
+
+    /// The worker: takes queued activations, and drains the outbox whenever the queue is empty
+    /// and a backlog was noted; each activation needs a slot before its delivery starts.
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Fired>) {
+        loop {
+            let next = if self.backlog.load(Ordering::Acquire) {
+                match rx.try_recv() {
+                    Ok(fired) => Some(fired),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.drain().await;
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                tokio::select! {
+                    fired = rx.recv() => match fired {
+                        Some(f) => Some(f),
+                        None => return,
+                    },
+                    () = self.wake.notified() => None,
+                }
+            };
+            if let Some(fired) = next {
+                self.start_delivery(fired.activation, Some(fired.rule))
+                    .await;
+            }
+        }
+    }
+
+    /// Loads a batch of the outbox and starts delivering what is not already being delivered.
+    async fn drain(self: &Arc<Self>) {
+        // Ask past the ones already in delivery, so that a full batch of fresh work is found
+        // whenever there is one.
+        let busy = self.active.lock().map_or(0, |a| a.len());
+        let pending = match self.store.pending_deliveries(DRAIN_BATCH + busy).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
+            }
+        };
+        let fresh: Vec<Activation> = {
+            let active = self.active.lock().map(|a| a.clone()).unwrap_or_default();
+            pending
+                .into_iter()
+                .filter(|a| !active.contains(&a.id))
+                .collect()
+        };
+        if fresh.is_empty() {
+            // Everything pending is being delivered (or nothing is): the backlog is cleared
+            // until the queue overflows again.
+            self.backlog.store(false, Ordering::Release);
+            return;
+        }
+        tracing::info!(
+            count = fresh.len(),
+            "delivering activations from the outbox"
+        );
+        for activation in fresh {
+            self.start_delivery(activation, None).await;
+        }
+    }
+
+    /// Waits for a slot, then delivers in the background. Without a rule (from the outbox), the
+    /// alert's current config is used.
+    async fn start_delivery(self: &Arc<Self>, activation: Activation, rule: Option<Arc<Rule>>) {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Queued and drained from the outbox at once: deliver it once.
+        if !self
+            .active
+            .lock()
+            .is_ok_and(|mut active| active.insert(activation.id))
+        {
+            return;
+        }
+        let courier = self.clone();
+        tokio::spawn(async move {
+            let id = activation.id;
+            match rule {
+                Some(rule) => courier.clone().deliver_activation(activation, rule).await,
+                None => courier.clone().recover(activation).await,
+            }
+            if let Ok(mut active) = courier.active.lock() {
+                active.remove(&id);
+            }
+            drop(slot);
+        });
+    }
+
     /// An activation from the outbox: delivered with the alert's current config.
     async fn recover(self: Arc<Self>, activation: Activation) {
         let rule = match self
@@ -389,7 +487,7 @@ impl Courier {
                 after: None,
             })?;
         for fired in outcome.fired {
-            let _ = self.chained.send(fired);
+            self.enqueue(&self.queue, fired);
         }
         Ok(())
     }

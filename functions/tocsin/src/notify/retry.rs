@@ -21,6 +21,11 @@ pub struct DeliverySettings {
     pub slack_min_interval_ms: u64,
     /// Requests in flight at once, across all receivers.
     pub max_in_flight: usize,
+    /// Activations being delivered at once (including ones waiting to retry); more wait in
+    /// the outbox on disk, so memory stays bounded however slow a receiver is.
+    pub max_activations_in_delivery: usize,
+    /// Fired activations queued in memory; beyond this the outbox on disk holds them.
+    pub queue_capacity: usize,
 }
 
 impl Default for DeliverySettings {
@@ -32,6 +37,8 @@ impl Default for DeliverySettings {
             give_up_after_secs: 600,
             slack_min_interval_ms: 1000,
             max_in_flight: 64,
+            max_activations_in_delivery: 1024,
+            queue_capacity: 1024,
         }
     }
 }
