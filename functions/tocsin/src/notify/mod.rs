@@ -11,31 +11,28 @@
 
 mod email;
 mod payload;
+mod preview;
 mod retry;
+mod send;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
 use tocsin_core::Service;
-use tocsin_core::engine::render;
-use tocsin_core::model::{
-    Activation, Delivery, DeliveryStatus, Notification, NotificationKind, Timestamp,
-};
-use tocsin_core::model::{Entities, Event, EventKind};
+use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
 use tocsin_core::rule::Rule;
-use tocsin_core::store::{Fired, Store};
+use tocsin_core::store::Fired;
 
 /// The longest chain of alerts firing each other through `event` notifications.
 pub const MAX_CHAIN: usize = 8;
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
 pub use payload::{slack_payload, webhook_payload};
+pub use preview::preview;
 pub use retry::{DeliverySettings, Failure, backoff, retry_after};
 
 /// Where fired activations go. Must not block: it is called on the request path.
@@ -62,9 +59,8 @@ impl Dispatch for Notifier {
 /// What every delivery task shares.
 struct Courier {
     client: reqwest::Client,
-    /// For `event` notifications, which post events.
+    /// Posts chained events (`event` notifications) and reaches the store.
     service: Service,
-    store: Arc<dyn Store>,
     /// The queue's sender, for the activations that chained events fire.
     queue: mpsc::Sender<Fired>,
     /// Set when an activation did not fit in the queue (and at start): the outbox holds work.
@@ -109,7 +105,6 @@ impl Notifier {
         let (queue, rx) = mpsc::channel::<Fired>(settings.queue_capacity.max(1));
         let courier = Arc::new(Courier {
             client,
-            store: service.store().clone(),
             service,
             queue: queue.clone(),
             backlog: AtomicBool::new(true),
@@ -178,7 +173,12 @@ impl Courier {
         // Ask past the ones already in delivery, so that a full batch of fresh work is found
         // whenever there is one.
         let busy = self.active.lock().map_or(0, |a| a.len());
-        let pending = match self.store.pending_deliveries(DRAIN_BATCH + busy).await {
+        let pending = match self
+            .service
+            .store()
+            .pending_deliveries(DRAIN_BATCH + busy)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox; retrying in a second");
@@ -239,7 +239,8 @@ impl Courier {
     /// An activation from the outbox: delivered with the alert's current config.
     async fn recover(self: Arc<Self>, activation: Activation) {
         let rule = match self
-            .store
+            .service
+            .store()
             .get_alert(&activation.project, &activation.name)
             .await
         {
@@ -291,7 +292,12 @@ impl Courier {
         if delivery.status == DeliveryStatus::Failed {
             tracing::warn!(activation, notification = %delivery.notification, error = ?delivery.error, "notification failed");
         }
-        if let Err(e) = self.store.record_delivery(activation, delivery).await {
+        if let Err(e) = self
+            .service
+            .store()
+            .record_delivery(activation, delivery)
+            .await
+        {
             tracing::error!(activation, error = %e, "cannot record a delivery; it stays in the outbox");
         }
     }
@@ -345,193 +351,6 @@ impl Courier {
             tokio::time::sleep(wait).await;
         }
     }
-
-    /// One attempt.
-    async fn attempt(
-        &self,
-        note: &Notification,
-        secret: Option<&Map<String, Value>>,
-        a: &Activation,
-    ) -> Result<(), Failure> {
-        let request = match note.kind {
-            NotificationKind::Slack => {
-                let url = param("webhook", secret, note)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| missing("webhook"))?;
-                self.slack_slot(url).await;
-                self.client.post(url).json(&slack_payload(note, a))
-            }
-            NotificationKind::Webhook => {
-                let url = param("url", secret, note)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| missing("url"))?;
-                let method = param("method", secret, note)
-                    .and_then(Value::as_str)
-                    .unwrap_or("POST");
-                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| Failure::Permanent(format!("invalid HTTP method `{method}`")))?;
-                let body = match param("override_body", secret, note) {
-                    Some(body) => body.clone(),
-                    None => webhook_payload(note, a),
-                };
-                let mut req = self.client.request(method, url).json(&body);
-                if let Some(Value::Object(headers)) = param("headers", secret, note) {
-                    for (k, v) in headers {
-                        if let Some(v) = v.as_str() {
-                            req = req.header(k.as_str(), v);
-                        }
-                    }
-                }
-                req
-            }
-            NotificationKind::Email => {
-                let mailer = self.mailer.as_ref().ok_or_else(|| {
-                    Failure::Permanent(
-                        "email is not configured on this server (set [smtp] host)".into(),
-                    )
-                })?;
-                let to = param("email_addresses", secret, note)
-                    .ok_or_else(|| missing("email_addresses"))?;
-                return mailer.send(note, to, a).await;
-            }
-            NotificationKind::Git => {
-                return Err(Failure::Permanent(
-                    "git notifications are not delivered by this server".into(),
-                ));
-            }
-            NotificationKind::Event => return self.post_chained_event(note, a).await,
-        };
-        let key = format!("{}:{}", a.id, note.name);
-        // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
-        // activation record or the log.
-        let response = request
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .map_err(|e| Failure::Retry {
-                reason: e.without_url().to_string(),
-                after: None,
-            })?;
-        classify(response.status(), response.headers())
-    }
-
-    /// An `event` notification: posts the event its params describe into the alert's project,
-    /// evaluated like any other, unless the chain of alerts that led here would loop or grow
-    /// past [`MAX_CHAIN`]. The delivery key is the event's idempotency key, so a redelivery
-    /// after a crash is counted once.
-    async fn post_chained_event(&self, note: &Notification, a: &Activation) -> Result<(), Failure> {
-        let me = format!("{}/{}", a.project, a.name);
-        if a.chain.contains(&me) {
-            let path = [a.chain.as_slice(), std::slice::from_ref(&me)]
-                .concat()
-                .join(" -> ");
-            return Err(Failure::Permanent(format!(
-                "not posted: the chain {path} would loop"
-            )));
-        }
-        if a.chain.len() >= MAX_CHAIN {
-            return Err(Failure::Permanent(format!(
-                "not posted: the chain is already {MAX_CHAIN} alerts long"
-            )));
-        }
-        let params = note.params.clone().unwrap_or_default();
-        let kind: EventKind = params
-            .get("event_kind")
-            .and_then(Value::as_str)
-            .ok_or_else(|| missing("event_kind"))?
-            .parse()
-            .map_err(|e: tocsin_core::model::UnknownValue| Failure::Permanent(e.to_string()))?;
-        let entity_template = params
-            .get("entity_id")
-            .and_then(Value::as_str)
-            .unwrap_or("{{entity}}");
-        let value_dict = match params.get("value_dict") {
-            Some(Value::Object(values)) => values
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.clone(), |s| Value::from(render(s, a)))))
-                .collect(),
-            _ => serde_json::json!({"source_alert": a.name, "source_activation": a.id, "summary": a.summary})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        };
-        let event = Event {
-            kind: Some(kind),
-            timestamp: None,
-            entity: Entities {
-                kind: kind.entity_kind(),
-                project: a.project.clone(),
-                ids: vec![render(entity_template, a)],
-            },
-            value_dict,
-            id: None,
-        };
-        let key = format!("chain:{}:{}", a.id, note.name);
-        let mut accepted = self
-            .service
-            .accept_event(
-                &a.project,
-                kind.as_str(),
-                event,
-                Some(key),
-                Timestamp::now(),
-            )
-            .map_err(|e| Failure::Permanent(e.to_string()))?;
-        accepted.chain = [a.chain.as_slice(), std::slice::from_ref(&me)].concat();
-        let outcome = self
-            .service
-            .ingest(&accepted)
-            .await
-            .map_err(|e| Failure::Retry {
-                reason: e.to_string(),
-                after: None,
-            })?;
-        for fired in outcome.fired {
-            self.enqueue(&self.queue, fired);
-        }
-        Ok(())
-    }
-
-    /// Waits for this Slack webhook's next free second.
-    async fn slack_slot(&self, url: &str) {
-        let min = Duration::from_millis(self.settings.slack_min_interval_ms);
-        let slot = {
-            let Ok(mut slots) = self.slack_slots.lock() else {
-                return;
-            };
-            let now = Instant::now();
-            let slot = slots.get(url).copied().filter(|t| *t > now).unwrap_or(now);
-            slots.insert(url.to_owned(), slot + min);
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
-    }
-}
-
-/// Success, or whether and when to try again, from a receiver's answer.
-fn classify(
-    status: reqwest::StatusCode,
-    headers: &reqwest::header::HeaderMap,
-) -> Result<(), Failure> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let reason = format!("the receiver answered {status}");
-    let retryable = status.is_server_error()
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-    if !retryable {
-        return Err(Failure::Permanent(reason));
-    }
-    let after = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, chrono::Utc::now()));
-    Err(Failure::Retry { reason, after })
-}
-
-fn missing(what: &str) -> Failure {
-    Failure::Permanent(format!("no {what} configured"))
 }
 
 fn finished(
@@ -547,59 +366,4 @@ fn finished(
         at: Some(Timestamp::now()),
         ..d.clone()
     }
-}
-
-/// A parameter from the secret parameters, else from the plain ones.
-fn param<'a>(
-    key: &str,
-    secret: Option<&'a Map<String, Value>>,
-    note: &'a Notification,
-) -> Option<&'a Value> {
-    secret
-        .and_then(|s| s.get(key))
-        .or_else(|| note.params.as_ref().and_then(|p| p.get(key)))
-        .filter(|v| !v.is_null())
-}
-
-/// What each notification of `rule` would send for activation `a`, without sending: status
-/// (pending means "would be sent"), the rendered message, and the payload: Slack blocks, webhook
-/// body or mail. Targets (webhook URLs, addresses in secrets) are never shown, nor an
-/// `override_body` kept in `secret_params`.
-pub fn preview(rule: &Rule, a: &Activation) -> Vec<Value> {
-    rule.config
-        .notifications
-        .iter()
-        .map(|n| {
-            let note = &n.notification;
-            let delivery = a.deliveries.iter().find(|d| d.notification == note.name);
-            let secret = rule.secrets.get(&note.name);
-            let payload = match note.kind {
-                NotificationKind::Slack => slack_payload(note, a),
-                NotificationKind::Webhook => match (
-                    secret.and_then(|s| s.get("override_body")),
-                    param("override_body", None, note),
-                ) {
-                    (Some(_), _) => {
-                        Value::from("(override_body is a secret parameter and is not shown)")
-                    }
-                    (None, Some(body)) => body.clone(),
-                    (None, None) => webhook_payload(note, a),
-                },
-                NotificationKind::Email => {
-                    let (subject, text, html) = render_mail(note, a);
-                    serde_json::json!({"subject": subject, "text": text, "html": html})
-                }
-                NotificationKind::Git => serde_json::json!({"message": payload::message(note, a)}),
-                NotificationKind::Event => serde_json::json!({"event_kind": note.params.as_ref().and_then(|p| p.get("event_kind"))}),
-            };
-            serde_json::json!({
-                "name": note.name,
-                "kind": note.kind,
-                "status": delivery.map_or(DeliveryStatus::Pending, |d| d.status),
-                "reason": delivery.and_then(|d| d.error.clone()),
-                "message": payload::message(note, a),
-                "payload": payload,
-            })
-        })
-        .collect()
 }
