@@ -34,11 +34,6 @@ impl Service {
         &self.store
     }
 
-    /// The operator's settings.
-    pub fn settings(&self) -> &AlertsSettings {
-        &self.settings
-    }
-
     /// `PUT /projects/{project}/alerts/{name}`: creates or updates an alert.
     pub async fn store_alert(
         &self,

@@ -268,11 +268,15 @@ fn write_loop(state: &mut MemoryState, disk: &Disk, jobs: &mpsc::Receiver<Job>) 
             }
         }
         let committed = disk.commit(state, changes);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "store commit failed");
-        }
         for reply in replies {
             reply(&committed);
+        }
+        if let Err(e) = committed {
+            // Memory is now ahead of the disk. Stop (every later call answers "stopped", a 503)
+            // rather than go on from a state the disk does not have; a restart reloads a
+            // consistent one.
+            tracing::error!(error = %e, "a store commit failed; the store stopped: restart tocsin once the disk is healthy");
+            return;
         }
     }
 }

@@ -13,7 +13,7 @@ pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
 pub use window::Window;
 
-use crate::model::{AcceptedEvent, Activation, AlertState, Delivery, Timestamp};
+use crate::model::{AcceptedEvent, Activation, Delivery};
 use crate::rule::Rule;
 
 /// Renders placeholders in a summary or a notification message as plain text, from the
@@ -55,7 +55,7 @@ fn placeholder(a: &Activation, key: &str) -> Option<String> {
 }
 
 /// Replaces each `{{key}}` for which `lookup` has a value.
-pub fn render_with(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+fn render_with(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -107,11 +107,6 @@ pub fn build_activation(
     a.summary = c.summary.as_deref().map(|s| render(s, &a));
     a.summarize();
     a
-}
-
-/// Whether an alert is active as seen at `now` (see [`Runtime::state_at`]).
-pub fn is_active(runtime: &Runtime, now: Timestamp) -> bool {
-    runtime.state_at(now) == AlertState::Active
 }
 
 #[cfg(test)]

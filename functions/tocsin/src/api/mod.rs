@@ -125,8 +125,12 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Serving, and the store answers (a store that stopped after a failed commit makes this 503).
+async fn healthz(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let alerts = s.service.store().alert_count().await?;
+    Ok(Json(json!({"status": "ok", "alerts": alerts})))
 }
 
 async fn not_found() -> ApiError {

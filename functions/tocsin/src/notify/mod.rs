@@ -33,7 +33,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
 pub use payload::{slack_payload, webhook_payload};
 pub use preview::preview;
-pub use retry::{DeliverySettings, Failure, backoff, retry_after};
+pub use retry::DeliverySettings;
+use retry::{Failure, backoff};
 
 /// Where fired activations go. Must not block: it is called on the request path.
 pub trait Dispatch: Send + Sync {
