@@ -68,8 +68,8 @@ struct Courier {
     backlog: AtomicBool,
     /// Wakes the worker to drain the outbox.
     wake: Notify,
-    /// Activations being delivered, by id: a drain of the outbox skips them.
-    active: Mutex<HashSet<u64>>,
+    /// Activations being delivered or lately delivered: a drain of the outbox skips them.
+    tracker: Mutex<Tracker>,
     /// Bounds the activations in delivery at once.
     slots: Arc<Semaphore>,
     settings: DeliverySettings,
@@ -78,6 +78,43 @@ struct Courier {
     slack_slots: Mutex<HashMap<String, Instant>>,
     jitter: Mutex<retry::Jitter>,
     mailer: Option<Mailer>,
+}
+
+/// How many finished activations the tracker remembers: more than a drain batch and the queue
+/// together, so that a copy loaded or queued before its twin finished is still recognised.
+const REMEMBERED: usize = 8192;
+
+/// Which activations are being delivered, and which finished lately. An activation can reach
+/// the worker twice, through the queue and through a drain of the outbox; whichever comes
+/// second must find it here and not deliver it again.
+#[derive(Default)]
+struct Tracker {
+    active: HashSet<u64>,
+    done: HashSet<u64>,
+    done_order: std::collections::VecDeque<u64>,
+}
+
+impl Tracker {
+    fn known(&self, id: u64) -> bool {
+        self.active.contains(&id) || self.done.contains(&id)
+    }
+
+    /// Marks `id` as being delivered; false if it is, or lately was.
+    fn start(&mut self, id: u64) -> bool {
+        !self.known(id) && self.active.insert(id)
+    }
+
+    fn finish(&mut self, id: u64) {
+        self.active.remove(&id);
+        if self.done.insert(id) {
+            self.done_order.push_back(id);
+        }
+        while self.done_order.len() > REMEMBERED {
+            if let Some(old) = self.done_order.pop_front() {
+                self.done.remove(&old);
+            }
+        }
+    }
 }
 
 /// Why the notifier could not start.
@@ -110,7 +147,7 @@ impl Notifier {
             queue: queue.clone(),
             backlog: AtomicBool::new(true),
             wake: Notify::new(),
-            active: Mutex::new(HashSet::new()),
+            tracker: Mutex::new(Tracker::default()),
             slots: Arc::new(Semaphore::new(settings.max_activations_in_delivery.max(1))),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
@@ -173,7 +210,7 @@ impl Courier {
     async fn drain(self: &Arc<Self>) {
         // Ask past the ones already in delivery, so that a full batch of fresh work is found
         // whenever there is one.
-        let busy = self.active.lock().map_or(0, |a| a.len());
+        let busy = self.tracker.lock().map_or(0, |t| t.active.len());
         let pending = match self
             .service
             .store()
@@ -187,12 +224,9 @@ impl Courier {
                 return;
             }
         };
-        let fresh: Vec<Activation> = {
-            let active = self.active.lock().map(|a| a.clone()).unwrap_or_default();
-            pending
-                .into_iter()
-                .filter(|a| !active.contains(&a.id))
-                .collect()
+        let fresh: Vec<Activation> = match self.tracker.lock() {
+            Ok(t) => pending.into_iter().filter(|a| !t.known(a.id)).collect(),
+            Err(_) => Vec::new(),
         };
         if fresh.is_empty() {
             // Everything pending is being delivered (or nothing is): the backlog is cleared
@@ -215,11 +249,11 @@ impl Courier {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
-        // Queued and drained from the outbox at once: deliver it once.
+        // An activation can be both queued and drained from the outbox: deliver it once.
         if !self
-            .active
+            .tracker
             .lock()
-            .is_ok_and(|mut active| active.insert(activation.id))
+            .is_ok_and(|mut t| t.start(activation.id))
         {
             return;
         }
@@ -230,8 +264,8 @@ impl Courier {
                 Some(rule) => courier.clone().deliver_activation(activation, rule).await,
                 None => courier.clone().recover(activation).await,
             }
-            if let Ok(mut active) = courier.active.lock() {
-                active.remove(&id);
+            if let Ok(mut t) = courier.tracker.lock() {
+                t.finish(id);
             }
             drop(slot);
         });
