@@ -56,8 +56,8 @@ pub async fn store(
 ) -> Result<Json<AlertConfig>, ApiError> {
     check_project(&project)?;
     let force = flag(&params, "force_reset") || flag(&params, "force-reset");
-    let now = Timestamp::now();
-    let stored = if from_mlrun(&headers) {
+    let (now, mlrun) = (Timestamp::now(), from_mlrun(&headers));
+    let stored = if mlrun {
         s.service
             .store_alert_from_mlrun(&project, &name, config, force, now)
             .await?
@@ -66,7 +66,7 @@ pub async fn store(
             .store_alert(&project, &name, config, force, now)
             .await?
     };
-    Ok(Json(for_client(stored, from_mlrun(&headers))))
+    Ok(Json(for_client(stored, mlrun)))
 }
 
 pub async fn get(
