@@ -57,6 +57,7 @@ fn events(alerts: usize) -> Vec<AcceptedEvent> {
         .map(|i| AcceptedEvent {
             project: "bench".into(),
             kind: EventKind::DataDriftDetected,
+            entity_kind: tocsin_core::model::EntityKind::ModelEndpointResult,
             entity_id: format!("ep{}.app.res", i % alerts),
             value_dict: Default::default(),
             at: Timestamp::from_secs(1 + i as i64 / 100),

@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{
-    AlertConfig, Criteria, EntityKind, NotificationKind, ResetPolicy, Span, parse_period,
-};
+use crate::model::{AlertConfig, Criteria, NotificationKind, ResetPolicy, Span, parse_period};
 use crate::settings::{AlertsSettings, MIN_COOLDOWN};
 
 /// Which entities an alert watches.
@@ -19,7 +17,28 @@ pub enum EntitySelector {
     Any,
     /// One entity id.
     Exact(String),
+    /// Entity ids matching a glob (`ep1.*`; `*` any run of characters, `?` one): Tocsin's
+    /// extension, for an id that holds a `*` but is not `*` alone.
+    Glob(String),
 }
+
+impl EntitySelector {
+    /// Whether events about `entity` concern the alert.
+    pub fn matches(&self, entity: &str) -> bool {
+        match self {
+            EntitySelector::Any => true,
+            EntitySelector::Exact(id) => id == entity,
+            EntitySelector::Glob(pattern) => crate::store::glob_match(pattern, entity),
+        }
+    }
+}
+
+/// Chained events (`emits`, `event` notifications) stop after this many alerts, which bounds
+/// the work one posted event can cause even if alerts form a cycle.
+pub const MAX_CHAIN: usize = 8;
+
+/// Deepest filter accepted.
+pub const MAX_FILTER_DEPTH: usize = 16;
 
 /// Secret parameters of an alert's notifications, by notification name. Kept apart from the
 /// config so that no answer and no log line ever carries them.
@@ -38,6 +57,9 @@ pub struct Rule {
     /// None: events never expire.
     pub period: Option<Span>,
     pub per_entity: bool,
+    /// Fire when the filter has held this long (`criteria.sustain`), instead of counting.
+    #[serde(default)]
+    pub sustain: Option<Span>,
     /// Alert-level cooldown (auto reset only); None or zero means reset at once.
     pub cooldown: Option<Span>,
     /// Per-notification cooldowns, by notification name: after a notification is sent, the
@@ -68,8 +90,11 @@ impl Rule {
     pub fn differs_in_behaviour(&self, new: &Rule) -> bool {
         self.config.entities != new.config.entities
             || self.config.trigger != new.config.trigger
-            || (self.count, self.period, self.per_entity) != (new.count, new.period, new.per_entity)
+            || (self.count, self.period, self.per_entity, self.sustain)
+                != (new.count, new.period, new.per_entity, new.sustain)
             || self.cooldown != new.cooldown
+            || self.config.filter != new.config.filter
+            || self.config.emits != new.config.emits
     }
 }
 
@@ -137,6 +162,7 @@ pub fn compile(
     }
     let entity = match entities.ids.as_slice() {
         [id] if id == "*" => EntitySelector::Any,
+        [id] if id.contains('*') => EntitySelector::Glob(id.clone()),
         [id] if !id.is_empty() => EntitySelector::Exact(id.clone()),
         [_] => {
             return Err(Error::Unprocessable(
@@ -163,10 +189,11 @@ pub fn compile(
         ));
     }
     for kind in &trigger.events {
-        if kind.entity_kind() != entities.kind {
+        if let Some(fits) = kind.entity_kind()
+            && fits != entities.kind
+        {
             return Err(Error::bad(format!(
-                "Event kind `{kind}` is about {} entities, but the alert watches {} entities",
-                kind.entity_kind(),
+                "Event kind `{kind}` is about {fits} entities, but the alert watches {} entities",
                 entities.kind
             )));
         }
@@ -191,10 +218,43 @@ pub fn compile(
         .map(|p| period(p, "criteria.period"))
         .transpose()?;
     let window = window.filter(|s| s.0 > 0);
-    if criteria.per_entity && entity != EntitySelector::Any {
+    if criteria.per_entity && matches!(entity, EntitySelector::Exact(_)) {
         return Err(Error::bad(
-            "criteria.per_entity applies to alerts on every entity (entities.ids [\"*\"])",
+            "criteria.per_entity applies to alerts on many entities (entities.ids [\"*\"] or a glob)",
         ));
+    }
+    let sustain = criteria
+        .sustain
+        .as_deref()
+        .map(|p| period(p, "criteria.sustain"))
+        .transpose()?;
+    if let Some(s) = sustain {
+        if s.0 <= 0 {
+            return Err(Error::bad("criteria.sustain must be longer than zero"));
+        }
+        if criteria.count != 1 || window.is_some() {
+            return Err(Error::bad(
+                "criteria.sustain replaces count and period: leave them out (or count 1, no period)",
+            ));
+        }
+    }
+    if let Some(filter) = &config.filter {
+        check_filter(filter)?;
+    }
+    if let Some(emits) = &config.emits {
+        if config.trigger.events.contains(emits) {
+            return Err(Error::bad(format!(
+                "The alert emits `{emits}`, which it also triggers on: it would feed itself"
+            )));
+        }
+        if let Some(fits) = emits.entity_kind()
+            && fits != config.entities.kind
+        {
+            return Err(Error::bad(format!(
+                "The alert emits `{emits}` events, which are about {fits} entities, but it watches {} entities",
+                config.entities.kind
+            )));
+        }
     }
 
     let cooldown = config
@@ -264,12 +324,45 @@ pub fn compile(
         count: u32::try_from(criteria.count).unwrap_or(u32::MAX),
         period: window,
         per_entity: criteria.per_entity,
+        sustain,
         cooldown,
         notification_cooldowns,
         entity,
         secrets,
         config,
     })
+}
+
+/// A filter must be shallow enough to evaluate cheaply, name fields, and compare strings with
+/// the string operators.
+fn check_filter(filter: &crate::model::Filter) -> Result<()> {
+    use crate::model::Filter;
+    if filter.depth() > MAX_FILTER_DEPTH {
+        return Err(Error::bad(format!(
+            "filter: nested deeper than {MAX_FILTER_DEPTH} levels"
+        )));
+    }
+    match filter {
+        Filter::All { all: fs } | Filter::Any { any: fs } => fs.iter().try_for_each(check_filter),
+        Filter::Not { not } => check_filter(not),
+        Filter::Compare { field, op, value } => {
+            if field.is_empty() {
+                return Err(Error::bad("filter: a comparison names no field"));
+            }
+            if op.is_string_op() && !value.is_string() {
+                return Err(Error::bad(format!(
+                    "filter: `{field} {}` compares with a string, got {value}",
+                    op.as_str()
+                )));
+            }
+            if value.is_array() || value.is_object() {
+                return Err(Error::bad(format!(
+                    "filter: `{field}` is compared with {value}; compare with a number, string, boolean or null"
+                )));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Each kind needs somewhere to deliver to, in `secret_params` or `params`. A masked secret
@@ -315,9 +408,4 @@ fn check_notification_target(
             "{kind} notification `{name}` needs `{needed}` in secret_params or params"
         )))
     }
-}
-
-/// Whether an event's entity kind fits its event kind (MLRun's `Event.is_valid`).
-pub fn entity_fits(kind: crate::model::EventKind, entity: EntityKind) -> bool {
-    kind.entity_kind() == entity
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     AcceptedEvent, Activation, AlertConfig, AlertTemplate, Event, EventKind, Timestamp,
 };
-use crate::rule::{Rule, compile, entity_fits};
+use crate::rule::{Rule, compile};
 use crate::settings::{AlertsMode, AlertsSettings};
 use crate::store::{ActivationQuery, AlertRecord, EventOutcome, PutAlert, Store};
 use crate::templates;
@@ -140,16 +140,18 @@ impl Service {
             )));
         }
         let entity = event.entity;
+        let entity_kind = entity.kind;
         if entity.project != project {
             return Err(Error::bad(format!(
                 "Invalid event: the entity's project `{}` is not the path's project `{project}`",
                 entity.project
             )));
         }
-        if !entity_fits(kind, entity.kind) {
+        if let Some(fits) = kind.entity_kind()
+            && fits != entity.kind
+        {
             return Err(Error::bad(format!(
-                "Invalid event: `{kind}` events are about {} entities, not {}",
-                kind.entity_kind(),
+                "Invalid event: `{kind}` events are about {fits} entities, not {}",
                 entity.kind
             )));
         }
@@ -178,6 +180,7 @@ impl Service {
         Ok(AcceptedEvent {
             project: project.to_owned(),
             kind,
+            entity_kind,
             entity_id,
             value_dict: event.value_dict,
             at: now,
@@ -217,7 +220,7 @@ impl Service {
             .trigger
             .events
             .first()
-            .copied()
+            .cloned()
             .ok_or_else(|| Error::bad("the alert triggers on no event kind"))?;
         let (entity_id, value_dict) = match event {
             Some(e) => (e.entity.ids.into_iter().next(), e.value_dict),
@@ -229,6 +232,7 @@ impl Service {
         let event = AcceptedEvent {
             project: project.to_owned(),
             kind,
+            entity_kind: c.entities.kind,
             entity_id,
             value_dict,
             at: now,

@@ -112,7 +112,7 @@ static TEMPLATES: LazyLock<Vec<AlertTemplate>> = LazyLock::new(|| {
         .iter()
         .zip(1..)
         .map(
-            |(&(name, event, severity, summary, description), id)| AlertTemplate {
+            |(&(name, ref event, severity, summary, description), id)| AlertTemplate {
                 template_id: id,
                 template_name: name.to_owned(),
                 template_description: description.to_owned(),
@@ -120,7 +120,7 @@ static TEMPLATES: LazyLock<Vec<AlertTemplate>> = LazyLock::new(|| {
                 summary: summary.to_owned(),
                 severity,
                 trigger: Trigger {
-                    events: vec![event],
+                    events: vec![event.clone()],
                     prometheus_alert: None,
                 },
                 criteria: Some(Criteria::default()),

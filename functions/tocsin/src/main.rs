@@ -211,7 +211,14 @@ async fn send(
     let entity_kind = match entity_kind {
         Some(k) => k,
         None => match kind.parse::<tocsin_core::model::EventKind>() {
-            Ok(k) => k.entity_kind().to_string(),
+            Ok(k) => match k.entity_kind() {
+                Some(e) => e.to_string(),
+                None => {
+                    return fail(&format!(
+                        "`{k}` is a custom event kind: say what it is about with --entity-kind"
+                    ));
+                }
+            },
             Err(e) => return fail(&e.to_string()),
         },
     };

@@ -1,5 +1,6 @@
 //! The index from an event to the alerts it concerns: by project, then event kind, then entity
-//! id, with `*` alerts on the side. Its cost per event does not grow with the number of alerts.
+//! id, with `*` alerts and glob alerts on the side. Its cost per event does not grow with the
+//! number of alerts on exact entities; glob alerts of the event's kind are each tried.
 
 use rustc_hash::FxHashMap;
 
@@ -16,11 +17,12 @@ pub struct Matcher {
 struct KindIndex {
     exact: FxHashMap<Box<str>, Vec<u64>>,
     any: Vec<u64>,
+    globs: Vec<(Box<str>, u64)>,
 }
 
 impl KindIndex {
     fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.any.is_empty()
+        self.exact.is_empty() && self.any.is_empty() && self.globs.is_empty()
     }
 }
 
@@ -29,10 +31,16 @@ impl Matcher {
     pub fn insert(&mut self, id: u64, rule: &Rule) {
         let kinds = self.projects.entry(rule.project().into()).or_default();
         for kind in &rule.config.trigger.events {
-            let index = kinds.entry(*kind).or_default();
+            let index = kinds.entry(kind.clone()).or_default();
             let ids = match &rule.entity {
                 EntitySelector::Any => &mut index.any,
                 EntitySelector::Exact(e) => index.exact.entry(e.as_str().into()).or_default(),
+                EntitySelector::Glob(g) => {
+                    if !index.globs.iter().any(|(_, x)| *x == id) {
+                        index.globs.push((g.as_str().into(), id));
+                    }
+                    continue;
+                }
             };
             if !ids.contains(&id) {
                 ids.push(id);
@@ -51,6 +59,7 @@ impl Matcher {
             };
             match &rule.entity {
                 EntitySelector::Any => index.any.retain(|x| *x != id),
+                EntitySelector::Glob(_) => index.globs.retain(|(_, x)| *x != id),
                 EntitySelector::Exact(e) => {
                     if let Some(ids) = index.exact.get_mut(e.as_str()) {
                         ids.retain(|x| *x != id);
@@ -70,20 +79,26 @@ impl Matcher {
     }
 
     /// Calls `f` with each alert an event of `kind` about `entity` in `project` concerns:
-    /// the alerts on that exact entity, then the `*` alerts. Each alert once.
+    /// the alerts on that exact entity, then the `*` alerts, then the glob alerts whose pattern
+    /// matches. Each alert once.
     pub fn for_each_match(
         &self,
         project: &str,
-        kind: EventKind,
+        kind: &EventKind,
         entity: &str,
         mut f: impl FnMut(u64),
     ) {
-        let Some(index) = self.projects.get(project).and_then(|k| k.get(&kind)) else {
+        let Some(index) = self.projects.get(project).and_then(|k| k.get(kind)) else {
             return;
         };
         if let Some(ids) = index.exact.get(entity) {
             ids.iter().copied().for_each(&mut f);
         }
-        index.any.iter().copied().for_each(f);
+        index.any.iter().copied().for_each(&mut f);
+        index
+            .globs
+            .iter()
+            .filter(|(g, _)| crate::store::glob_match(g, entity))
+            .for_each(|(_, id)| f(*id));
     }
 }

@@ -95,7 +95,7 @@ pub fn build_activation(
         entity_id: event.entity_id.clone(),
         entity_kind: c.entities.kind,
         criteria: rule.criteria(),
-        event_kind: event.kind,
+        event_kind: event.kind.clone(),
         number_of_events: events as u64,
         notifications: Vec::new(),
         reset_time: closes_now.then_some(event.at),

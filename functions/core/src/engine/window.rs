@@ -30,6 +30,26 @@ impl Window {
         self.times.len()
     }
 
+    /// For a sustained criterion: records an event at `at` whose filter did (`holds`) or did
+    /// not hold, and returns whether the filter has now held for `span`. The window then holds
+    /// two times, when the run of passing events started and the latest of them; a failing
+    /// event, or a gap longer than `span` since the latest, starts over.
+    pub fn sustain(&mut self, at: Timestamp, holds: bool, span: Span) -> bool {
+        if !holds {
+            self.times.clear();
+            return false;
+        }
+        let (start, last) = match self.times.as_slice() {
+            [] => (at, at),
+            [only] => (*only, *only),
+            [start, .., last] => (*start, *last),
+        };
+        let start = if at.0 - last.0 > span.0 { at } else { start };
+        self.times.clear();
+        self.times.extend([start, last.max(at)]);
+        at.0 - start.0 >= span.0
+    }
+
     /// Drops events that fell out of the window by `now`.
     pub fn expire(&mut self, now: Timestamp, period: Option<Span>) {
         if let Some(p) = period {
@@ -87,6 +107,32 @@ mod tests {
             w.times(),
             &[at(997 * 86_400), at(998 * 86_400), at(999 * 86_400)]
         );
+    }
+
+    #[test]
+    fn sustain_fires_after_the_span_and_restarts_on_a_failure_or_a_gap() {
+        let hour = Span::from_secs(3600);
+        let mut w = Window::default();
+        for m in 0..60 {
+            assert!(!w.sustain(at(m * 60), true, hour), "minute {m}");
+        }
+        assert!(w.sustain(at(3600), true, hour), "held for the hour");
+        let mut dropped = Window::default();
+        for m in 0..59 {
+            dropped.sustain(at(m * 60), true, hour);
+        }
+        assert!(!dropped.sustain(at(59 * 60), false, hour));
+        assert!(
+            !dropped.sustain(at(3600), true, hour),
+            "the run started over"
+        );
+        let mut gap = Window::default();
+        gap.sustain(at(0), true, hour);
+        assert!(
+            !gap.sustain(at(3601), true, hour),
+            "a gap longer than the span restarts"
+        );
+        assert!(gap.sustain(at(7201), true, hour));
     }
 
     #[test]

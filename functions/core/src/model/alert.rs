@@ -3,6 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::filter::Filter;
 use super::kinds::{
     AlertState, EntityKind, EventKind, NotificationKind, NotificationSeverity, ResetPolicy,
     Severity,
@@ -41,6 +42,14 @@ pub struct AlertConfig {
     /// Alert-level cooldown (auto reset only): the alert stays active, ignoring events, this long.
     #[serde(default)]
     pub cooldown_period: Option<String>,
+    /// Tocsin extension: only events whose values pass this filter count (see [`Filter`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Tocsin extension: the alert defines a calculated event. Each time it fires, the engine
+    /// posts an event of this kind about the same entity, with the firing event's values, in
+    /// the same step; alerts on this kind then count it like any event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emits: Option<EventKind>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub state: AlertState,
     /// Number of activations (not of events).
@@ -59,6 +68,12 @@ impl AlertConfig {
     /// The config as an MLRun client may read it: without notifications of kinds its enum
     /// lacks (it would reject the whole answer). See [`crate::Service::store_alert_from_mlrun`]
     /// for the way back.
+    /// Whether MLRun's client can read this alert at all: its enum of event kinds has no
+    /// custom kinds, so alerts on them are left out of the listings it reads.
+    pub fn is_mlrun_readable(&self) -> bool {
+        self.trigger.events.iter().all(EventKind::is_mlrun_kind)
+    }
+
     pub fn for_mlrun_client(mut self) -> Self {
         self.notifications
             .retain(|n| n.notification.kind.is_mlrun_kind());
@@ -78,6 +93,11 @@ pub struct Criteria {
     /// MLRun keeps one window for all entities, which is the default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_entity: bool,
+    /// Tocsin extension: instead of counting, fire when the alert's filter has held on every
+    /// event for this long (`1h`): a run of passing events starts the clock; an event that
+    /// fails the filter, or a gap between events longer than the span, stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sustain: Option<String>,
 }
 
 impl Default for Criteria {
@@ -86,6 +106,7 @@ impl Default for Criteria {
             count: 1,
             period: None,
             per_entity: false,
+            sustain: None,
         }
     }
 }
@@ -206,7 +227,8 @@ mod tests {
             Some(Criteria {
                 count: 3,
                 period: Some("1h".into()),
-                per_entity: false
+                per_entity: false,
+                sustain: None,
             })
         );
         assert_eq!(a.trigger.events, vec![EventKind::DataDriftDetected]);

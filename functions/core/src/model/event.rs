@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::alert::{Entities, null_as_default};
-use super::kinds::EventKind;
+use super::kinds::{EntityKind, EventKind};
 use super::time::Timestamp;
 
 /// Something that happened to an entity. The server stamps the time it was accepted; a
@@ -30,6 +30,8 @@ pub struct Event {
 pub struct AcceptedEvent {
     pub project: String,
     pub kind: EventKind,
+    /// The entity's kind: fixed by a built-in event kind, chosen by the sender for a custom one.
+    pub entity_kind: EntityKind,
     pub entity_id: String,
     pub value_dict: Map<String, Value>,
     pub at: Timestamp,

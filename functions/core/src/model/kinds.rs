@@ -30,18 +30,18 @@ macro_rules! wire_enum {
         $(#[$meta:meta])*
         $name:ident, $what:literal, normalize: $normalize:expr,
         { $( $(#[$vmeta:meta])* $variant:ident = $wire:literal $(| $alias:literal)* ),+ $(,)? }
+        $( custom: $(#[$cmeta:meta])* $custom:ident )?
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $( $(#[$vmeta])* $variant ),+ }
+        pub enum $name { $( $(#[$vmeta])* $variant, )+ $( $(#[$cmeta])* $custom(CustomKind) )? }
 
         impl $name {
-            /// Every value, in declaration order.
+            /// Every built-in value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The wire spelling.
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
+            pub fn as_str(&self) -> &str {
+                match self { $($name::$variant => $wire,)+ $( $name::$custom(c) => c.as_str(), )? }
             }
 
             fn expected() -> String {
@@ -56,7 +56,14 @@ macro_rules! wire_enum {
                 let key = normalize(s);
                 match key.as_str() {
                     $( $wire $(| $alias)* => Ok($name::$variant), )+
-                    _ => Err(UnknownValue { what: $what, value: s.to_owned(), expected: Self::expected() }),
+                    _ => {
+                        $(
+                            if let Some(c) = CustomKind::new(&key, Self::ALL.iter().map(|k| k.as_str())) {
+                                return Ok($name::$custom(c));
+                            }
+                        )?
+                        Err(UnknownValue { what: $what, value: s.to_owned(), expected: Self::expected() })
+                    }
                 }
             }
         }
@@ -92,7 +99,10 @@ fn hyphenate(s: &str) -> String {
 }
 
 wire_enum! {
-    /// What happened. Each kind belongs to one entity kind (see [`EventKind::entity_kind`]).
+    /// What happened. Each built-in kind belongs to one entity kind (see
+    /// [`EventKind::entity_kind`]); custom kinds (Tocsin's extension, for calculated events and
+    /// events of a team's own) may be about any.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
     EventKind, "event kind", normalize: hyphenate, {
         DataDriftDetected = "data-drift-detected",
         DataDriftSuspected = "data-drift-suspected",
@@ -110,22 +120,65 @@ wire_enum! {
         ModelMonitoringLagDetected = "model-monitoring-lag-detected",
         Failed = "failed",
     }
+    custom:
+        /// A kind outside MLRun's vocabulary (see [`CustomKind`]).
+        Custom
 }
 
 impl EventKind {
-    /// The one entity kind an event of this kind may be about.
-    pub const fn entity_kind(self) -> EntityKind {
-        match self {
+    /// The one entity kind an event of a built-in kind may be about; None for a custom kind,
+    /// which may be about any (an alert on it names which).
+    pub const fn entity_kind(&self) -> Option<EntityKind> {
+        Some(match self {
             EventKind::MmAppFailed => EntityKind::ModelMonitoringApplication,
             EventKind::ModelMonitoringLagDetected => EntityKind::ModelMonitoringInfra,
             EventKind::Failed => EntityKind::Job,
+            EventKind::Custom(_) => return None,
             _ => EntityKind::ModelEndpointResult,
-        }
+        })
+    }
+
+    /// Whether MLRun's client knows this kind (it rejects answers that carry others).
+    pub const fn is_mlrun_kind(&self) -> bool {
+        !matches!(self, EventKind::Custom(_))
+    }
+
+    /// Whether events of this kind may be about `entity` (MLRun's `Event.is_valid`).
+    pub fn fits(&self, entity: EntityKind) -> bool {
+        self.entity_kind().is_none_or(|e| e == entity)
+    }
+}
+
+/// The name of a custom event kind: lowercase letters, digits and hyphens, starting with a
+/// letter, at most [`CustomKind::MAX_LEN`] bytes. A name within two edits of a built-in kind is
+/// refused as a likely typo (`data-drift-detcted`), so that a misspelt built-in kind still gets a
+/// clear error instead of silently becoming a kind no alert listens to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomKind(std::sync::Arc<str>);
+
+impl CustomKind {
+    /// Longest accepted name.
+    pub const MAX_LEN: usize = 64;
+
+    fn new<'a>(name: &str, mut builtin: impl Iterator<Item = &'a str>) -> Option<Self> {
+        let well_formed = name.len() <= Self::MAX_LEN
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let near_builtin = builtin.any(|b| strsim::levenshtein(b, name) <= 2);
+        (well_formed && !near_builtin).then(|| CustomKind(name.into()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 wire_enum! {
     /// What an event or alert is about.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     EntityKind, "entity kind", normalize: hyphenate, {
         ModelEndpointResult = "model-endpoint-result",
         ModelMonitoringApplication = "model-monitoring-application",
@@ -136,6 +189,7 @@ wire_enum! {
 
 wire_enum! {
     /// How bad a situation is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     Severity, "severity", normalize: exact, {
         Low = "low",
         Medium = "medium",
@@ -145,7 +199,7 @@ wire_enum! {
 
 wire_enum! {
     /// Whether an alert that fired goes back to inactive by itself (`auto`) or waits for a reset.
-    #[derive(Default)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
     ResetPolicy, "reset policy", normalize: exact, {
         Manual = "manual",
         #[default]
@@ -155,7 +209,7 @@ wire_enum! {
 
 wire_enum! {
     /// Whether an alert is currently raised.
-    #[derive(Default)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
     AlertState, "alert state", normalize: exact, {
         Active = "active",
         #[default]
@@ -165,6 +219,7 @@ wire_enum! {
 
 wire_enum! {
     /// How an alert tells people. `email` is Tocsin's addition (the seed promises it; MLRun refuses it).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     NotificationKind, "notification kind", normalize: exact, {
         Slack = "slack",
         Webhook = "webhook",
@@ -185,6 +240,7 @@ impl NotificationKind {
 
 wire_enum! {
     /// How loud a notification is; the MLRun client's vocabulary.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     NotificationSeverity, "notification severity", normalize: exact, {
         Info = "info",
         Debug = "debug",
@@ -229,8 +285,24 @@ mod tests {
     fn every_event_kind_round_trips_and_fits_one_entity_kind() {
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
-            let entity = kind.entity_kind();
+            let entity = kind
+                .entity_kind()
+                .expect("built-in kinds have an entity kind");
             assert_eq!(entity.as_str().parse::<EntityKind>().unwrap(), entity);
+        }
+    }
+
+    #[test]
+    fn custom_kinds_are_well_formed_names_not_near_a_built_in_one() {
+        let k: EventKind = "job-cpu".parse().unwrap();
+        assert!(matches!(&k, EventKind::Custom(c) if c.as_str() == "job-cpu"));
+        assert_eq!(k.entity_kind(), None);
+        assert!(!k.is_mlrun_kind());
+        assert_eq!(serde_json::to_string(&k).unwrap(), "\"job-cpu\"");
+        let typo = "data-drift-detcted".parse::<EventKind>().unwrap_err();
+        assert!(typo.to_string().starts_with("invalid event kind"), "{typo}");
+        for bad in ["Job CPU", "9lives", "", &"x".repeat(65)] {
+            assert!(bad.parse::<EventKind>().is_err(), "{bad:?}");
         }
     }
 }

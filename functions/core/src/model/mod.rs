@@ -4,6 +4,7 @@
 mod activation;
 mod alert;
 mod event;
+mod filter;
 mod kinds;
 mod template;
 mod time;
@@ -13,9 +14,10 @@ pub use activation::{
 };
 pub use alert::{AlertConfig, AlertNotification, Criteria, Entities, Notification, Trigger};
 pub use event::{AcceptedEvent, Event};
+pub use filter::{CompareOp, Filter};
 pub use kinds::{
-    AlertState, EntityKind, EventKind, NotificationKind, NotificationSeverity, ResetPolicy,
-    Severity, UnknownValue,
+    AlertState, CustomKind, EntityKind, EventKind, NotificationKind, NotificationSeverity,
+    ResetPolicy, Severity, UnknownValue,
 };
 pub use template::AlertTemplate;
 pub use time::{InvalidPeriod, Span, Timestamp, parse_period};

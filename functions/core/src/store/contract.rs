@@ -22,7 +22,8 @@ macro_rules! store_contract_tests {
             per_entity_windows_count_each_entity_apart, auto_cooldown_ignores_events_until_it_ends,
             updates_reset_only_when_behaviour_changes, activations_record_events_and_resets,
             idempotent_events_count_once, operator_limits_are_enforced, secrets_are_masked_and_kept,
-            activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged);
+            activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged,
+            filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -271,6 +272,7 @@ pub async fn updates_reset_only_when_behaviour_changes(s: Arc<dyn Store>) {
         count: 2,
         period: None,
         per_entity: false,
+        sustain: None,
     });
     store(&svc, two.clone(), at(6)).await;
     send(&svc, "job1", at(7)).await;
@@ -567,6 +569,141 @@ pub async fn listing_is_ordered_and_paged(s: Arc<dyn Store>) {
     );
     let listed = svc.list_alerts(P, 0, 100).await.expect("list");
     assert!(listed.iter().all(|a| a.view(at(1)).id == Some(a.id)));
+}
+
+/// An event of `kind` about `entity` (of `entity_kind`) with `values`, accepted at `t`.
+async fn send_values(
+    svc: &Service,
+    kind: &str,
+    entity_kind: &str,
+    entity: &str,
+    values: serde_json::Value,
+    t: Timestamp,
+) -> crate::store::EventOutcome {
+    let event: Event = serde_json::from_value(json!({
+        "entity": {"kind": entity_kind, "project": P, "ids": [entity]}, "value_dict": values
+    }))
+    .expect("event");
+    let accepted = svc.accept_event(P, kind, event, None, t).expect("accepted");
+    svc.ingest(&accepted).await.expect("ingested")
+}
+
+pub async fn filters_and_entity_globs_decide_what_counts(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let alert: AlertConfig = serde_json::from_value(json!({
+        "name": "drift", "severity": "high",
+        "criteria": {"count": 2, "period": "10m", "per_entity": true},
+        "trigger": {"events": ["data-drift-detected"]},
+        "entities": {"kind": "model-endpoint-result", "project": P, "ids": ["ep1.*"]},
+        "filter": {"all": [{"field": "result_value", "op": ">", "value": 0.7},
+                           {"not": {"field": "app", "op": "starts_with", "value": "test-"}}]}
+    }))
+    .expect("config");
+    let stored = svc
+        .store_alert(P, "drift", alert, false, at(0))
+        .await
+        .expect("stored");
+    assert_eq!(stored.filter.as_ref().map(|f| f.depth()), Some(3));
+    let drift =
+        |entity: &'static str, v: f64, app: &str| (entity, json!({"result_value": v, "app": app}));
+    let mut fired = 0;
+    for (t, (entity, values)) in [
+        drift("ep1.a", 0.9, "drift"),  // counts: ep1.a 1
+        drift("ep2.a", 0.9, "drift"),  // another endpoint: the glob does not match
+        drift("ep1.a", 0.5, "drift"),  // filtered out
+        drift("ep1.a", 0.9, "test-x"), // filtered out
+        drift("ep1.b", 0.9, "drift"),  // ep1.b 1: windows are per entity
+        drift("ep1.a", 0.8, "drift"),  // ep1.a 2: fires
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = send_values(
+            &svc,
+            "data-drift-detected",
+            "model-endpoint-result",
+            entity,
+            values,
+            at(t as i64),
+        )
+        .await;
+        fired += out.fired.len();
+        if t == 5 {
+            assert_eq!(out.fired.len(), 1, "the second passing ep1.a event fires");
+            assert_eq!(out.fired[0].activation.entity_id, "ep1.a");
+        }
+    }
+    assert_eq!(fired, 1);
+    let bad: AlertConfig = serde_json::from_value(json!({
+        "name": "bad", "severity": "high", "trigger": {"events": ["failed"]},
+        "entities": {"kind": "job", "project": P, "ids": ["*"]},
+        "filter": {"field": "name", "op": "contains", "value": 3}
+    }))
+    .expect("config");
+    assert!(matches!(
+        svc.store_alert(P, "bad", bad, false, at(0)).await,
+        Err(Error::BadRequest(_))
+    ));
+}
+
+pub async fn calculated_events_feed_alerts_once_sustained(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let calculated: AlertConfig = serde_json::from_value(json!({
+        "name": "cpu-high", "severity": "low",
+        "criteria": {"sustain": "1h", "per_entity": true},
+        "trigger": {"events": ["job-cpu"]},
+        "entities": {"kind": "job", "project": P, "ids": ["*"]},
+        "filter": {"field": "cpu", "op": ">", "value": 70},
+        "emits": "job-cpu-high"
+    }))
+    .expect("config");
+    svc.store_alert(P, "cpu-high", calculated, false, at(0))
+        .await
+        .expect("stored");
+    let alert: AlertConfig = serde_json::from_value(json!({
+        "name": "hot-job", "severity": "high", "reset_policy": "manual",
+        "trigger": {"events": ["job-cpu-high"]},
+        "entities": {"kind": "job", "project": P, "ids": ["*"]}
+    }))
+    .expect("config");
+    svc.store_alert(P, "hot-job", alert, false, at(0))
+        .await
+        .expect("stored");
+    // train-1 holds above 70% for the hour; train-2 drops at 59 minutes.
+    for minute in 0..=60 {
+        let t = at(minute * 60);
+        let cpu2 = if minute == 59 { 40 } else { 90 };
+        let one = send_values(&svc, "job-cpu", "job", "train-1", json!({"cpu": 90}), t).await;
+        let two = send_values(&svc, "job-cpu", "job", "train-2", json!({"cpu": cpu2}), t).await;
+        assert!(two.fired.is_empty(), "train-2 never holds for an hour");
+        let names: Vec<_> = one
+            .fired
+            .iter()
+            .map(|f| f.activation.name.as_str())
+            .collect();
+        if minute < 60 {
+            assert!(names.is_empty(), "minute {minute}: {names:?}");
+        } else {
+            assert_eq!(
+                names,
+                ["cpu-high", "hot-job"],
+                "the calculated event fires the alert"
+            );
+            assert_eq!(one.fired[1].activation.event_kind.as_str(), "job-cpu-high");
+            assert_eq!(one.fired[1].activation.entity_id, "train-1");
+        }
+    }
+    let hot = svc.get_alert(P, "hot-job", at(3601)).await.expect("alert");
+    assert_eq!((hot.state, hot.count), (AlertState::Active, 1));
+    let looped: AlertConfig = serde_json::from_value(json!({
+        "name": "loop", "severity": "low", "trigger": {"events": ["job-cpu-high"]},
+        "entities": {"kind": "job", "project": P, "ids": ["*"]}, "emits": "job-cpu-high"
+    }))
+    .expect("config");
+    assert!(matches!(
+        svc.store_alert(P, "loop", looped, false, at(0)).await,
+        Err(Error::BadRequest(_))
+    ));
 }
 
 fn page(q: ActivationQuery) -> ActivationQuery {

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::engine::{Closed, Matcher, Runtime, Window, build_activation};
 use crate::error::{Error, Result};
-use crate::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
-use crate::rule::{Rule, secret_reference};
+use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
+use crate::rule::{MAX_CHAIN, Rule, secret_reference};
 
 /// An alert's windows: one for all entities (MLRun's behaviour), or one per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,17 +334,45 @@ impl MemoryState {
                 .idempotency
                 .push((ev.project.clone(), key.clone(), expires));
         }
+        let mut queue = vec![ev.clone()];
+        while let Some(ev) = queue.pop() {
+            self.count_event(&ev, changes, &mut outcome, &mut queue);
+        }
+        outcome
+    }
+
+    /// Counts one event (posted, or emitted by a calculated event) in the windows of the alerts
+    /// it matches; fires those whose criteria are met; queues the events they emit.
+    fn count_event(
+        &mut self,
+        ev: &AcceptedEvent,
+        changes: &mut Changes,
+        outcome: &mut EventOutcome,
+        emitted: &mut Vec<AcceptedEvent>,
+    ) {
         let Self {
             matcher,
             alerts,
             next_activation_id,
             ..
         } = self;
-        matcher.for_each_match(&ev.project, ev.kind, &ev.entity_id, |id| {
+        matcher.for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
             let Some(entry) = alerts.get_mut(&id) else {
                 return;
             };
             let record = &mut entry.record;
+            let rule = &record.rule;
+            if rule.config.entities.kind != ev.entity_kind {
+                return;
+            }
+            let passes = rule
+                .config
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&ev.value_dict));
+            if !passes && rule.sustain.is_none() {
+                return;
+            }
             let (counts, closed) = record.runtime.admit(ev.at);
             if let Some(closed) = closed {
                 changes.closed.push(closed);
@@ -354,23 +382,27 @@ impl MemoryState {
                 return;
             }
             outcome.counted += 1;
-            let rule = &record.rule;
             let window = entry.windows.window_mut(&ev.entity_id);
-            let in_window = window.push(ev.at, rule.count, rule.period);
             let entity = rule
                 .per_entity
                 .then(|| Box::<str>::from(ev.entity_id.as_str()));
-            if in_window < rule.count as usize {
-                changes
-                    .windows
-                    .push(WindowChange::Put { alert: id, entity });
-                return;
+            let (met, in_window) = match rule.sustain {
+                Some(span) => (window.sustain(ev.at, passes, span), 1),
+                None => {
+                    let n = window.push(ev.at, rule.count, rule.period);
+                    (n >= rule.count as usize, n)
+                }
+            };
+            if met {
+                // The criteria are met: fire, and start the window afresh.
+                *window = Window::default();
             }
-            // The criteria are met: fire, and start the window afresh.
-            *window = Window::default();
             changes
                 .windows
                 .push(WindowChange::Put { alert: id, entity });
+            if !met {
+                return;
+            }
             let activation_id = *next_activation_id;
             *next_activation_id += 1;
             let closes_now = record.runtime.fire(rule, activation_id, ev.at);
@@ -378,13 +410,15 @@ impl MemoryState {
             changes.runtimes.push(id);
             let activation =
                 build_activation(activation_id, rule, ev, in_window, closes_now, deliveries);
+            if let Some(kind) = &rule.config.emits {
+                emitted.extend(calculated_event(rule, kind, ev));
+            }
             changes.activations.push(activation.clone());
             outcome.fired.push(Fired {
                 activation,
                 rule: rule.clone(),
             });
         });
-        outcome
     }
 
     /// Forgets idempotency keys that expired by `now`; returns them for deletion from disk.
@@ -400,6 +434,28 @@ impl MemoryState {
         }
         expired
     }
+}
+
+/// The event a calculated-event alert emits when it fires on `ev`: same project, entity and
+/// time, the firing event's values, and the alert added to the chain. None once the chain is
+/// [`MAX_CHAIN`] long or already holds the alert (a cycle of calculated events).
+fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option<AcceptedEvent> {
+    let link = format!("{}/{}", rule.project(), rule.name());
+    if ev.chain.len() >= MAX_CHAIN || ev.chain.contains(&link) {
+        return None;
+    }
+    let mut chain = ev.chain.clone();
+    chain.push(link);
+    Some(AcceptedEvent {
+        project: ev.project.clone(),
+        kind: kind.clone(),
+        entity_kind: rule.config.entities.kind,
+        entity_id: ev.entity_id.clone(),
+        value_dict: ev.value_dict.clone(),
+        at: ev.at,
+        idempotency_key: None,
+        chain,
+    })
 }
 
 /// A notification whose `secret_params` is the masked reference to itself keeps the secret

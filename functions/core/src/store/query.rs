@@ -50,7 +50,7 @@ impl ActivationQuery {
             })
             && (self.severity.is_empty() || self.severity.contains(&a.severity))
             && self.entity_kind.is_none_or(|k| k == a.entity_kind)
-            && self.event_kind.is_none_or(|k| k == a.event_kind)
+            && self.event_kind.as_ref().is_none_or(|k| *k == a.event_kind)
     }
 }
 

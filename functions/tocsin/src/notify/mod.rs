@@ -25,8 +25,9 @@ use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::Fired;
 
-/// The longest chain of alerts firing each other through `event` notifications.
-pub const MAX_CHAIN: usize = 8;
+/// The longest chain of alerts firing each other through `event` notifications (shared with
+/// calculated events in the engine).
+pub use tocsin_core::rule::MAX_CHAIN;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 

@@ -41,8 +41,8 @@ fn row(text: String) -> Value {
 pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
     let severity = note
         .severity
-        .map(|s| s.as_str())
-        .unwrap_or(a.severity.as_str());
+        .as_ref()
+        .map_or_else(|| a.severity.as_str(), |s| s.as_str());
     let header: String = format!("[{severity}] {}", message(note, a))
         .chars()
         .take(SLACK_HEADER_MAX)

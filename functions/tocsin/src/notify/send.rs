@@ -123,11 +123,12 @@ impl Courier {
                 .cloned()
                 .unwrap_or_default(),
         };
+        let entity_kind = kind.entity_kind().unwrap_or(a.entity_kind);
         let event = Event {
-            kind: Some(kind),
+            kind: Some(kind.clone()),
             timestamp: None,
             entity: Entities {
-                kind: kind.entity_kind(),
+                kind: entity_kind,
                 project: a.project.clone(),
                 ids: vec![render(entity_template, a)],
             },
