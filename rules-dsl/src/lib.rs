@@ -1,6 +1,19 @@
-//! Tocsin's alert rules language.
+//! Tocsin's alert rules language: alerts as code, checked like a compiler checks code,
+//! unit-tested on a virtual clock, and compiled to MLRun's alert configs (with Tocsin's
+//! extension fields where the language says more than MLRun can).
 //!
-//! Rule files (a pest grammar, checked with diagnostics and compiled to the wire
-//! [`tocsin_core::model::AlertConfig`]) are built on top of the model and engine in
-//! `tocsin-core`; the crate exists now so that the workspace has the layout the design
-//! fixes, and so that the model it will compile to lives where it can reach it.
+//! The pipeline: [`parse`] (source to [`ast`], syntax errors as diagnostics) → [`check`]
+//! (names, kinds, templates, every other error at once, and warnings) → compiled configs.
+//! [`format`] prints the canonical layout; [`export`] goes from configs back to source;
+//! [`testing`] runs rule test files.
+
+pub mod ast;
+pub mod diagnostic;
+pub mod check;
+mod format;
+mod parse;
+
+pub use diagnostic::{Diagnostic, Level};
+pub use check::{CompiledAlert, Checked, check, check_source};
+pub use format::format;
+pub use parse::parse;

@@ -1,0 +1,170 @@
+//! The syntax tree of a rules file. Every node keeps its byte span in the source, for
+//! diagnostics; equality ignores spans, so that `parse(fmt(x)) == parse(x)` compares meaning.
+
+use std::ops::Range;
+
+use tocsin_core::model::CompareOp;
+
+/// A byte range in the source.
+pub type Span = Range<usize>;
+
+/// A value with where it was written.
+#[derive(Debug, Clone)]
+pub struct Spanned<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(node: T, span: Span) -> Self {
+        Spanned { node, span }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Spanned<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.node == other.node
+    }
+}
+
+/// A parsed file: its items in source order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+/// A top-level declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// `project NAME`.
+    Project(Spanned<String>),
+    /// `template NAME [extends ...] { ... }`.
+    Template(Definition),
+    /// `alert NAME [extends ...] { ... }`.
+    Alert(Definition),
+    /// `event NAME on ENTITY-KIND`: a custom event kind that clients post.
+    CustomEvent {
+        name: Spanned<String>,
+        entity: Spanned<String>,
+        span: Span,
+    },
+    /// `event NAME from KINDS { ... }`: a calculated event.
+    CalculatedEvent {
+        name: Spanned<String>,
+        from: Vec<Spanned<String>>,
+        statements: Vec<Spanned<Statement>>,
+        span: Span,
+    },
+}
+
+impl Item {
+    /// Where the item is written.
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Project(p) => p.span.clone(),
+            Item::Template(d) | Item::Alert(d) => d.span.clone(),
+            Item::CustomEvent { span, .. } | Item::CalculatedEvent { span, .. } => span.clone(),
+        }
+    }
+}
+
+/// A template or an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    pub name: Spanned<String>,
+    pub extends: Vec<Spanned<String>>,
+    pub statements: Vec<Spanned<Statement>>,
+    pub span: Span,
+}
+
+/// A statement inside a block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    Summary(Spanned<String>),
+    Description(Spanned<String>),
+    Severity(Spanned<String>),
+    Reset(Spanned<String>),
+    Cooldown(Spanned<String>),
+    On(Vec<Spanned<String>>),
+    Entity {
+        kind: Spanned<String>,
+        id: Option<Spanned<String>>,
+    },
+    Where(Spanned<Expr>),
+    When {
+        count: Spanned<String>,
+        within: Option<Spanned<String>>,
+        per_entity: bool,
+    },
+    For {
+        duration: Spanned<String>,
+        per_entity: bool,
+    },
+    Notify {
+        kind: Spanned<String>,
+        name: Spanned<String>,
+        params: Vec<Param>,
+    },
+}
+
+impl Statement {
+    /// The keyword that starts it; also the slot a merge fills (`when` and `for` share one).
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Statement::Summary(_) => "summary",
+            Statement::Description(_) => "description",
+            Statement::Severity(_) => "severity",
+            Statement::Reset(_) => "reset",
+            Statement::Cooldown(_) => "cooldown",
+            Statement::On(_) => "on",
+            Statement::Entity { .. } => "entity",
+            Statement::Where(_) => "where",
+            Statement::When { .. } => "when",
+            Statement::For { .. } => "for",
+            Statement::Notify { .. } => "notify",
+        }
+    }
+}
+
+/// `key value` inside a notification's braces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub key: Spanned<String>,
+    pub value: Spanned<Value>,
+}
+
+/// A parameter's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    /// `secret("NAME")`: resolved when the rules are applied, never written in the file.
+    Secret(String),
+    List(Vec<String>),
+    Duration(String),
+    Number(String),
+    Bool(bool),
+    Word(String),
+}
+
+/// A filter expression over the event's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    And(Box<Spanned<Expr>>, Box<Spanned<Expr>>),
+    Or(Box<Spanned<Expr>>, Box<Spanned<Expr>>),
+    Not(Box<Spanned<Expr>>),
+    Compare {
+        /// Without the `value.` prefix.
+        field: Spanned<String>,
+        op: Spanned<CompareOp>,
+        value: Spanned<Literal>,
+    },
+}
+
+/// A constant in a comparison. Numbers keep their text, so that formatting changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Str(String),
+    Number(String),
+    Bool(bool),
+    Null,
+}

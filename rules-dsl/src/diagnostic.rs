@@ -1,0 +1,207 @@
+//! Diagnostics: every problem found in a file, each with a stable code, a span, a message in
+//! words, and a hint; rendered for people (the source line with a caret) or as JSON.
+
+use codespan_reporting::diagnostic::{Diagnostic as Report, Label, Severity};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, Config, termcolor};
+use serde::Serialize;
+
+use crate::ast::Span;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// One problem in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Stable code (`E010`); see [`CODES`].
+    pub code: &'static str,
+    pub level: Level,
+    pub message: String,
+    pub span: Span,
+    /// What the caret says about the spot.
+    pub label: String,
+    /// A hint: "did you mean ...", or how to fix it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error.
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            level: Level::Error,
+            message: message.into(),
+            span,
+            label: String::new(),
+            help: None,
+        }
+    }
+
+    /// A warning: legal, but likely wrong.
+    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            level: Level::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    /// With a label at the caret.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// With a hint.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// With "did you mean `x`?" when `suggestion` found one.
+    pub fn suggest(self, suggestion: Option<&str>) -> Self {
+        match suggestion {
+            Some(s) => self.help(format!("did you mean `{s}`?")),
+            None => self,
+        }
+    }
+}
+
+/// Every code, with what it means. Codes are never reused for something else.
+pub const CODES: &[(&str, &str)] = &[
+    ("E001", "syntax error"),
+    ("E002", "the file declares no project, or more than one"),
+    ("E003", "a name is defined twice"),
+    ("E010", "unknown event kind"),
+    ("E011", "unknown entity kind"),
+    ("E012", "event kind and entity kind do not fit"),
+    ("E013", "unknown template"),
+    ("E014", "templates extend each other in a cycle"),
+    ("E015", "a statement appears twice in one block"),
+    ("E016", "a statement that this kind of block does not take"),
+    ("E020", "unknown value (severity, reset policy, notification severity)"),
+    ("E021", "invalid duration"),
+    ("E022", "invalid count"),
+    ("E023", "a required statement is missing"),
+    ("E024", "`when` and `for` together: an alert counts or waits, not both"),
+    ("E025", "invalid name"),
+    ("E026", "invalid entity id"),
+    ("E030", "unknown notification kind"),
+    ("E031", "unknown or misplaced notification parameter"),
+    ("E032", "a secret written inline: reference it with secret(\"NAME\")"),
+    ("E033", "a notification lacks where to deliver"),
+    ("E034", "two notifications of an alert share a name"),
+    ("E035", "invalid notification parameter value"),
+    ("E040", "a comparison whose constant does not fit the operator"),
+    ("E041", "`per entity` on an alert about one entity"),
+    ("E042", "`cooldown` on an alert with `reset manual`"),
+    ("E043", "a calculated event that would feed itself"),
+    ("W101", "a template that nothing extends"),
+    ("W102", "an alert on many entities that counts them all in one window"),
+    ("W103", "a cooldown shorter than the criteria window"),
+    ("W104", "an unknown placeholder in a summary or message"),
+    ("W105", "a filter field that no comparison can match (type mismatch or never set)"),
+];
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase().replace('_', "-");
+    candidates
+        .into_iter()
+        .map(|c| {
+            let norm = c.to_ascii_lowercase().replace('_', "-");
+            (strsim::damerau_levenshtein(&word, &norm), c)
+        })
+        .filter(|(d, c)| *d > 0 && *d <= (c.len() / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Renders diagnostics as people read them: `error[E010]: ...`, then `file:line:col`, the source
+/// line and a caret, then the hint.
+pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
+    let file = SimpleFile::new(file_name, source);
+    let mut out = if color {
+        termcolor::Buffer::ansi()
+    } else {
+        termcolor::Buffer::no_color()
+    };
+    let config = Config::default();
+    for d in diagnostics {
+        let severity = match d.level {
+            Level::Error => Severity::Error,
+            Level::Warning => Severity::Warning,
+        };
+        let span = clamp(&d.span, source);
+        let mut report = Report::new(severity)
+            .with_code(d.code)
+            .with_message(&d.message)
+            .with_labels(vec![Label::primary((), span).with_message(&d.label)]);
+        if let Some(help) = &d.help {
+            report = report.with_notes(vec![format!("help: {help}")]);
+        }
+        // Writing to a memory buffer cannot fail; a span outside the file is clamped above.
+        let _ = term::emit(&mut out, &config, &file, &report);
+    }
+    String::from_utf8_lossy(out.as_slice()).into_owned()
+}
+
+/// A span inside the source and on character boundaries (codespan refuses others).
+fn clamp(span: &Span, source: &str) -> Span {
+    let fix = |mut i: usize| {
+        i = i.min(source.len());
+        while !source.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let (start, end) = (fix(span.start), fix(span.end));
+    start..end.max(start)
+}
+
+/// Line and column (1-based, columns in characters) of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = clamp(&(offset..offset), source).start;
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// A diagnostic for machines (`--format json`).
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic<'a> {
+    pub file: &'a str,
+    pub code: &'static str,
+    pub level: Level,
+    pub message: &'a str,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub label: &'a str,
+    pub help: Option<&'a str>,
+}
+
+/// The JSON form of one diagnostic.
+pub fn to_json<'a>(file: &'a str, source: &str, d: &'a Diagnostic) -> JsonDiagnostic<'a> {
+    let (line, column) = line_col(source, d.span.start);
+    let (end_line, end_column) = line_col(source, d.span.end);
+    JsonDiagnostic {
+        file,
+        code: d.code,
+        level: d.level,
+        message: &d.message,
+        line,
+        column,
+        end_line,
+        end_column,
+        label: &d.label,
+        help: d.help.as_deref(),
+    }
+}

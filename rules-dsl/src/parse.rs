@@ -1,0 +1,378 @@
+//! From source text to the syntax tree, with syntax errors as diagnostics. After a syntax
+//! error the parser goes on item by item (an item starts a line with `project`, `template`,
+//! `alert` or `event`), so that one typo does not hide the problems of the rest of the file.
+
+use std::sync::LazyLock;
+
+use pest::Parser;
+use pest::error::{ErrorVariant, InputLocation};
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use tocsin_core::model::CompareOp;
+
+use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
+use crate::diagnostic::Diagnostic;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar.pest"]
+struct RulesParser;
+
+/// Operator precedence of filter expressions, loosest first.
+static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
+    PrattParser::new()
+        .op(Op::infix(Rule::or_op, Assoc::Left))
+        .op(Op::infix(Rule::and_op, Assoc::Left))
+        .op(Op::prefix(Rule::not_op))
+});
+
+/// Parses a file. Returns what parsed (every item that did) and the syntax errors.
+pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
+    match RulesParser::parse(Rule::file, source) {
+        Ok(mut pairs) => {
+            let mut file = File::default();
+            if let Some(root) = pairs.next() {
+                for pair in root.into_inner() {
+                    if pair.as_rule() != Rule::EOI {
+                        file.items.push(item(pair, 0));
+                    }
+                }
+            }
+            (file, Vec::new())
+        }
+        Err(_) => parse_items_apart(source),
+    }
+}
+
+/// Parses each item on its own, so that every item's first syntax error is reported.
+fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
+    let mut starts: Vec<usize> = Vec::new();
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let first = line.split_whitespace().next().unwrap_or("");
+        let at_column_zero = !line.starts_with([' ', '\t']);
+        if at_column_zero && matches!(first, "project" | "template" | "alert" | "event") {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    // Text before the first item (other than blanks and comments) is a chunk of its own.
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    let mut file = File::default();
+    let mut errors = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(source.len());
+        let chunk = &source[start..end];
+        if is_blank(chunk) {
+            continue;
+        }
+        match RulesParser::parse(Rule::lone_item, chunk) {
+            Ok(mut pairs) => {
+                let items = pairs.next().map(Pair::into_inner);
+                for pair in items.into_iter().flatten() {
+                    if pair.as_rule() != Rule::EOI {
+                        file.items.push(item(pair, start));
+                    }
+                }
+            }
+            Err(e) => errors.push(syntax_error(&e, source, start)),
+        }
+    }
+    (file, errors)
+}
+
+/// Only whitespace and comments.
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
+}
+
+fn syntax_error(e: &pest::error::Error<Rule>, source: &str, base: usize) -> Diagnostic {
+    let pos = base
+        + match e.location {
+            InputLocation::Pos(p) => p,
+            InputLocation::Span((s, _)) => s,
+        };
+    let found = token_at(source, pos);
+    let span = pos..pos + found.len().max(1);
+    let expected = match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => expected(positives),
+        ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let found_words = if found.is_empty() {
+        "the end of the file".to_owned()
+    } else {
+        format!("`{found}`")
+    };
+    Diagnostic::error(
+        "E001",
+        span,
+        format!("expected {expected}, found {found_words}"),
+    )
+    .label(format!("expected {expected}"))
+}
+
+/// The word (or character) at `pos`, for "found ...".
+fn token_at(source: &str, pos: usize) -> &str {
+    let rest = source.get(pos..).unwrap_or("");
+    let rest = rest.split(['\n', '\r']).next().unwrap_or("");
+    let word_len = rest
+        .find(|c: char| !(c.is_alphanumeric() || "_-.".contains(c)))
+        .unwrap_or(rest.len());
+    if word_len > 0 {
+        &rest[..word_len]
+    } else {
+        rest.chars().next().map_or("", |c| &rest[..c.len_utf8()])
+    }
+}
+
+/// The grammar's rule names as people say them, merged into one phrase.
+fn expected(rules: &[Rule]) -> String {
+    let mut phrases: Vec<&str> = Vec::new();
+    for rule in rules {
+        let phrase = match rule {
+            Rule::project | Rule::template | Rule::alert | Rule::custom_event | Rule::calculated_event => {
+                "`project`, `template`, `alert` or `event`"
+            }
+            Rule::summary | Rule::description | Rule::severity | Rule::reset | Rule::cooldown
+            | Rule::on | Rule::entity | Rule::where_ | Rule::when_ | Rule::for_ | Rule::notify => {
+                "a statement (`on`, `entity`, `where`, `when`, `for`, `severity`, `summary`, `notify`, ...)"
+            }
+            Rule::word => "a name",
+            Rule::string | Rule::chars => "a quoted string",
+            Rule::duration => "a duration such as `10m` or `1h30m`",
+            Rule::integer => "a whole number",
+            Rule::number => "a number",
+            Rule::extends => "`extends`",
+            Rule::block | Rule::params => "`{`",
+            Rule::per_entity => "`per entity`",
+            Rule::param => "a parameter (`webhook`, `url`, `to`, `message`, `cooldown`, ...)",
+            Rule::secret => "`secret(\"NAME\")`",
+            Rule::expr | Rule::comparison | Rule::field | Rule::not_op => {
+                "a condition such as `value.score > 0.7`"
+            }
+            Rule::compare_op => "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`, `contains`, `starts_with`, `ends_with`, `matches`)",
+            Rule::boolean | Rule::null => "a value (a number, a string, `true`, `false` or `null`)",
+            Rule::or_op | Rule::and_op => "`and` or `or`",
+            Rule::kinds => "an event kind",
+            Rule::list => "a list such as `[\"a@example.com\"]`",
+            Rule::EOI => "the end of the file",
+            _ => "something else",
+        };
+        if !phrases.contains(&phrase) {
+            phrases.push(phrase);
+        }
+    }
+    match phrases.as_slice() {
+        [] => "something else".to_owned(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn span(pair: &Pair<Rule>, base: usize) -> Span {
+    let s = pair.as_span();
+    base + s.start()..base + s.end()
+}
+
+fn text(pair: Pair<Rule>, base: usize) -> Spanned<String> {
+    let sp = span(&pair, base);
+    Spanned::new(pair.as_str().to_owned(), sp)
+}
+
+/// A string literal's value, escapes undone.
+fn string(pair: Pair<Rule>, base: usize) -> Spanned<String> {
+    let sp = span(&pair, base);
+    let raw = pair.into_inner().next().map_or("", |c| c.as_str());
+    Spanned::new(unescape(raw), sp)
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn item(pair: Pair<Rule>, base: usize) -> Item {
+    let sp = span(&pair, base);
+    let rule = pair.as_rule();
+    let mut inner = pair.into_inner();
+    let mut next = || inner.next();
+    match rule {
+        Rule::project => Item::Project(next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base))),
+        Rule::template | Rule::alert => {
+            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
+            let mut extends = Vec::new();
+            let mut statements = Vec::new();
+            for p in inner {
+                match p.as_rule() {
+                    Rule::extends => extends = p.into_inner().map(|w| text(w, base)).collect(),
+                    Rule::block => statements = block(p, base),
+                    _ => {}
+                }
+            }
+            let d = Definition { name, extends, statements, span: sp };
+            if rule == Rule::template { Item::Template(d) } else { Item::Alert(d) }
+        }
+        Rule::custom_event => {
+            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
+            let entity = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
+            Item::CustomEvent { name, entity, span: sp }
+        }
+        _ => {
+            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
+            let from = next().map(|k| k.into_inner().map(|w| text(w, base)).collect()).unwrap_or_default();
+            let statements = next().map(|b| block(b, base)).unwrap_or_default();
+            Item::CalculatedEvent { name, from, statements, span: sp }
+        }
+    }
+}
+
+fn block(pair: Pair<Rule>, base: usize) -> Vec<Spanned<Statement>> {
+    pair.into_inner()
+        .filter_map(|p| {
+            let sp = span(&p, base);
+            statement(p, base).map(|s| Spanned::new(s, sp))
+        })
+        .collect()
+}
+
+fn statement(pair: Pair<Rule>, base: usize) -> Option<Statement> {
+    let rule = pair.as_rule();
+    let mut inner = pair.into_inner();
+    Some(match rule {
+        Rule::summary => Statement::Summary(string(inner.next()?, base)),
+        Rule::description => Statement::Description(string(inner.next()?, base)),
+        Rule::severity => Statement::Severity(text(inner.next()?, base)),
+        Rule::reset => Statement::Reset(text(inner.next()?, base)),
+        Rule::cooldown => Statement::Cooldown(text(inner.next()?, base)),
+        Rule::on => Statement::On(inner.next()?.into_inner().map(|w| text(w, base)).collect()),
+        Rule::entity => Statement::Entity {
+            kind: text(inner.next()?, base),
+            id: inner.next().map(|s| string(s, base)),
+        },
+        Rule::where_ => Statement::Where(expr(inner.next()?, base)),
+        Rule::when_ => {
+            let count = text(inner.next()?, base);
+            let (mut within, mut per_entity) = (None, false);
+            for p in inner {
+                match p.as_rule() {
+                    Rule::duration => within = Some(text(p, base)),
+                    Rule::per_entity => per_entity = true,
+                    _ => {}
+                }
+            }
+            Statement::When { count, within, per_entity }
+        }
+        Rule::for_ => Statement::For {
+            duration: text(inner.next()?, base),
+            per_entity: inner.next().is_some(),
+        },
+        Rule::notify => {
+            let kind = text(inner.next()?, base);
+            let name = string(inner.next()?, base);
+            let params = inner
+                .next()
+                .map(|ps| ps.into_inner().filter_map(|p| param(p, base)).collect())
+                .unwrap_or_default();
+            Statement::Notify { kind, name, params }
+        }
+        _ => return None,
+    })
+}
+
+fn param(pair: Pair<Rule>, base: usize) -> Option<Param> {
+    let mut inner = pair.into_inner();
+    let key = text(inner.next()?, base);
+    let v = inner.next()?;
+    let sp = span(&v, base);
+    let value = match v.as_rule() {
+        Rule::secret => Value::Secret(string(v.into_inner().next()?, base).node),
+        Rule::string => Value::Str(string(v, base).node),
+        Rule::list => Value::List(v.into_inner().map(|s| string(s, base).node).collect()),
+        Rule::duration => Value::Duration(v.as_str().to_owned()),
+        Rule::number => Value::Number(v.as_str().to_owned()),
+        Rule::boolean => Value::Bool(v.as_str() == "true"),
+        _ => Value::Word(v.as_str().to_owned()),
+    };
+    Some(Param { key, value: Spanned::new(value, sp) })
+}
+
+fn expr(pair: Pair<Rule>, base: usize) -> Spanned<Expr> {
+    PRATT
+        .map_primary(|p| match p.as_rule() {
+            Rule::expr => expr(p, base),
+            _ => comparison(p, base),
+        })
+        .map_prefix(|op, rhs| {
+            let sp = base + op.as_span().start()..rhs.span.end;
+            Spanned::new(Expr::Not(Box::new(rhs)), sp)
+        })
+        .map_infix(|lhs, op, rhs| {
+            let sp = lhs.span.start..rhs.span.end;
+            let e = if op.as_rule() == Rule::and_op {
+                Expr::And(Box::new(lhs), Box::new(rhs))
+            } else {
+                Expr::Or(Box::new(lhs), Box::new(rhs))
+            };
+            Spanned::new(e, sp)
+        })
+        .parse(pair.into_inner())
+}
+
+fn comparison(pair: Pair<Rule>, base: usize) -> Spanned<Expr> {
+    let sp = span(&pair, base);
+    let mut inner = pair.into_inner();
+    let (Some(field), Some(op), Some(lit)) = (inner.next(), inner.next(), inner.next()) else {
+        // The grammar makes a comparison of exactly these three.
+        return Spanned::new(Expr::Compare {
+            field: Spanned::new(String::new(), sp.clone()),
+            op: Spanned::new(CompareOp::Eq, sp.clone()),
+            value: Spanned::new(Literal::Null, sp.clone()),
+        }, sp);
+    };
+    let field_sp = span(&field, base);
+    let field = Spanned::new(field.as_str().trim_start_matches("value.").to_owned(), field_sp);
+    let op_sp = span(&op, base);
+    let op_node = match op.as_str() {
+        "==" => CompareOp::Eq,
+        "!=" => CompareOp::Ne,
+        "<" => CompareOp::Lt,
+        "<=" => CompareOp::Le,
+        ">" => CompareOp::Gt,
+        ">=" => CompareOp::Ge,
+        "contains" => CompareOp::Contains,
+        "starts_with" => CompareOp::StartsWith,
+        "ends_with" => CompareOp::EndsWith,
+        _ => CompareOp::Matches,
+    };
+    let lit_sp = span(&lit, base);
+    let value = match lit.as_rule() {
+        Rule::string => Literal::Str(string(lit, base).node),
+        Rule::number => Literal::Number(lit.as_str().to_owned()),
+        Rule::boolean => Literal::Bool(lit.as_str() == "true"),
+        _ => Literal::Null,
+    };
+    Spanned::new(
+        Expr::Compare {
+            field,
+            op: Spanned::new(op_node, op_sp),
+            value: Spanned::new(value, lit_sp),
+        },
+        sp,
+    )
+}
