@@ -31,6 +31,9 @@ impl<T: PartialEq> PartialEq for Spanned<T> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Items that did not parse, as (keyword, name) from their first line: the checker takes
+    /// their names as defined, so that one syntax error does not cascade into "unknown" ones.
+    pub unparsed: Vec<(String, String)>,
 }
 
 /// A top-level declaration.

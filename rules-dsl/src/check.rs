@@ -71,6 +71,7 @@ pub fn check(file: &File, secret: &dyn Fn(&str) -> Option<String>) -> Checked {
         templates: BTreeMap::new(),
         custom: BTreeMap::new(),
         used_templates: BTreeSet::new(),
+        broken_templates: BTreeSet::new(),
         project: String::new(),
     };
     c.run(file)
@@ -98,6 +99,8 @@ struct Checker<'f> {
     /// known.
     custom: BTreeMap<String, Option<EntityKind>>,
     used_templates: BTreeSet<String>,
+    /// Templates whose definition did not parse (see [`File::unparsed`]).
+    broken_templates: BTreeSet<String>,
     project: String,
 }
 
@@ -157,6 +160,17 @@ impl<'f> Checker<'f> {
 
     /// First pass: the project, templates, and declared event kinds; duplicate names.
     fn declarations(&mut self, file: &'f File) {
+        for (keyword, name) in &file.unparsed {
+            match keyword.as_str() {
+                "template" => {
+                    self.broken_templates.insert(name.clone());
+                }
+                "event" => {
+                    self.custom.insert(name.clone(), None);
+                }
+                _ => {}
+            }
+        }
         let mut projects = Vec::new();
         let mut names: BTreeMap<String, Span> = BTreeMap::new();
         for item in &file.items {
@@ -380,6 +394,8 @@ impl<'f> Checker<'f> {
                 merged
             } else if let Some(t) = templates::get(&ext.node) {
                 builtin_template(t, &ext.span)
+            } else if self.broken_templates.contains(&ext.node) {
+                continue;
             } else {
                 let candidates: Vec<&str> = self
                     .templates

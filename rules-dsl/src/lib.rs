@@ -10,8 +10,10 @@
 pub mod ast;
 pub mod diagnostic;
 pub mod check;
+pub mod export;
 mod format;
 mod parse;
+pub mod testing;
 
 pub use diagnostic::{Diagnostic, Level};
 pub use check::{CompiledAlert, Checked, check, check_source};

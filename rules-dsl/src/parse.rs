@@ -76,7 +76,13 @@ fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
                     }
                 }
             }
-            Err(e) => errors.push(syntax_error(&e, source, start)),
+            Err(e) => {
+                errors.push(syntax_error(&e, source, start));
+                let mut words = chunk.split_whitespace();
+                if let (Some(keyword), Some(name)) = (words.next(), words.next()) {
+                    file.unparsed.push((keyword.to_owned(), name.to_owned()));
+                }
+            }
         }
     }
     (file, errors)

@@ -5,4 +5,5 @@ pub mod api;
 pub mod config;
 pub mod embedded;
 pub mod notify;
+pub mod rules;
 pub mod serve;

@@ -1,4 +1,5 @@
-//! The `tocsin` command: `serve` runs the embedded deployment; `send` posts an event.
+//! The `tocsin` command: `serve` runs the embedded deployment; `send` posts an event;
+//! `check`, `fmt`, `test`, `apply` and `export` work with rule files.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,9 +33,59 @@ enum Command {
         /// Where the embedded store keeps its data (default ./tocsin-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// A directory of alert configs (JSON) to store at start.
-        #[arg(long)]
+        /// A directory of rule files (`*.tocsin`) and alert configs (`*.json`) to store at
+        /// start; secrets come from environment variables.
+        #[arg(long, alias = "rules")]
         alerts: Option<PathBuf>,
+    },
+    /// Check rule files: exit 0 when clean, 1 on errors, 3 on warnings only, 2 when a file
+    /// cannot be read.
+    Check {
+        /// Rule files, or directories searched for `*.tocsin`.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: tocsin::rules::Format,
+        /// Colour the diagnostics (default: when stderr is a terminal).
+        #[arg(long)]
+        color: Option<bool>,
+    },
+    /// Rewrite rule files in the canonical layout.
+    Fmt {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run rule tests (`*.test.toml`) on a virtual clock.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show the plan for rule files against a server, then store it through the API.
+    Apply {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete alerts applied from files that the files no longer define.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Write a project's alerts as a rule file (to stdout).
+    Export {
+        #[arg(long)]
+        project: String,
+        /// Read the alerts from this server...
+        #[arg(long, conflicts_with = "from")]
+        server: Option<String>,
+        /// ...or from a file of wire JSON (a config, a list, or `{"alerts": [...]}`).
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// Show what an alert's notifications would send for an event, without sending anything.
     Preview {
@@ -88,6 +139,28 @@ fn init_logs() {
 async fn main() -> ExitCode {
     init_logs();
     match Cli::parse().command {
+        Command::Check {
+            paths,
+            format,
+            color,
+        } => {
+            use std::io::IsTerminal;
+            let color = color.unwrap_or_else(|| std::io::stderr().is_terminal());
+            tocsin::rules::check(&paths, format, color)
+        }
+        Command::Fmt { paths, check } => tocsin::rules::fmt(&paths, check),
+        Command::Test { paths } => tocsin::rules::test(&paths),
+        Command::Apply {
+            paths,
+            server,
+            dry_run,
+            prune,
+        } => tocsin::rules::apply(&paths, &server, dry_run, prune).await,
+        Command::Export {
+            project,
+            server,
+            from,
+        } => tocsin::rules::export(server.as_deref(), from.as_deref(), &project).await,
         Command::Serve {
             config,
             listen,

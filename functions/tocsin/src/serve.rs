@@ -37,17 +37,30 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Stores every `*.json` alert config of `dir` (one config, or a list of them, per file), in
-/// file name order. Storing an unchanged config again does not reset it.
+/// Stores the alerts of every rule file (`*.tocsin`, secrets from environment variables) and
+/// every `*.json` alert config (one config, or a list of them, per file) of `dir`, in file name
+/// order. Storing an unchanged config again does not reset it.
 pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeError> {
     let err = |e: String| ServeError::Alerts(e);
+    let compiled = crate::rules::compile_files(&[dir.to_path_buf()], &crate::rules::env_secret)
+        .map_err(|rendered| err(format!("the rule files do not check:\n{rendered}")))?;
+    let mut stored = 0;
+    for (path, project, alerts) in compiled {
+        for a in alerts {
+            let name = a.config.name.clone();
+            service
+                .store_alert(&project, &name, a.config, false, Timestamp::now())
+                .await
+                .map_err(|e| err(format!("{}: alert {project}/{name}: {e}", path.display())))?;
+            stored += 1;
+        }
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(format!("{}: {e}", dir.display())))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    let mut stored = 0;
     for file in files {
         let text =
             std::fs::read_to_string(&file).map_err(|e| err(format!("{}: {e}", file.display())))?;

@@ -1,0 +1,464 @@
+//! The rules-as-code commands: `tocsin check`, `fmt`, `test`, `apply` and `export`, and the
+//! loading of rule files by `tocsin serve`. The language itself is the `tocsin-rules` crate;
+//! this module reads files, talks to a server, and prints.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use tocsin_core::model::AlertConfig;
+use tocsin_core::rule::secret_reference;
+use tocsin_rules::diagnostic::{render, to_json};
+use tocsin_rules::{CompiledAlert, Level, check_source};
+
+/// `println!` that ignores a closed stdout (`tocsin export | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// The extension field that marks an alert as applied from a rule file (its value is the
+/// file's path); `apply --prune` deletes only alerts that carry it.
+pub const APPLIED_FROM: &str = "tocsin_rules";
+
+/// `tocsin check` exits with this when there are warnings but no errors.
+pub const EXIT_WARNINGS: u8 = 3;
+
+/// How `check` prints diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Secrets come from the environment: `secret("SLACK_WEBHOOK")` is `$SLACK_WEBHOOK`.
+pub fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The files that `paths` name: files as given, directories searched (recursively, sorted)
+/// for names ending in `suffix`.
+pub fn files(paths: &[PathBuf], suffix: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, suffix, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, suffix, out)?;
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks and compiles the rule files under `paths` with secrets from the environment; on
+/// errors, the rendered diagnostics.
+pub fn compile_files(
+    paths: &[PathBuf],
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(PathBuf, String, Vec<CompiledAlert>)>, String> {
+    let mut out = Vec::new();
+    let mut rendered = String::new();
+    for path in files(paths, ".tocsin")? {
+        let source = read(&path)?;
+        let checked = check_source(&source, secret);
+        if checked.has_errors() {
+            rendered.push_str(&render(
+                &path.display().to_string(),
+                &source,
+                &checked.diagnostics,
+                false,
+            ));
+        } else {
+            out.push((path, checked.project, checked.alerts));
+        }
+    }
+    if rendered.is_empty() {
+        Ok(out)
+    } else {
+        Err(rendered)
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("tocsin: {msg}");
+    ExitCode::from(2)
+}
+
+/// `tocsin check PATH...`: 0 clean, 1 errors, 3 warnings only, 2 when a file cannot be read.
+pub fn check(paths: &[PathBuf], format: Format, color: bool) -> ExitCode {
+    let files = match files(paths, ".tocsin") {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let (mut errors, mut warnings, mut json_out) = (0, 0, Vec::new());
+    for path in &files {
+        let source = match read(path) {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
+        let checked = check_source(&source, &|_| None);
+        let name = path.display().to_string();
+        for d in &checked.diagnostics {
+            match d.level {
+                Level::Error => errors += 1,
+                Level::Warning => warnings += 1,
+            }
+        }
+        match format {
+            Format::Human => eprint!("{}", render(&name, &source, &checked.diagnostics, color)),
+            Format::Json => json_out.extend(
+                checked
+                    .diagnostics
+                    .iter()
+                    .map(|d| serde_json::to_value(to_json(&name, &source, d)).unwrap_or_default()),
+            ),
+        }
+    }
+    match format {
+        Format::Json => say!("{}", Value::Array(json_out)),
+        Format::Human => eprintln!(
+            "checked {} file{}: {errors} error{}, {warnings} warning{}",
+            files.len(),
+            plural(files.len()),
+            plural(errors),
+            plural(warnings)
+        ),
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else if warnings > 0 {
+        ExitCode::from(EXIT_WARNINGS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `tocsin fmt PATH...` (`--check`: change nothing, exit 1 if a file is not formatted).
+pub fn fmt(paths: &[PathBuf], check_only: bool) -> ExitCode {
+    let files = match files(paths, ".tocsin") {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let mut unformatted = 0;
+    for path in &files {
+        let source = match read(path) {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
+        let (file, errors) = tocsin_rules::parse(&source);
+        if !errors.is_empty() {
+            eprint!("{}", render(&path.display().to_string(), &source, &errors, false));
+            return ExitCode::FAILURE;
+        }
+        let formatted = tocsin_rules::format(&file, &source);
+        if formatted == source {
+            continue;
+        }
+        unformatted += 1;
+        if check_only {
+            say!("would reformat {}", path.display());
+        } else if let Err(e) = std::fs::write(path, formatted) {
+            return fail(&format!("{}: {e}", path.display()));
+        } else {
+            say!("formatted {}", path.display());
+        }
+    }
+    if check_only && unformatted > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `tocsin test PATH...`: runs every `*.test.toml` file.
+pub fn test(paths: &[PathBuf]) -> ExitCode {
+    let files = match files(paths, ".test.toml") {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let (mut passed, mut failed, mut broken) = (0, 0, 0);
+    for path in &files {
+        match tocsin_rules::testing::run_file(path) {
+            Ok(report) => {
+                for case in &report.cases {
+                    if case.failures.is_empty() {
+                        passed += 1;
+                        say!("ok    {} :: {}", path.display(), case.name);
+                    } else {
+                        failed += 1;
+                        say!("FAIL  {} :: {}", path.display(), case.name);
+                        for f in &case.failures {
+                            say!("    {f}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                broken += 1;
+                say!("ERROR {e}");
+            }
+        }
+    }
+    say!(
+        "{} test file{}: {passed} passed, {failed} failed{}",
+        files.len(),
+        plural(files.len()),
+        if broken > 0 { format!(", {broken} could not run") } else { String::new() }
+    );
+    if failed + broken > 0 || files.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What `apply` does to one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    /// Resets the alert's state when what decides firing changed.
+    Update { resets: bool },
+    Unchanged,
+    Delete,
+    /// On the server, not in the files, and not applied from files: left alone.
+    Foreign,
+}
+
+/// The plan for one project: each alert's name and change.
+pub fn plan(desired: &[AlertConfig], existing: &[AlertConfig], prune: bool) -> Vec<(String, Change)> {
+    let by_name: BTreeMap<&str, &AlertConfig> = existing.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut out = Vec::new();
+    for d in desired {
+        let change = match by_name.get(d.name.as_str()) {
+            None => Change::Create,
+            Some(e) if comparable(e) == comparable(d) => Change::Unchanged,
+            Some(e) => Change::Update { resets: behaviour(e) != behaviour(d) },
+        };
+        out.push((d.name.clone(), change));
+    }
+    for e in existing {
+        if desired.iter().any(|d| d.name == e.name) {
+            continue;
+        }
+        let ours = e.extra.contains_key(APPLIED_FROM);
+        let change = match (ours, prune) {
+            (true, true) => Change::Delete,
+            _ => Change::Foreign,
+        };
+        out.push((e.name.clone(), change));
+    }
+    out
+}
+
+/// A config as both sides can show it: server-owned fields cleared, secrets masked.
+fn comparable(c: &AlertConfig) -> Value {
+    let mut c = c.clone();
+    (c.id, c.created, c.updated, c.count) = (None, None, None, 0);
+    c.state = Default::default();
+    for n in &mut c.notifications {
+        if n.notification.secret_params.as_ref().is_some_and(|s| !s.is_empty()) {
+            n.notification.secret_params = Some(secret_reference(&c.project, &c.name, &n.notification.name));
+        }
+    }
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+/// What decides firing (the service resets an alert's state when it changes).
+fn behaviour(c: &AlertConfig) -> Value {
+    json!([c.entities, c.trigger, c.criteria, c.cooldown_period, c.filter, c.emits])
+}
+
+/// `tocsin apply PATH... --server URL [--dry-run] [--prune]`.
+pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) -> ExitCode {
+    let compiled = match compile_files(paths, &env_secret) {
+        Ok(c) => c,
+        Err(rendered) => {
+            eprint!("{rendered}");
+            eprintln!("tocsin: nothing applied: the rules do not check");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut projects: BTreeMap<String, Vec<(PathBuf, CompiledAlert)>> = BTreeMap::new();
+    for (path, project, alerts) in compiled {
+        for a in alerts {
+            projects.entry(project.clone()).or_default().push((path.clone(), a));
+        }
+    }
+    let base = server.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let mut failed = false;
+    for (project, alerts) in &projects {
+        let list_url = format!("{base}/api/v1/projects/{project}/alerts");
+        let existing: Vec<AlertConfig> = match get_json(&client, &list_url).await {
+            Ok(v) => match serde_json::from_value(v.get("alerts").cloned().unwrap_or(Value::Null)) {
+                Ok(list) => list,
+                Err(e) => return fail(&format!("{list_url}: unexpected answer: {e}")),
+            },
+            Err(e) => return fail(&e),
+        };
+        let desired: Vec<AlertConfig> = alerts
+            .iter()
+            .map(|(path, a)| {
+                let mut c = a.config.clone();
+                c.extra.insert(APPLIED_FROM.into(), Value::from(path.display().to_string()));
+                c
+            })
+            .collect();
+        let steps = plan(&desired, &existing, prune);
+        say!("Plan for project {project} on {base}:");
+        let mut counts = BTreeMap::new();
+        for (name, change) in &steps {
+            let (sign, word) = match change {
+                Change::Create => ("+", "create".to_owned()),
+                Change::Update { resets: true } => ("~", "update (resets its state)".to_owned()),
+                Change::Update { resets: false } => ("~", "update".to_owned()),
+                Change::Unchanged => ("=", "unchanged".to_owned()),
+                Change::Delete => ("-", "delete".to_owned()),
+                Change::Foreign => ("!", "not in the files; kept (not applied by tocsin, or no --prune)".to_owned()),
+            };
+            *counts.entry(sign).or_insert(0) += 1;
+            say!("  {sign} {name}: {word}");
+        }
+        say!(
+            "  {} to create, {} to update, {} to delete, {} unchanged",
+            counts.get("+").unwrap_or(&0),
+            counts.get("~").unwrap_or(&0),
+            counts.get("-").unwrap_or(&0),
+            counts.get("=").unwrap_or(&0)
+        );
+        // A new alert needs its secrets now: nothing on the server can stand in for them.
+        for ((_, a), (name, change)) in alerts.iter().zip(&steps) {
+            if *change == Change::Create && !a.unresolved_secrets.is_empty() {
+                eprintln!(
+                    "tocsin: alert `{name}` is new and needs its secrets: set {}",
+                    a.unresolved_secrets.join(", ")
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        if dry_run {
+            continue;
+        }
+        for (config, (name, change)) in desired.iter().zip(&steps) {
+            if matches!(change, Change::Create | Change::Update { .. }) {
+                let url = format!("{list_url}/{name}");
+                let r = client.put(&url).json(config).send().await;
+                if let Err(e) = answer(&url, r).await {
+                    eprintln!("tocsin: {name}: {e}");
+                    failed = true;
+                }
+            }
+        }
+        for (name, change) in &steps[desired.len()..] {
+            if *change == Change::Delete {
+                let url = format!("{list_url}/{name}");
+                if let Err(e) = answer(&url, client.delete(&url).send().await).await {
+                    eprintln!("tocsin: {name}: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        if !dry_run {
+            say!("applied");
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    answer(url, client.get(url).send().await).await
+}
+
+/// A server's answer as JSON, or its `detail`.
+async fn answer(url: &str, response: reqwest::Result<reqwest::Response>) -> Result<Value, String> {
+    let r = response.map_err(|e| format!("cannot reach {url}: {}", e.without_url()))?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!(
+            "{status}: {}",
+            body.get("detail").and_then(Value::as_str).unwrap_or("")
+        ))
+    }
+}
+
+/// `tocsin export`: a project's alerts (from a server, or from a wire JSON file: one config,
+/// a list, or `{"alerts": [...]}`) as rule source on stdout; notes on what was left out go to
+/// stderr.
+pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) -> ExitCode {
+    let value = match (from, server) {
+        (Some(path), _) => match read(path).and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("{}: {e}", path.display()))) {
+            Ok(v) => v,
+            Err(e) => return fail(&e),
+        },
+        (None, Some(server)) => {
+            let url = format!("{}/api/v1/projects/{project}/alerts", server.trim_end_matches('/'));
+            match get_json(&reqwest::Client::new(), &url).await {
+                Ok(v) => v,
+                Err(e) => return fail(&e),
+            }
+        }
+        (None, None) => return fail("say where from: --server URL or --from FILE.json"),
+    };
+    let items = match value {
+        Value::Object(mut o) if o.contains_key("alerts") => o.remove("alerts").unwrap_or_default(),
+        Value::Array(a) => Value::Array(a),
+        one => Value::Array(vec![one]),
+    };
+    let mut configs: Vec<AlertConfig> = match serde_json::from_value(items) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("not alert configs: {e}")),
+    };
+    configs.retain(|c| c.project == project);
+    for c in &mut configs {
+        c.extra.remove(APPLIED_FROM);
+    }
+    let (source, notes) = tocsin_rules::export::export(&configs);
+    say_raw!("{source}");
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    ExitCode::SUCCESS
+}
