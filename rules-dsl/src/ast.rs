@@ -37,7 +37,7 @@ pub struct File {
 }
 
 /// A top-level declaration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Item {
     /// `project NAME`.
     Project(Spanned<String>),
@@ -60,6 +60,39 @@ pub enum Item {
     },
 }
 
+impl PartialEq for Item {
+    /// Meaning only: spans are ignored.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Item::Project(a), Item::Project(b)) => a == b,
+            (Item::Template(a), Item::Template(b)) | (Item::Alert(a), Item::Alert(b)) => a == b,
+            (
+                Item::CustomEvent { name, entity, .. },
+                Item::CustomEvent {
+                    name: n2,
+                    entity: e2,
+                    ..
+                },
+            ) => name == n2 && entity == e2,
+            (
+                Item::CalculatedEvent {
+                    name,
+                    from,
+                    statements,
+                    ..
+                },
+                Item::CalculatedEvent {
+                    name: n2,
+                    from: f2,
+                    statements: s2,
+                    ..
+                },
+            ) => name == n2 && from == f2 && statements == s2,
+            _ => false,
+        }
+    }
+}
+
 impl Item {
     /// Where the item is written.
     pub fn span(&self) -> Span {
@@ -72,12 +105,20 @@ impl Item {
 }
 
 /// A template or an alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Definition {
     pub name: Spanned<String>,
     pub extends: Vec<Spanned<String>>,
     pub statements: Vec<Spanned<Statement>>,
     pub span: Span,
+}
+
+impl PartialEq for Definition {
+    /// Meaning only: spans are ignored.
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.extends, &self.statements)
+            == (&other.name, &other.extends, &other.statements)
+    }
 }
 
 /// A statement inside a block.

@@ -143,9 +143,13 @@ impl<'f> Checker<'f> {
         for (name, def) in &self.templates {
             if !self.used_templates.contains(name) {
                 self.diags.push(
-                    Diagnostic::warning("W101", def.name.span.clone(), format!("template `{name}` is never used"))
-                        .label("nothing extends this template")
-                        .help("extend it from an alert, or remove it"),
+                    Diagnostic::warning(
+                        "W101",
+                        def.name.span.clone(),
+                        format!("template `{name}` is never used"),
+                    )
+                    .label("nothing extends this template")
+                    .help("extend it from an alert, or remove it"),
                 );
             }
         }
@@ -179,8 +183,12 @@ impl<'f> Checker<'f> {
                 Item::Template(d) => {
                     if self.templates.insert(d.name.node.clone(), d).is_some() {
                         self.diags.push(
-                            Diagnostic::error("E003", d.name.span.clone(), format!("template `{}` is defined twice", d.name.node))
-                                .label("defined again here"),
+                            Diagnostic::error(
+                                "E003",
+                                d.name.span.clone(),
+                                format!("template `{}` is defined twice", d.name.node),
+                            )
+                            .label("defined again here"),
                         );
                     }
                 }
@@ -193,13 +201,17 @@ impl<'f> Checker<'f> {
                 }
                 Item::CustomEvent { name, entity, .. } => {
                     let kind = self.entity_kind(entity);
-                    if self.event_kind_name(name) {
-                        if self.custom.insert(name.node.clone(), kind).is_some() {
-                            self.diags.push(
-                                Diagnostic::error("E003", name.span.clone(), format!("event `{}` is defined twice", name.node))
-                                    .label("defined again here"),
-                            );
-                        }
+                    if self.event_kind_name(name)
+                        && self.custom.insert(name.node.clone(), kind).is_some()
+                    {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E003",
+                                name.span.clone(),
+                                format!("event `{}` is defined twice", name.node),
+                            )
+                            .label("defined again here"),
+                        );
                     }
                 }
             }
@@ -241,9 +253,13 @@ impl<'f> Checker<'f> {
         }
         if names.insert(name.node.clone(), name.span.clone()).is_some() {
             self.diags.push(
-                Diagnostic::error("E003", name.span.clone(), format!("`{}` is defined twice", name.node))
-                    .label("defined again here")
-                    .help("alerts and calculated events share one namespace per project"),
+                Diagnostic::error(
+                    "E003",
+                    name.span.clone(),
+                    format!("`{}` is defined twice", name.node),
+                )
+                .label("defined again here")
+                .help("alerts and calculated events share one namespace per project"),
             );
         }
     }
@@ -254,24 +270,36 @@ impl<'f> Checker<'f> {
             Ok(EventKind::Custom(c)) if c.as_str() == name.node => true,
             Ok(EventKind::Custom(_)) => {
                 self.diags.push(
-                    Diagnostic::error("E025", name.span.clone(), format!("invalid event name `{}`", name.node))
-                        .label("not in canonical form")
-                        .help("use lowercase letters, digits and hyphens"),
+                    Diagnostic::error(
+                        "E025",
+                        name.span.clone(),
+                        format!("invalid event name `{}`", name.node),
+                    )
+                    .label("not in canonical form")
+                    .help("use lowercase letters, digits and hyphens"),
                 );
                 false
             }
             Ok(builtin) => {
                 self.diags.push(
-                    Diagnostic::error("E003", name.span.clone(), format!("`{}` is a built-in event kind", name.node))
-                        .label(format!("already means `{builtin}`"))
-                        .help("give the new event a name of its own"),
+                    Diagnostic::error(
+                        "E003",
+                        name.span.clone(),
+                        format!("`{}` is a built-in event kind", name.node),
+                    )
+                    .label(format!("already means `{builtin}`"))
+                    .help("give the new event a name of its own"),
                 );
                 false
             }
             Err(_) => {
                 let near = did_you_mean(&name.node, EventKind::ALL.iter().map(|k| k.as_str()));
-                let d = Diagnostic::error("E025", name.span.clone(), format!("invalid event name `{}`", name.node))
-                    .label("not usable as an event kind");
+                let d = Diagnostic::error(
+                    "E025",
+                    name.span.clone(),
+                    format!("invalid event name `{}`", name.node),
+                )
+                .label("not usable as an event kind");
                 self.diags.push(match near {
                     Some(n) => d.help(format!("it is too close to the built-in kind `{n}`; use `{n}` or a clearly different name")),
                     None => d.help(format!(
@@ -298,10 +326,21 @@ impl<'f> Checker<'f> {
             Err(_) => {
                 let near = did_you_mean(&word.node, EntityKind::ALL.iter().map(|k| k.as_str()));
                 self.diags.push(
-                    Diagnostic::error("E011", word.span.clone(), format!("unknown entity kind `{}`", word.node))
-                        .label("not an entity kind")
-                        .suggest(near)
-                        .help_if_none(format!("entity kinds: {}", EntityKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))),
+                    Diagnostic::error(
+                        "E011",
+                        word.span.clone(),
+                        format!("unknown entity kind `{}`", word.node),
+                    )
+                    .label("not an entity kind")
+                    .suggest(near)
+                    .help_if_none(format!(
+                        "entity kinds: {}",
+                        EntityKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
                 );
                 None
             }
@@ -312,7 +351,9 @@ impl<'f> Checker<'f> {
     fn event_kind(&mut self, word: &Spanned<String>) -> Option<EventKind> {
         let parsed = word.node.parse::<EventKind>();
         match parsed {
-            Ok(EventKind::Custom(c)) if self.custom.contains_key(c.as_str()) => Some(EventKind::Custom(c)),
+            Ok(EventKind::Custom(c)) if self.custom.contains_key(c.as_str()) => {
+                Some(EventKind::Custom(c))
+            }
             Ok(EventKind::Custom(_)) | Err(_) => {
                 let candidates: Vec<String> = EventKind::ALL
                     .iter()
@@ -341,7 +382,16 @@ impl<'f> Checker<'f> {
         let mut seen: BTreeMap<&str, &Spanned<Statement>> = BTreeMap::new();
         let mut notifications: BTreeSet<&str> = BTreeSet::new();
         for s in statements {
-            if calculated && matches!(s.node, Statement::Severity(_) | Statement::Summary(_) | Statement::Notify { .. } | Statement::Reset(_) | Statement::On(_)) {
+            if calculated
+                && matches!(
+                    s.node,
+                    Statement::Severity(_)
+                        | Statement::Summary(_)
+                        | Statement::Notify { .. }
+                        | Statement::Reset(_)
+                        | Statement::On(_)
+                )
+            {
                 self.diags.push(
                     Diagnostic::error("E016", s.span.clone(), format!("a calculated event takes no `{}`", s.node.keyword()))
                         .label("not allowed here")
@@ -352,9 +402,13 @@ impl<'f> Checker<'f> {
             if let Statement::Notify { name, .. } = &s.node {
                 if !notifications.insert(name.node.as_str()) {
                     self.diags.push(
-                        Diagnostic::error("E034", name.span.clone(), format!("two notifications are named `{}`", name.node))
-                            .label("the name is used again here")
-                            .help("give each notification of an alert its own name"),
+                        Diagnostic::error(
+                            "E034",
+                            name.span.clone(),
+                            format!("two notifications are named `{}`", name.node),
+                        )
+                        .label("the name is used again here")
+                        .help("give each notification of an alert its own name"),
                     );
                 }
                 continue;
@@ -363,7 +417,11 @@ impl<'f> Checker<'f> {
                 let (code, message, help) = if first.node.keyword() != s.node.keyword() {
                     ("E024", "`when` and `for` in one block".to_owned(), "an alert either counts events (`when count >= N within D`) or waits for a condition to hold (`for D`)".to_owned())
                 } else {
-                    ("E015", format!("`{}` appears twice in this block", s.node.keyword()), "keep one".to_owned())
+                    (
+                        "E015",
+                        format!("`{}` appears twice in this block", s.node.keyword()),
+                        "keep one".to_owned(),
+                    )
                 };
                 self.diags.push(
                     Diagnostic::error(code, s.span.clone(), message)
@@ -382,9 +440,17 @@ impl<'f> Checker<'f> {
                 self.used_templates.insert(ext.node.clone());
                 if stack.contains(&ext.node) || ext.node == def.name.node {
                     self.diags.push(
-                        Diagnostic::error("E014", ext.span.clone(), format!("template `{}` extends itself", ext.node))
-                            .label("this closes a cycle")
-                            .help(format!("the cycle: {} -> {}", stack.join(" -> "), ext.node)),
+                        Diagnostic::error(
+                            "E014",
+                            ext.span.clone(),
+                            format!("template `{}` extends itself", ext.node),
+                        )
+                        .label("this closes a cycle")
+                        .help(format!(
+                            "the cycle: {} -> {}",
+                            stack.join(" -> "),
+                            ext.node
+                        )),
                     );
                     continue;
                 }
@@ -432,16 +498,31 @@ impl<'f> Checker<'f> {
         let kinds: Vec<EventKind> = from.iter().filter_map(|k| self.event_kind(k)).collect();
         if let Some(k) = from.iter().find(|k| k.node == name.node) {
             self.diags.push(
-                Diagnostic::error("E043", k.span.clone(), format!("event `{}` is calculated from itself", name.node))
-                    .label("it would feed itself"),
+                Diagnostic::error(
+                    "E043",
+                    k.span.clone(),
+                    format!("event `{}` is calculated from itself", name.node),
+                )
+                .label("it would feed itself"),
             );
         }
         let mut merged: Vec<Spanned<Statement>> = statements
             .iter()
-            .filter(|s| !matches!(s.node, Statement::Severity(_) | Statement::Summary(_) | Statement::Notify { .. } | Statement::Reset(_) | Statement::On(_)))
+            .filter(|s| {
+                !matches!(
+                    s.node,
+                    Statement::Severity(_)
+                        | Statement::Summary(_)
+                        | Statement::Notify { .. }
+                        | Statement::Reset(_)
+                        | Statement::On(_)
+                )
+            })
             .cloned()
             .collect();
-        let on_span = from.first().map_or(span.clone(), |f| f.span.start..from.last().map_or(f.span.end, |l| l.span.end));
+        let on_span = from.first().map_or(span.clone(), |f| {
+            f.span.start..from.last().map_or(f.span.end, |l| l.span.end)
+        });
         merged.push(Spanned::new(Statement::On(from.to_vec()), on_span));
         if kinds.len() != from.len() {
             return None;
@@ -465,7 +546,10 @@ impl<'f> Checker<'f> {
         // Trigger.
         let mut events = Vec::new();
         match get("on") {
-            Some(Spanned { node: Statement::On(kinds), .. }) => {
+            Some(Spanned {
+                node: Statement::On(kinds),
+                ..
+            }) => {
                 for k in kinds {
                     if let Some(kind) = self.event_kind(k) {
                         events.push((kind, k.span.clone()));
@@ -473,22 +557,33 @@ impl<'f> Checker<'f> {
                 }
             }
             _ => self.diags.push(
-                Diagnostic::error("E023", name.span.clone(), format!("alert `{}` says no event to trigger on", name.node))
-                    .label("no `on` statement")
-                    .help("add `on failed` (or another event kind), or extend a template that has one"),
+                Diagnostic::error(
+                    "E023",
+                    name.span.clone(),
+                    format!("alert `{}` says no event to trigger on", name.node),
+                )
+                .label("no `on` statement")
+                .help("add `on failed` (or another event kind), or extend a template that has one"),
             ),
         }
 
         // Entity.
         let (entity_kind, entity_id, entity_span) = match get("entity") {
-            Some(Spanned { node: Statement::Entity { kind, id }, span }) => {
+            Some(Spanned {
+                node: Statement::Entity { kind, id },
+                span,
+            }) => {
                 let k = self.entity_kind(kind);
                 let id_value = id.as_ref().map_or("*".to_owned(), |i| i.node.clone());
                 if id_value.is_empty() {
                     self.diags.push(
-                        Diagnostic::error("E026", id.as_ref().map_or(span.clone(), |i| i.span.clone()), "the entity id is empty")
-                            .label("empty")
-                            .help("give an id, a glob such as \"ep1.*\", or \"*\" for every entity"),
+                        Diagnostic::error(
+                            "E026",
+                            id.as_ref().map_or(span.clone(), |i| i.span.clone()),
+                            "the entity id is empty",
+                        )
+                        .label("empty")
+                        .help("give an id, a glob such as \"ep1.*\", or \"*\" for every entity"),
                     );
                 }
                 (k, id_value, span.clone())
@@ -500,9 +595,13 @@ impl<'f> Checker<'f> {
                 });
                 if inferred.is_none() && !events.is_empty() {
                     self.diags.push(
-                        Diagnostic::error("E023", name.span.clone(), format!("`{}` needs an `entity` statement", name.node))
-                            .label("the entity kind cannot be inferred from its events")
-                            .help("add `entity job \"*\"` (or another entity kind and id)"),
+                        Diagnostic::error(
+                            "E023",
+                            name.span.clone(),
+                            format!("`{}` needs an `entity` statement", name.node),
+                        )
+                        .label("the entity kind cannot be inferred from its events")
+                        .help("add `entity job \"*\"` (or another entity kind and id)"),
                     );
                 }
                 (inferred, "*".to_owned(), name.span.clone())
@@ -529,19 +628,29 @@ impl<'f> Checker<'f> {
 
         // Severity, summary, description.
         let severity = match get("severity") {
-            Some(Spanned { node: Statement::Severity(w), .. }) => self.word::<Severity>(w, "severity", Severity::ALL.iter().map(|s| s.as_str())),
+            Some(Spanned {
+                node: Statement::Severity(w),
+                ..
+            }) => self.word::<Severity>(w, "severity", Severity::ALL.iter().map(|s| s.as_str())),
             _ if calculated => Some(Severity::Low),
             _ => {
                 self.diags.push(
-                    Diagnostic::error("E023", name.span.clone(), format!("alert `{}` has no severity", name.node))
-                        .label("no `severity` statement")
-                        .help("add `severity low`, `severity medium` or `severity high`"),
+                    Diagnostic::error(
+                        "E023",
+                        name.span.clone(),
+                        format!("alert `{}` has no severity", name.node),
+                    )
+                    .label("no `severity` statement")
+                    .help("add `severity low`, `severity medium` or `severity high`"),
                 );
                 None
             }
         };
         let summary = match get("summary") {
-            Some(Spanned { node: Statement::Summary(s), .. }) => {
+            Some(Spanned {
+                node: Statement::Summary(s),
+                ..
+            }) => {
                 self.placeholders(s, false);
                 Some(s.node.clone())
             }
@@ -549,14 +658,25 @@ impl<'f> Checker<'f> {
             _ => None,
         };
         let description = match get("description") {
-            Some(Spanned { node: Statement::Description(s), .. }) => s.node.clone(),
+            Some(Spanned {
+                node: Statement::Description(s),
+                ..
+            }) => s.node.clone(),
             _ => String::new(),
         };
 
         // Criteria.
         let mut window = None;
         let criteria = match get("criteria") {
-            Some(Spanned { node: Statement::When { count, within, per_entity }, span }) => {
+            Some(Spanned {
+                node:
+                    Statement::When {
+                        count,
+                        within,
+                        per_entity,
+                    },
+                span,
+            }) => {
                 let n = match count.node.parse::<i64>() {
                     Ok(n) if n >= 1 && n < self.settings.max_criteria_count => Some(n),
                     _ => {
@@ -569,7 +689,10 @@ impl<'f> Checker<'f> {
                     }
                 };
                 let period = within.as_ref().and_then(|w| self.duration(w));
-                window = period.clone().and_then(|p| parse_period(&p).ok()).map(|s| (s, within.clone()));
+                window = period
+                    .clone()
+                    .and_then(|p| parse_period(&p).ok())
+                    .map(|s| (s, within.clone()));
                 self.per_entity(*per_entity, many, span, n.is_some_and(|n| n > 1));
                 let mut c = json!({"count": n.unwrap_or(1), "period": period});
                 if *per_entity {
@@ -577,7 +700,14 @@ impl<'f> Checker<'f> {
                 }
                 Some(c)
             }
-            Some(Spanned { node: Statement::For { duration, per_entity }, span }) => {
+            Some(Spanned {
+                node:
+                    Statement::For {
+                        duration,
+                        per_entity,
+                    },
+                span,
+            }) => {
                 let d = self.duration(duration);
                 self.per_entity(*per_entity, many, span, false);
                 let mut c = json!({"count": 1, "period": null, "sustain": d});
@@ -591,23 +721,40 @@ impl<'f> Checker<'f> {
 
         // Filter.
         let filter = match get("where") {
-            Some(Spanned { node: Statement::Where(e), .. }) => Some(self.filter(e)),
+            Some(Spanned {
+                node: Statement::Where(e),
+                ..
+            }) => Some(self.filter(e)),
             _ => None,
         };
 
         // Reset and cooldown.
         let reset = match get("reset") {
-            Some(Spanned { node: Statement::Reset(w), .. }) => self.word::<ResetPolicy>(w, "reset policy", ResetPolicy::ALL.iter().map(|r| r.as_str())),
+            Some(Spanned {
+                node: Statement::Reset(w),
+                ..
+            }) => self.word::<ResetPolicy>(
+                w,
+                "reset policy",
+                ResetPolicy::ALL.iter().map(|r| r.as_str()),
+            ),
             _ => Some(ResetPolicy::Auto),
         };
         let cooldown = match get("cooldown") {
-            Some(Spanned { node: Statement::Cooldown(d), span }) => {
+            Some(Spanned {
+                node: Statement::Cooldown(d),
+                span,
+            }) => {
                 let text = self.duration(d);
                 if reset == Some(ResetPolicy::Manual) {
                     self.diags.push(
-                        Diagnostic::error("E042", span.clone(), "`cooldown` on an alert with `reset manual`")
-                            .label("a manual alert stays active until reset; it has no cooldown")
-                            .help("remove the cooldown, or use `reset auto`"),
+                        Diagnostic::error(
+                            "E042",
+                            span.clone(),
+                            "`cooldown` on an alert with `reset manual`",
+                        )
+                        .label("a manual alert stays active until reset; it has no cooldown")
+                        .help("remove the cooldown, or use `reset auto`"),
                     );
                 }
                 if let (Some(t), Some((w, Some(within)))) = (&text, &window)
@@ -629,7 +776,11 @@ impl<'f> Checker<'f> {
         let mut notifications = Vec::new();
         let mut unresolved = Vec::new();
         for s in statements {
-            if let Statement::Notify { kind, name: nname, params } = &s.node
+            if let Statement::Notify {
+                kind,
+                name: nname,
+                params,
+            } = &s.node
                 && let Some(n) = self.notification(&name.node, kind, nname, params, &mut unresolved)
             {
                 notifications.push(n);
@@ -660,16 +811,27 @@ impl<'f> Checker<'f> {
         }
         let _ = entity_span;
         match serde_json::from_value::<AlertConfig>(config) {
-            Ok(config) => Some(CompiledAlert { config, span, unresolved_secrets: unresolved }),
+            Ok(config) => Some(CompiledAlert {
+                config,
+                span,
+                unresolved_secrets: unresolved,
+            }),
             Err(e) => {
-                self.diags.push(Diagnostic::error("E023", name.span.clone(), format!("alert `{}` does not compile: {e}", name.node)));
+                self.diags.push(Diagnostic::error(
+                    "E023",
+                    name.span.clone(),
+                    format!("alert `{}` does not compile: {e}", name.node),
+                ));
                 None
             }
         }
     }
 
     fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.level == Level::Error).count()
+        self.diags
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .count()
     }
 
     fn per_entity(&mut self, per_entity: bool, many: bool, span: &Span, counts_many: bool) {
@@ -693,26 +855,53 @@ impl<'f> Checker<'f> {
         match parse_period(&d.node) {
             Ok(s) if s.0 > 0 => Some(d.node.clone()),
             Ok(_) => {
-                self.diags.push(Diagnostic::error("E021", d.span.clone(), format!("the duration `{}` is zero", d.node)).label("must be longer than zero"));
+                self.diags.push(
+                    Diagnostic::error(
+                        "E021",
+                        d.span.clone(),
+                        format!("the duration `{}` is zero", d.node),
+                    )
+                    .label("must be longer than zero"),
+                );
                 None
             }
             Err(e) => {
-                self.diags.push(Diagnostic::error("E021", d.span.clone(), format!("invalid duration `{}`", d.node)).label(e.to_string()).help("write durations such as `30s`, `10m`, `1h30m`, `2d`"));
+                self.diags.push(
+                    Diagnostic::error(
+                        "E021",
+                        d.span.clone(),
+                        format!("invalid duration `{}`", d.node),
+                    )
+                    .label(e.to_string())
+                    .help("write durations such as `30s`, `10m`, `1h30m`, `2d`"),
+                );
                 None
             }
         }
     }
 
-    fn word<T: std::str::FromStr>(&mut self, w: &Spanned<String>, what: &str, all: impl Iterator<Item = &'static str> + Clone) -> Option<T> {
+    fn word<T: std::str::FromStr>(
+        &mut self,
+        w: &Spanned<String>,
+        what: &str,
+        all: impl Iterator<Item = &'static str> + Clone,
+    ) -> Option<T> {
         match w.node.parse::<T>() {
             Ok(v) => Some(v),
             Err(_) => {
                 let near = did_you_mean(&w.node, all.clone());
                 self.diags.push(
-                    Diagnostic::error("E020", w.span.clone(), format!("unknown {what} `{}`", w.node))
-                        .label(format!("not a {what}"))
-                        .suggest(near)
-                        .help_if_none(format!("expected one of {}", all.collect::<Vec<_>>().join(", "))),
+                    Diagnostic::error(
+                        "E020",
+                        w.span.clone(),
+                        format!("unknown {what} `{}`", w.node),
+                    )
+                    .label(format!("not a {what}"))
+                    .suggest(near)
+                    .help_if_none(format!(
+                        "expected one of {}",
+                        all.collect::<Vec<_>>().join(", ")
+                    )),
                 );
                 None
             }
@@ -725,14 +914,22 @@ impl<'f> Checker<'f> {
             let after = &rest[start + 2..];
             let Some(end) = after.find("}}") else { break };
             let key = after[..end].trim();
-            let known = key.starts_with("value.") || (PLACEHOLDERS.contains(&key) && (message || key != "summary"));
+            let known = key.starts_with("value.")
+                || (PLACEHOLDERS.contains(&key) && (message || key != "summary"));
             if !known {
                 let near = did_you_mean(key, PLACEHOLDERS.iter().copied());
                 self.diags.push(
-                    Diagnostic::warning("W104", s.span.clone(), format!("unknown placeholder `{{{{{key}}}}}`"))
-                        .label("it will be left as written")
-                        .suggest(near)
-                        .help_if_none(format!("placeholders: {}, value.KEY", PLACEHOLDERS.join(", "))),
+                    Diagnostic::warning(
+                        "W104",
+                        s.span.clone(),
+                        format!("unknown placeholder `{{{{{key}}}}}`"),
+                    )
+                    .label("it will be left as written")
+                    .suggest(near)
+                    .help_if_none(format!(
+                        "placeholders: {}, value.KEY",
+                        PLACEHOLDERS.join(", ")
+                    )),
                 );
             }
             rest = &after[end + 2..];
@@ -753,16 +950,32 @@ impl<'f> Checker<'f> {
                 };
                 if op.node.is_string_op() && !v.is_string() {
                     self.diags.push(
-                        Diagnostic::error("E040", value.span.clone(), format!("`{}` compares strings", op.node.as_str()))
-                            .label("not a string")
-                            .help(format!("write `value.{} {} \"...\"`", field.node, op.node.as_str())),
+                        Diagnostic::error(
+                            "E040",
+                            value.span.clone(),
+                            format!("`{}` compares strings", op.node.as_str()),
+                        )
+                        .label("not a string")
+                        .help(format!(
+                            "write `value.{} {} \"...\"`",
+                            field.node,
+                            op.node.as_str()
+                        )),
                     );
                 }
-                if matches!(op.node, CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge) && matches!(value.node, Literal::Null | Literal::Bool(_)) {
+                if matches!(
+                    op.node,
+                    CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+                ) && matches!(value.node, Literal::Null | Literal::Bool(_))
+                {
                     self.diags.push(
-                        Diagnostic::error("E040", value.span.clone(), format!("`{}` orders numbers or strings", op.node.as_str()))
-                            .label("nothing is ordered against this")
-                            .help("compare with a number or a string"),
+                        Diagnostic::error(
+                            "E040",
+                            value.span.clone(),
+                            format!("`{}` orders numbers or strings", op.node.as_str()),
+                        )
+                        .label("nothing is ordered against this")
+                        .help("compare with a number or a string"),
                     );
                 }
                 json!({"field": field.node, "op": op.node.as_str(), "value": v})
@@ -775,7 +988,9 @@ impl<'f> Checker<'f> {
         let mut out = Vec::new();
         for side in [a, b] {
             match (&side.node, and) {
-                (Expr::And(x, y), true) | (Expr::Or(x, y), false) => out.extend(self.flatten(x, y, and)),
+                (Expr::And(x, y), true) | (Expr::Or(x, y), false) => {
+                    out.extend(self.flatten(x, y, and))
+                }
                 _ => out.push(self.filter(side)),
             }
         }
@@ -791,13 +1006,21 @@ impl<'f> Checker<'f> {
         unresolved: &mut Vec<String>,
     ) -> Option<Json> {
         const KINDS: &[&str] = &["slack", "webhook", "email", "event", "git"];
-        let kind_word = if kind.node == "mail" { "email" } else { kind.node.as_str() };
+        let kind_word = if kind.node == "mail" {
+            "email"
+        } else {
+            kind.node.as_str()
+        };
         if !KINDS.contains(&kind_word) {
             self.diags.push(
-                Diagnostic::error("E030", kind.span.clone(), format!("unknown notification kind `{}`", kind.node))
-                    .label("not a notification kind")
-                    .suggest(did_you_mean(&kind.node, KINDS.iter().copied()))
-                    .help_if_none(format!("notification kinds: {}", KINDS.join(", "))),
+                Diagnostic::error(
+                    "E030",
+                    kind.span.clone(),
+                    format!("unknown notification kind `{}`", kind.node),
+                )
+                .label("not a notification kind")
+                .suggest(did_you_mean(&kind.node, KINDS.iter().copied()))
+                .help_if_none(format!("notification kinds: {}", KINDS.join(", "))),
             );
             return None;
         }
@@ -810,9 +1033,17 @@ impl<'f> Checker<'f> {
             "webhook" => &[("url", true, true), ("method", false, false)],
             "email" => &[("to", false, true)],
             "event" => &[("kind", false, true), ("entity", false, false)],
-            _ => &[("repo", false, true), ("issue", false, false), ("token", true, false)],
+            _ => &[
+                ("repo", false, true),
+                ("issue", false, false),
+                ("token", true, false),
+            ],
         };
-        let common = [("message", false, false), ("severity", false, false), ("cooldown", false, false)];
+        let common = [
+            ("message", false, false),
+            ("severity", false, false),
+            ("cooldown", false, false),
+        ];
         let allowed: Vec<(&str, bool, bool)> = own.iter().copied().chain(common).collect();
         let mut out_params = Map::new();
         let mut secret_params = Map::new();
@@ -823,15 +1054,33 @@ impl<'f> Checker<'f> {
             let key = p.key.node.as_str();
             let Some(&(_, secret, _)) = allowed.iter().find(|(k, _, _)| *k == key) else {
                 self.diags.push(
-                    Diagnostic::error("E031", p.key.span.clone(), format!("{kind_word} notifications take no `{key}`"))
-                        .label("unknown parameter")
-                        .suggest(did_you_mean(key, allowed.iter().map(|(k, _, _)| *k)))
-                        .help_if_none(format!("{kind_word} parameters: {}", allowed.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", "))),
+                    Diagnostic::error(
+                        "E031",
+                        p.key.span.clone(),
+                        format!("{kind_word} notifications take no `{key}`"),
+                    )
+                    .label("unknown parameter")
+                    .suggest(did_you_mean(key, allowed.iter().map(|(k, _, _)| *k)))
+                    .help_if_none(format!(
+                        "{kind_word} parameters: {}",
+                        allowed
+                            .iter()
+                            .map(|(k, _, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
                 );
                 continue;
             };
             if !seen.insert(key) {
-                self.diags.push(Diagnostic::error("E015", p.key.span.clone(), format!("`{key}` appears twice in this notification")).label("again here"));
+                self.diags.push(
+                    Diagnostic::error(
+                        "E015",
+                        p.key.span.clone(),
+                        format!("`{key}` appears twice in this notification"),
+                    )
+                    .label("again here"),
+                );
                 continue;
             }
             let v = &p.value;
@@ -863,9 +1112,15 @@ impl<'f> Checker<'f> {
                     message = Some(s.clone());
                 }
                 ("severity", Value::Word(w) | Value::Str(w)) => {
-                    severity = self.word::<NotificationSeverity>(&Spanned::new(w.clone(), v.span.clone()), "notification severity", NotificationSeverity::ALL.iter().map(|s| s.as_str()));
+                    severity = self.word::<NotificationSeverity>(
+                        &Spanned::new(w.clone(), v.span.clone()),
+                        "notification severity",
+                        NotificationSeverity::ALL.iter().map(|s| s.as_str()),
+                    );
                 }
-                ("cooldown", Value::Duration(d)) => cooldown = self.duration(&Spanned::new(d.clone(), v.span.clone())),
+                ("cooldown", Value::Duration(d)) => {
+                    cooldown = self.duration(&Spanned::new(d.clone(), v.span.clone()))
+                }
                 ("to", Value::Str(s)) => {
                     out_params.insert("email_addresses".into(), json!([s]));
                 }
@@ -896,13 +1151,21 @@ impl<'f> Checker<'f> {
         for (key, _, required) in own {
             if *required && !seen.contains(key) {
                 self.diags.push(
-                    Diagnostic::error("E033", name.span.clone(), format!("{kind_word} notification `{}` has no `{key}`", name.node))
-                        .label(format!("add `{key}` in braces after the name"))
-                        .help(param_help(key)),
+                    Diagnostic::error(
+                        "E033",
+                        name.span.clone(),
+                        format!("{kind_word} notification `{}` has no `{key}`", name.node),
+                    )
+                    .label(format!("add `{key}` in braces after the name"))
+                    .help(param_help(key)),
                 );
             }
         }
-        let wire_kind = if kind_word == "email" { "mail" } else { kind_word };
+        let wire_kind = if kind_word == "email" {
+            "mail"
+        } else {
+            kind_word
+        };
         let secret_params = if secret_missing {
             Json::Object(secret_reference(&self.project, alert, &name.node))
         } else if secret_params.is_empty() {
@@ -929,13 +1192,18 @@ trait HelpIfNone {
 impl HelpIfNone for Diagnostic {
     /// A fallback hint when no "did you mean" was found.
     fn help_if_none(self, help: impl Into<String>) -> Self {
-        if self.help.is_some() { self } else { self.help(help) }
+        if self.help.is_some() {
+            self
+        } else {
+            self.help(help)
+        }
     }
 }
 
 fn param_help(key: &str) -> String {
     match key {
-        "to" => "write `to \"oncall@example.com\"` or `to [\"a@example.com\", \"b@example.com\"]`".into(),
+        "to" => "write `to \"oncall@example.com\"` or `to [\"a@example.com\", \"b@example.com\"]`"
+            .into(),
         "webhook" | "url" | "token" => format!("write `{key} secret(\"NAME\")`"),
         "kind" => "write `kind job-cpu-high` (an event kind)".into(),
         "message" | "link" | "repo" | "entity" => format!("write `{key} \"...\"`"),
@@ -949,7 +1217,13 @@ fn param_help(key: &str) -> String {
 pub fn secret_name(alert: &str, notification: &str, key: &str) -> String {
     format!("{alert}_{notification}_{key}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -970,19 +1244,33 @@ fn number_or_string(text: &str) -> Json {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn name_error(name: &Spanned<String>) -> Diagnostic {
-    Diagnostic::error("E025", name.span.clone(), format!("invalid name `{}`", name.node))
-        .label("names use letters, digits, `-` and `_`")
-        .help("rename it, for example to `{}`".replace("{}", &name.node.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "-")))
+    Diagnostic::error(
+        "E025",
+        name.span.clone(),
+        format!("invalid name `{}`", name.node),
+    )
+    .label("names use letters, digits, `-` and `_`")
+    .help("rename it, for example to `{}`".replace(
+        "{}",
+        &name.node.replace(
+            |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "-",
+        ),
+    ))
 }
 
 /// Adds `s` to merged statements: replaces its slot, or (for `notify`) the same-named one.
 fn merge_into(out: &mut Vec<Spanned<Statement>>, s: Spanned<Statement>) {
     let pos = match &s.node {
-        Statement::Notify { name, .. } => out.iter().position(|o| matches!(&o.node, Statement::Notify { name: n, .. } if n.node == name.node)),
+        Statement::Notify { name, .. } => out.iter().position(
+            |o| matches!(&o.node, Statement::Notify { name: n, .. } if n.node == name.node),
+        ),
         other => out.iter().position(|o| slot(&o.node) == slot(other)),
     };
     match pos {
@@ -999,7 +1287,9 @@ fn builtin_template(t: &tocsin_core::model::AlertTemplate, at: &Span) -> Vec<Spa
         sp(Statement::Summary(w(&t.summary))),
         sp(Statement::Description(w(&t.template_description))),
         sp(Statement::Severity(w(t.severity.as_str()))),
-        sp(Statement::On(t.trigger.events.iter().map(|k| w(k.as_str())).collect())),
+        sp(Statement::On(
+            t.trigger.events.iter().map(|k| w(k.as_str())).collect(),
+        )),
         sp(Statement::Reset(w(t.reset_policy.as_str()))),
     ];
     if let Some(c) = &t.criteria

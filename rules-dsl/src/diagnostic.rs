@@ -84,32 +84,49 @@ pub const CODES: &[(&str, &str)] = &[
     ("E014", "templates extend each other in a cycle"),
     ("E015", "a statement appears twice in one block"),
     ("E016", "a statement that this kind of block does not take"),
-    ("E020", "unknown value (severity, reset policy, notification severity)"),
+    (
+        "E020",
+        "unknown value (severity, reset policy, notification severity)",
+    ),
     ("E021", "invalid duration"),
     ("E022", "invalid count"),
     ("E023", "a required statement is missing"),
-    ("E024", "`when` and `for` together: an alert counts or waits, not both"),
+    (
+        "E024",
+        "`when` and `for` together: an alert counts or waits, not both",
+    ),
     ("E025", "invalid name"),
     ("E026", "invalid entity id"),
     ("E030", "unknown notification kind"),
     ("E031", "unknown or misplaced notification parameter"),
-    ("E032", "a secret written inline: reference it with secret(\"NAME\")"),
+    (
+        "E032",
+        "a secret written inline: reference it with secret(\"NAME\")",
+    ),
     ("E033", "a notification lacks where to deliver"),
     ("E034", "two notifications of an alert share a name"),
     ("E035", "invalid notification parameter value"),
-    ("E040", "a comparison whose constant does not fit the operator"),
+    (
+        "E040",
+        "a comparison whose constant does not fit the operator",
+    ),
     ("E041", "`per entity` on an alert about one entity"),
     ("E042", "`cooldown` on an alert with `reset manual`"),
     ("E043", "a calculated event that would feed itself"),
     ("W101", "a template that nothing extends"),
-    ("W102", "an alert on many entities that counts them all in one window"),
+    (
+        "W102",
+        "an alert on many entities that counts them all in one window",
+    ),
     ("W103", "a cooldown shorter than the criteria window"),
     ("W104", "an unknown placeholder in a summary or message"),
-    ("W105", "a filter field that no comparison can match (type mismatch or never set)"),
 ];
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word = word.to_ascii_lowercase().replace('_', "-");
     candidates
         .into_iter()

@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
-use tocsin_core::model::{AlertConfig, CompareOp, EventKind, Filter, NotificationKind, ResetPolicy};
+use tocsin_core::model::{
+    AlertConfig, CompareOp, EventKind, Filter, NotificationKind, ResetPolicy,
+};
 
 use crate::ast::{Definition, Expr, File, Item, Literal, Param, Spanned, Statement, Value};
 use crate::check::secret_name;
@@ -19,7 +21,11 @@ pub fn export(configs: &[AlertConfig]) -> (String, Vec<String>) {
     let project = configs.first().map_or("default", |c| c.project.as_str());
     let mut items = vec![Item::Project(s(project))];
     // Custom kinds that alerts trigger on but no calculated event here produces.
-    let produced: BTreeSet<&str> = configs.iter().filter_map(|c| c.emits.as_ref()).map(EventKind::as_str).collect();
+    let produced: BTreeSet<&str> = configs
+        .iter()
+        .filter_map(|c| c.emits.as_ref())
+        .map(EventKind::as_str)
+        .collect();
     let mut declared = BTreeSet::new();
     for c in configs {
         for k in &c.trigger.events {
@@ -37,15 +43,24 @@ pub fn export(configs: &[AlertConfig]) -> (String, Vec<String>) {
     }
     for c in configs {
         if c.project != project {
-            notes.push(format!("alert `{}` is in project `{}`, not `{project}`: export it apart", c.name, c.project));
+            notes.push(format!(
+                "alert `{}` is in project `{}`, not `{project}`: export it apart",
+                c.name, c.project
+            ));
             continue;
         }
         for key in c.extra.keys() {
-            notes.push(format!("alert `{}`: the field `{key}` has no place in the language and is left out", c.name));
+            notes.push(format!(
+                "alert `{}`: the field `{key}` has no place in the language and is left out",
+                c.name
+            ));
         }
         items.push(item(c, &mut notes));
     }
-    let file = File { items, unparsed: Vec::new() };
+    let file = File {
+        items,
+        unparsed: Vec::new(),
+    };
     (crate::format(&file, ""), notes)
 }
 
@@ -60,20 +75,29 @@ fn st(statement: Statement) -> Spanned<Statement> {
 fn item(c: &AlertConfig, notes: &mut Vec<String>) -> Item {
     let calculated = c.emits.as_ref().is_some_and(|e| e.as_str() == c.name);
     if c.emits.is_some() && !calculated {
-        notes.push(format!("alert `{}` emits `{}`: written as the calculated event `{}`, which emits its own name", c.name, c.emits.as_ref().map_or("", EventKind::as_str), c.name));
+        notes.push(format!(
+            "alert `{}` emits `{}`: written as the calculated event `{}`, which emits its own name",
+            c.name,
+            c.emits.as_ref().map_or("", EventKind::as_str),
+            c.name
+        ));
     }
     // Built-in kinds take the seed's spelling; custom kinds keep their hyphens.
     let kinds: Vec<Spanned<String>> = c
         .trigger
         .events
         .iter()
-        .map(|k| if k.is_mlrun_kind() { s(&k.as_str().replace('-', "_")) } else { s(k.as_str()) })
+        .map(|k| {
+            if k.is_mlrun_kind() {
+                s(&k.as_str().replace('-', "_"))
+            } else {
+                s(k.as_str())
+            }
+        })
         .collect();
     let mut statements = Vec::new();
-    if !calculated {
-        if let Some(summary) = c.summary.as_deref().filter(|x| !x.is_empty()) {
-            statements.push(st(Statement::Summary(s(summary))));
-        }
+    if !calculated && let Some(summary) = c.summary.as_deref().filter(|x| !x.is_empty()) {
+        statements.push(st(Statement::Summary(s(summary))));
     }
     if !c.description.is_empty() {
         statements.push(st(Statement::Description(s(&c.description))));
@@ -82,13 +106,19 @@ fn item(c: &AlertConfig, notes: &mut Vec<String>) -> Item {
         statements.push(st(Statement::On(kinds.clone())));
     }
     let id = c.entities.ids.first().map_or("*", String::as_str);
-    statements.push(st(Statement::Entity { kind: s(c.entities.kind.as_str()), id: Some(s(id)) }));
+    statements.push(st(Statement::Entity {
+        kind: s(c.entities.kind.as_str()),
+        id: Some(s(id)),
+    }));
     if let Some(f) = &c.filter {
         statements.push(st(Statement::Where(expr(f))));
     }
     if let Some(cr) = &c.criteria {
         match &cr.sustain {
-            Some(d) => statements.push(st(Statement::For { duration: s(d), per_entity: false })),
+            Some(d) => statements.push(st(Statement::For {
+                duration: s(d),
+                per_entity: false,
+            })),
             None => statements.push(st(Statement::When {
                 count: s(&cr.count.to_string()),
                 within: cr.period.as_deref().map(s),
@@ -109,20 +139,39 @@ fn item(c: &AlertConfig, notes: &mut Vec<String>) -> Item {
         statements.push(st(notify(c, n, notes)));
     }
     if calculated {
-        Item::CalculatedEvent { name: s(&c.name), from: kinds, statements, span: 0..0 }
+        Item::CalculatedEvent {
+            name: s(&c.name),
+            from: kinds,
+            statements,
+            span: 0..0,
+        }
     } else {
-        Item::Alert(Definition { name: s(&c.name), extends: Vec::new(), statements, span: 0..0 })
+        Item::Alert(Definition {
+            name: s(&c.name),
+            extends: Vec::new(),
+            statements,
+            span: 0..0,
+        })
     }
 }
 
-fn notify(c: &AlertConfig, n: &tocsin_core::model::AlertNotification, notes: &mut Vec<String>) -> Statement {
+fn notify(
+    c: &AlertConfig,
+    n: &tocsin_core::model::AlertNotification,
+    notes: &mut Vec<String>,
+) -> Statement {
     let note = &n.notification;
     let kind = match &note.kind {
         NotificationKind::Email => "email",
         other => other.as_str(),
     };
     let mut params = Vec::new();
-    let mut param = |key: &str, value: Value| params.push(Param { key: s(key), value: Spanned::new(value, 0..0) });
+    let mut param = |key: &str, value: Value| {
+        params.push(Param {
+            key: s(key),
+            value: Spanned::new(value, 0..0),
+        })
+    };
     let secret_key = match note.kind {
         NotificationKind::Slack => Some("webhook"),
         NotificationKind::Webhook => Some("url"),
@@ -130,7 +179,8 @@ fn notify(c: &AlertConfig, n: &tocsin_core::model::AlertNotification, notes: &mu
         _ => None,
     };
     let plain = note.params.clone().unwrap_or_default();
-    let secret_held = note.secret_params.as_ref().is_some_and(|m| !m.is_empty()) || secret_key.is_some_and(|k| plain.contains_key(k));
+    let secret_held = note.secret_params.as_ref().is_some_and(|m| !m.is_empty())
+        || secret_key.is_some_and(|k| plain.contains_key(k));
     if let Some(k) = secret_key
         && secret_held
     {
@@ -139,16 +189,33 @@ fn notify(c: &AlertConfig, n: &tocsin_core::model::AlertNotification, notes: &mu
     for (k, v) in &plain {
         let as_str = v.as_str().map(str::to_owned);
         match (k.as_str(), v) {
-            ("email_addresses", Json::Array(list)) => param("to", Value::List(list.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect())),
+            ("email_addresses", Json::Array(list)) => param(
+                "to",
+                Value::List(
+                    list.iter()
+                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                        .collect(),
+                ),
+            ),
             ("email_addresses", Json::String(one)) => param("to", Value::List(vec![one.clone()])),
             ("event_kind", Json::String(kind)) => param("kind", Value::Word(kind.clone())),
             ("entity_id", Json::String(e)) => param("entity", Value::Str(e.clone())),
             ("link" | "repo" | "method", Json::String(x)) => param(k, Value::Str(x.clone())),
             ("issue", Json::Number(x)) => param("issue", Value::Number(x.to_string())),
             (key, _) if Some(key) == secret_key => {
-                notes.push(format!("alert `{}`, notification `{}`: `{key}` was inline; set {} where you apply", c.name, note.name, secret_name(&c.name, &note.name, key)));
+                notes.push(format!(
+                    "alert `{}`, notification `{}`: `{key}` was inline; set {} where you apply",
+                    c.name,
+                    note.name,
+                    secret_name(&c.name, &note.name, key)
+                ));
             }
-            _ => notes.push(format!("alert `{}`, notification `{}`: parameter `{k}` ({}) is left out", c.name, note.name, as_str.unwrap_or_else(|| v.to_string()))),
+            _ => notes.push(format!(
+                "alert `{}`, notification `{}`: parameter `{k}` ({}) is left out",
+                c.name,
+                note.name,
+                as_str.unwrap_or_else(|| v.to_string())
+            )),
         }
     }
     if let Some(m) = &note.message {
@@ -160,7 +227,11 @@ fn notify(c: &AlertConfig, n: &tocsin_core::model::AlertNotification, notes: &mu
     if let Some(cd) = &n.cooldown_period {
         param("cooldown", Value::Duration(cd.clone()));
     }
-    Statement::Notify { kind: s(kind), name: s(&note.name), params }
+    Statement::Notify {
+        kind: s(kind),
+        name: s(&note.name),
+        params,
+    }
 }
 
 /// The expression for a wire filter; `all`/`any` lists fold to the left, as the parser builds.
@@ -171,10 +242,21 @@ fn expr(f: &Filter) -> Spanned<Expr> {
             // An empty `all` holds and an empty `any` does not: say so with a comparison
             // that is always (or never) true.
             let op = if and { CompareOp::Ne } else { CompareOp::Eq };
-            Spanned::new(Expr::Compare { field: s("__never_set__"), op: Spanned::new(op, 0..0), value: Spanned::new(Literal::Null, 0..0) }, 0..0)
+            Spanned::new(
+                Expr::Compare {
+                    field: s("__never_set__"),
+                    op: Spanned::new(op, 0..0),
+                    value: Spanned::new(Literal::Null, 0..0),
+                },
+                0..0,
+            )
         });
         it.fold(first, |acc, next| {
-            let e = if and { Expr::And(Box::new(acc), Box::new(next)) } else { Expr::Or(Box::new(acc), Box::new(next)) };
+            let e = if and {
+                Expr::And(Box::new(acc), Box::new(next))
+            } else {
+                Expr::Or(Box::new(acc), Box::new(next))
+            };
             Spanned::new(e, 0..0)
         })
     };
@@ -189,7 +271,14 @@ fn expr(f: &Filter) -> Spanned<Expr> {
                 Json::Bool(b) => Literal::Bool(*b),
                 _ => Literal::Null,
             };
-            Spanned::new(Expr::Compare { field: s(field), op: Spanned::new(*op, 0..0), value: Spanned::new(lit, 0..0) }, 0..0)
+            Spanned::new(
+                Expr::Compare {
+                    field: s(field),
+                    op: Spanned::new(*op, 0..0),
+                    value: Spanned::new(lit, 0..0),
+                },
+                0..0,
+            )
         }
     }
 }

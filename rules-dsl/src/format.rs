@@ -1,4 +1,4 @@
-//! The canonical layout (`tocsin fmt`): `project` first, one blank line between items, two
+//! The canonical layout (`tocsin fmt`): items in their order, one blank line between them, two
 //! spaces of indent, one statement per line, notification parameters on lines of their own,
 //! filters with the fewest parentheses their precedence needs. Comments are kept: each one
 //! goes before the item or statement it precedes in the source, or stays at the end of the
@@ -16,10 +16,7 @@ pub fn format(file: &File, source: &str) -> String {
         next: 0,
         source,
     };
-    let mut items: Vec<&Item> = file.items.iter().collect();
-    // `project` first; the rest keep their order.
-    items.sort_by_key(|i| !matches!(i, Item::Project(_)));
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in file.items.iter().enumerate() {
         if i > 0 {
             f.out.push('\n');
         }
@@ -120,7 +117,12 @@ impl Formatter<'_> {
                 let _ = write!(self.out, "event {} on {}", name.node, entity.node);
                 self.trailing(span.end);
             }
-            Item::CalculatedEvent { name, from, statements, span } => {
+            Item::CalculatedEvent {
+                name,
+                from,
+                statements,
+                span,
+            } => {
                 let _ = write!(self.out, "event {} from {}", name.node, words(from));
                 self.block(statements, span);
             }
@@ -141,7 +143,11 @@ impl Formatter<'_> {
         let open = statements.first().map_or(span.end, |s| s.span.start);
         if let Some(c) = self.comments.get(self.next)
             && c.span.start < open
-            && !self.source.get(span.start..c.span.start).unwrap_or("\n").contains('\n')
+            && !self
+                .source
+                .get(span.start..c.span.start)
+                .unwrap_or("\n")
+                .contains('\n')
         {
             let text = c.text.clone();
             self.out.push(' ');
@@ -155,7 +161,7 @@ impl Formatter<'_> {
             self.statement(&s.node, &s.span);
         }
         self.leading(span.end, 1);
-        self.out.push_str("}");
+        self.out.push('}');
         self.trailing(span.end);
     }
 
@@ -173,7 +179,11 @@ impl Formatter<'_> {
                 None => write!(o, "entity {}", kind.node),
             },
             Statement::Where(e) => write!(o, "where {}", expr(&e.node, 0)),
-            Statement::When { count, within, per_entity } => {
+            Statement::When {
+                count,
+                within,
+                per_entity,
+            } => {
                 let _ = write!(o, "when count >= {}", count.node);
                 if let Some(w) = within {
                     let _ = write!(o, " within {}", w.node);
@@ -183,7 +193,10 @@ impl Formatter<'_> {
                 }
                 Ok(())
             }
-            Statement::For { duration, per_entity } => {
+            Statement::For {
+                duration,
+                per_entity,
+            } => {
                 let _ = write!(o, "for {}", duration.node);
                 if *per_entity {
                     o.push_str(" per entity");
@@ -217,7 +230,10 @@ impl Formatter<'_> {
 }
 
 fn words(ws: &[Spanned<String>]) -> String {
-    ws.iter().map(|w| w.node.as_str()).collect::<Vec<_>>().join(", ")
+    ws.iter()
+        .map(|w| w.node.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A string literal, escaped.
@@ -241,7 +257,14 @@ fn value(v: &Value) -> String {
     match v {
         Value::Str(s) => quote(s),
         Value::Secret(s) => format!("secret({})", quote(s)),
-        Value::List(items) => format!("[{}]", items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")),
+        Value::List(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| quote(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Duration(d) | Value::Number(d) | Value::Word(d) => d.clone(),
         Value::Bool(b) => b.to_string(),
     }
@@ -266,10 +289,19 @@ pub fn expr(e: &Expr, context: u8) -> String {
         Expr::And(a, b) => format!("{} and {}", expr(&a.node, 2), expr(&b.node, 3)),
         Expr::Not(inner) => format!("not {}", expr(&inner.node, 3)),
         Expr::Compare { field, op, value } => {
-            format!("value.{} {} {}", field.node, op.node.as_str(), literal(&value.node))
+            format!(
+                "value.{} {} {}",
+                field.node,
+                op.node.as_str(),
+                literal(&value.node)
+            )
         }
     };
-    if strength(e) < context { format!("({s})") } else { s }
+    if strength(e) < context {
+        format!("({s})")
+    } else {
+        s
+    }
 }
 
 fn literal(l: &Literal) -> String {

@@ -8,14 +8,14 @@
 //! [`testing`] runs rule test files.
 
 pub mod ast;
-pub mod diagnostic;
 pub mod check;
+pub mod diagnostic;
 pub mod export;
 mod format;
 mod parse;
 pub mod testing;
 
+pub use check::{Checked, CompiledAlert, check, check_source};
 pub use diagnostic::{Diagnostic, Level};
-pub use check::{CompiledAlert, Checked, check, check_source};
 pub use format::format;
 pub use parse::parse;

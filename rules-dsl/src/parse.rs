@@ -136,14 +136,26 @@ fn token_at(source: &str, pos: usize) -> &str {
 
 /// The grammar's rule names as people say them, merged into one phrase.
 fn expected(rules: &[Rule]) -> String {
+    const VALUE: &str = "a value (a number, a string, `true`, `false` or `null`)";
     let mut phrases: Vec<&str> = Vec::new();
     for rule in rules {
         let phrase = match rule {
-            Rule::project | Rule::template | Rule::alert | Rule::custom_event | Rule::calculated_event => {
-                "`project`, `template`, `alert` or `event`"
-            }
-            Rule::summary | Rule::description | Rule::severity | Rule::reset | Rule::cooldown
-            | Rule::on | Rule::entity | Rule::where_ | Rule::when_ | Rule::for_ | Rule::notify => {
+            Rule::project
+            | Rule::template
+            | Rule::alert
+            | Rule::custom_event
+            | Rule::calculated_event => "`project`, `template`, `alert` or `event`",
+            Rule::summary
+            | Rule::description
+            | Rule::severity
+            | Rule::reset
+            | Rule::cooldown
+            | Rule::on
+            | Rule::entity
+            | Rule::where_
+            | Rule::when_
+            | Rule::for_
+            | Rule::notify => {
                 "a statement (`on`, `entity`, `where`, `when`, `for`, `severity`, `summary`, `notify`, ...)"
             }
             Rule::word => "a name",
@@ -159,8 +171,10 @@ fn expected(rules: &[Rule]) -> String {
             Rule::expr | Rule::comparison | Rule::field | Rule::not_op => {
                 "a condition such as `value.score > 0.7`"
             }
-            Rule::compare_op => "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`, `contains`, `starts_with`, `ends_with`, `matches`)",
-            Rule::boolean | Rule::null => "a value (a number, a string, `true`, `false` or `null`)",
+            Rule::compare_op => {
+                "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`, `contains`, `starts_with`, `ends_with`, `matches`)"
+            }
+            Rule::boolean | Rule::null => VALUE,
             Rule::or_op | Rule::and_op => "`and` or `or`",
             Rule::kinds => "an event kind",
             Rule::list => "a list such as `[\"a@example.com\"]`",
@@ -171,6 +185,9 @@ fn expected(rules: &[Rule]) -> String {
             phrases.push(phrase);
         }
     }
+    if phrases.contains(&VALUE) {
+        phrases.retain(|p| *p != "a quoted string" && *p != "a number");
+    }
     match phrases.as_slice() {
         [] => "something else".to_owned(),
         [one] => (*one).to_owned(),
@@ -178,9 +195,39 @@ fn expected(rules: &[Rule]) -> String {
     }
 }
 
+/// The pair's span, without the whitespace and comments the grammar skipped at its end (a
+/// statement's span ends where its text does, so a trailing comment stays outside it).
 fn span(pair: &Pair<Rule>, base: usize) -> Span {
-    let s = pair.as_span();
-    base + s.start()..base + s.end()
+    let start = base + pair.as_span().start();
+    start..start + trimmed_len(pair.as_str())
+}
+
+fn trimmed_len(text: &str) -> usize {
+    let mut t = text;
+    loop {
+        let u = t.trim_end();
+        let line_start = u.rfind('\n').map_or(0, |i| i + 1);
+        match comment_start(&u[line_start..]) {
+            Some(pos) => t = &u[..line_start + pos],
+            None => return u.len(),
+        }
+    }
+}
+
+/// Where a `#` comment starts in a line, outside strings.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'#' if !in_string => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn text(pair: Pair<Rule>, base: usize) -> Spanned<String> {
@@ -219,9 +266,15 @@ fn item(pair: Pair<Rule>, base: usize) -> Item {
     let mut inner = pair.into_inner();
     let mut next = || inner.next();
     match rule {
-        Rule::project => Item::Project(next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base))),
+        Rule::project => Item::Project(next().map_or_else(
+            || Spanned::new(String::new(), sp.clone()),
+            |p| text(p, base),
+        )),
         Rule::template | Rule::alert => {
-            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
+            let name = next().map_or_else(
+                || Spanned::new(String::new(), sp.clone()),
+                |p| text(p, base),
+            );
             let mut extends = Vec::new();
             let mut statements = Vec::new();
             for p in inner {
@@ -231,19 +284,48 @@ fn item(pair: Pair<Rule>, base: usize) -> Item {
                     _ => {}
                 }
             }
-            let d = Definition { name, extends, statements, span: sp };
-            if rule == Rule::template { Item::Template(d) } else { Item::Alert(d) }
+            let d = Definition {
+                name,
+                extends,
+                statements,
+                span: sp,
+            };
+            if rule == Rule::template {
+                Item::Template(d)
+            } else {
+                Item::Alert(d)
+            }
         }
         Rule::custom_event => {
-            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
-            let entity = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
-            Item::CustomEvent { name, entity, span: sp }
+            let name = next().map_or_else(
+                || Spanned::new(String::new(), sp.clone()),
+                |p| text(p, base),
+            );
+            let entity = next().map_or_else(
+                || Spanned::new(String::new(), sp.clone()),
+                |p| text(p, base),
+            );
+            Item::CustomEvent {
+                name,
+                entity,
+                span: sp,
+            }
         }
         _ => {
-            let name = next().map_or_else(|| Spanned::new(String::new(), sp.clone()), |p| text(p, base));
-            let from = next().map(|k| k.into_inner().map(|w| text(w, base)).collect()).unwrap_or_default();
+            let name = next().map_or_else(
+                || Spanned::new(String::new(), sp.clone()),
+                |p| text(p, base),
+            );
+            let from = next()
+                .map(|k| k.into_inner().map(|w| text(w, base)).collect())
+                .unwrap_or_default();
             let statements = next().map(|b| block(b, base)).unwrap_or_default();
-            Item::CalculatedEvent { name, from, statements, span: sp }
+            Item::CalculatedEvent {
+                name,
+                from,
+                statements,
+                span: sp,
+            }
         }
     }
 }
@@ -282,7 +364,11 @@ fn statement(pair: Pair<Rule>, base: usize) -> Option<Statement> {
                     _ => {}
                 }
             }
-            Statement::When { count, within, per_entity }
+            Statement::When {
+                count,
+                within,
+                per_entity,
+            }
         }
         Rule::for_ => Statement::For {
             duration: text(inner.next()?, base),
@@ -315,7 +401,10 @@ fn param(pair: Pair<Rule>, base: usize) -> Option<Param> {
         Rule::boolean => Value::Bool(v.as_str() == "true"),
         _ => Value::Word(v.as_str().to_owned()),
     };
-    Some(Param { key, value: Spanned::new(value, sp) })
+    Some(Param {
+        key,
+        value: Spanned::new(value, sp),
+    })
 }
 
 fn expr(pair: Pair<Rule>, base: usize) -> Spanned<Expr> {
@@ -345,14 +434,20 @@ fn comparison(pair: Pair<Rule>, base: usize) -> Spanned<Expr> {
     let mut inner = pair.into_inner();
     let (Some(field), Some(op), Some(lit)) = (inner.next(), inner.next(), inner.next()) else {
         // The grammar makes a comparison of exactly these three.
-        return Spanned::new(Expr::Compare {
-            field: Spanned::new(String::new(), sp.clone()),
-            op: Spanned::new(CompareOp::Eq, sp.clone()),
-            value: Spanned::new(Literal::Null, sp.clone()),
-        }, sp);
+        return Spanned::new(
+            Expr::Compare {
+                field: Spanned::new(String::new(), sp.clone()),
+                op: Spanned::new(CompareOp::Eq, sp.clone()),
+                value: Spanned::new(Literal::Null, sp.clone()),
+            },
+            sp,
+        );
     };
     let field_sp = span(&field, base);
-    let field = Spanned::new(field.as_str().trim_start_matches("value.").to_owned(), field_sp);
+    let field = Spanned::new(
+        field.as_str().trim_start_matches("value.").to_owned(),
+        field_sp,
+    );
     let op_sp = span(&op, base);
     let op_node = match op.as_str() {
         "==" => CompareOp::Eq,

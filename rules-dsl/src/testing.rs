@@ -25,7 +25,9 @@ use std::task::{Context, Poll, Waker};
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
-use tocsin_core::model::{Activation, AlertState, DeliveryStatus, Event, EventKind, Span, Timestamp, parse_period};
+use tocsin_core::model::{
+    Activation, AlertState, DeliveryStatus, Event, EventKind, Span, Timestamp, parse_period,
+};
 use tocsin_core::store::MemoryStore;
 use tocsin_core::{AlertsSettings, Service};
 
@@ -39,7 +41,10 @@ pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000_000);
 #[derive(Debug, thiserror::Error)]
 pub enum TestFileError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: the rules it names do not check:\n{rendered}")]
@@ -124,7 +129,10 @@ impl Report {
 
 /// Runs the cases of the test file at `path`.
 pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Io {
+        path: path.into(),
+        source,
+    })?;
     let file: TestFile = toml::from_str(&text).map_err(|e| TestFileError::Syntax {
         path: path.into(),
         message: e.to_string(),
@@ -134,12 +142,22 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     let mut project = String::new();
     for rules in &file.rules {
         let rules_path = dir.join(rules);
-        let source = std::fs::read_to_string(&rules_path).map_err(|source| TestFileError::Io { path: rules_path.clone(), source })?;
-        let checked = check_source(&source, &|name| Some(format!("https://secrets.invalid/{name}")));
+        let source = std::fs::read_to_string(&rules_path).map_err(|source| TestFileError::Io {
+            path: rules_path.clone(),
+            source,
+        })?;
+        let checked = check_source(&source, &|name| {
+            Some(format!("https://secrets.invalid/{name}"))
+        });
         if checked.has_errors() {
             return Err(TestFileError::Rules {
                 path: path.into(),
-                rendered: render(&rules_path.display().to_string(), &source, &checked.diagnostics, false),
+                rendered: render(
+                    &rules_path.display().to_string(),
+                    &source,
+                    &checked.diagnostics,
+                    false,
+                ),
             });
         }
         project = checked.project;
@@ -148,9 +166,17 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     let cases = file
         .tests
         .iter()
-        .map(|case| run_case(&project, &alerts, case).unwrap_or_else(|e| CaseResult { name: case.name.clone(), failures: vec![e] }))
+        .map(|case| {
+            run_case(&project, &alerts, case).unwrap_or_else(|e| CaseResult {
+                name: case.name.clone(),
+                failures: vec![e],
+            })
+        })
         .collect();
-    Ok(Report { path: path.into(), cases })
+    Ok(Report {
+        path: path.into(),
+        cases,
+    })
 }
 
 enum Step<'a> {
@@ -178,9 +204,19 @@ fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<Case
             steps.push((at, 0, i, Step::Reset(alert)));
             continue;
         }
-        let every = input.every.as_deref().map(|e| offset(e, "every")).transpose()?.unwrap_or(Span(0));
+        let every = input
+            .every
+            .as_deref()
+            .map(|e| offset(e, "every"))
+            .transpose()?
+            .unwrap_or(Span(0));
         for n in 0..input.repeat.max(1) {
-            steps.push((Span(at.0 + every.0 * i64::from(n)), 0, i, Step::Event(input)));
+            steps.push((
+                Span(at.0 + every.0 * i64::from(n)),
+                0,
+                i,
+                Step::Event(input),
+            ));
         }
     }
     for (i, e) in case.expect.iter().enumerate() {
@@ -196,22 +232,34 @@ fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<Case
             Step::Event(input) => {
                 let event = event(project, input, alerts)?;
                 let kind = input.kind.as_deref().unwrap_or_default();
-                let accepted = svc.accept_event(project, kind, event, None, now).map_err(|e| format!("event at {}: {e}", input.at))?;
-                let outcome = block_on(svc.ingest(&accepted)).map_err(|e| format!("event at {}: {e}", input.at))?;
+                let accepted = svc
+                    .accept_event(project, kind, event, None, now)
+                    .map_err(|e| format!("event at {}: {e}", input.at))?;
+                let outcome = block_on(svc.ingest(&accepted))
+                    .map_err(|e| format!("event at {}: {e}", input.at))?;
                 fired.extend(outcome.fired.into_iter().map(|f| f.activation));
             }
             Step::Reset(alert) => {
-                block_on(svc.reset_alert(project, alert, now)).map_err(|e| format!("reset at {}: {e}", human(at)))?;
+                block_on(svc.reset_alert(project, alert, now))
+                    .map_err(|e| format!("reset at {}: {e}", human(at)))?;
             }
             Step::Expect(e) => failures.extend(expect(&svc, project, &fired, e, at, now)),
         }
     }
-    Ok(CaseResult { name: case.name.clone(), failures })
+    Ok(CaseResult {
+        name: case.name.clone(),
+        failures,
+    })
 }
 
 fn event(project: &str, input: &Input, alerts: &[CompiledAlert]) -> Result<Event, String> {
-    let kind_text = input.kind.as_deref().ok_or_else(|| format!("the input at {} has neither `kind` nor `reset`", input.at))?;
-    let kind: EventKind = kind_text.parse().map_err(|e| format!("event at {}: {e}", input.at))?;
+    let kind_text = input
+        .kind
+        .as_deref()
+        .ok_or_else(|| format!("the input at {} has neither `kind` nor `reset`", input.at))?;
+    let kind: EventKind = kind_text
+        .parse()
+        .map_err(|e| format!("event at {}: {e}", input.at))?;
     let entity_kind = match (&input.entity_kind, kind.entity_kind()) {
         (Some(k), _) => k.clone(),
         (None, Some(k)) => k.as_str().to_owned(),
@@ -219,16 +267,31 @@ fn event(project: &str, input: &Input, alerts: &[CompiledAlert]) -> Result<Event
             .iter()
             .find(|a| a.config.trigger.events.contains(&kind))
             .map(|a| a.config.entities.kind.as_str().to_owned())
-            .ok_or_else(|| format!("event at {}: say the entity kind of `{kind}` events with `entity_kind`", input.at))?,
+            .ok_or_else(|| {
+                format!(
+                    "event at {}: say the entity kind of `{kind}` events with `entity_kind`",
+                    input.at
+                )
+            })?,
     };
-    let entity = input.entity.as_deref().ok_or_else(|| format!("event at {} names no `entity`", input.at))?;
+    let entity = input
+        .entity
+        .as_deref()
+        .ok_or_else(|| format!("event at {} names no `entity`", input.at))?;
     serde_json::from_value(serde_json::json!({
         "kind": kind.as_str(), "entity": {"kind": entity_kind, "project": project, "ids": [entity]}, "value_dict": input.values
     }))
     .map_err(|e| format!("event at {}: {e}", input.at))
 }
 
-fn expect(svc: &Service, project: &str, fired: &[Activation], e: &Expect, at: Span, now: Timestamp) -> Vec<String> {
+fn expect(
+    svc: &Service,
+    project: &str,
+    fired: &[Activation],
+    e: &Expect,
+    at: Span,
+    now: Timestamp,
+) -> Vec<String> {
     let mut out = Vec::new();
     let whr = format!("at {}, alert `{}`", human(at), e.alert);
     let config = match block_on(svc.get_alert(project, &e.alert, now)) {
@@ -238,7 +301,9 @@ fn expect(svc: &Service, project: &str, fired: &[Activation], e: &Expect, at: Sp
     let mine: Vec<&Activation> = fired.iter().filter(|a| a.name == e.alert).collect();
     let mut check = |what: &str, want: String, got: String| {
         if want != got {
-            out.push(format!("{whr}: {what}\n      expected: {want}\n      got:      {got}"));
+            out.push(format!(
+                "{whr}: {what}\n      expected: {want}\n      got:      {got}"
+            ));
         }
     };
     if let Some(state) = e.state {
@@ -248,16 +313,31 @@ fn expect(svc: &Service, project: &str, fired: &[Activation], e: &Expect, at: Sp
         check("activations", n.to_string(), config.count.to_string());
     }
     let names = |status: DeliveryStatus| -> Vec<String> {
-        mine.iter().flat_map(|a| a.deliveries.iter()).filter(|d| d.status == status).map(|d| d.notification.clone()).collect()
+        mine.iter()
+            .flat_map(|a| a.deliveries.iter())
+            .filter(|d| d.status == status)
+            .map(|d| d.notification.clone())
+            .collect()
     };
     if let Some(want) = &e.notifications {
-        check("notifications sent", format!("{want:?}"), format!("{:?}", names(DeliveryStatus::Pending)));
+        check(
+            "notifications sent",
+            format!("{want:?}"),
+            format!("{:?}", names(DeliveryStatus::Pending)),
+        );
     }
     if let Some(want) = &e.suppressed {
-        check("notifications suppressed", format!("{want:?}"), format!("{:?}", names(DeliveryStatus::Suppressed)));
+        check(
+            "notifications suppressed",
+            format!("{want:?}"),
+            format!("{:?}", names(DeliveryStatus::Suppressed)),
+        );
     }
     if let Some(want) = &e.summary {
-        let got = mine.last().and_then(|a| a.summary.clone()).unwrap_or_else(|| "(no activation)".into());
+        let got = mine
+            .last()
+            .and_then(|a| a.summary.clone())
+            .unwrap_or_else(|| "(no activation)".into());
         check("summary", format!("{want:?}"), format!("{got:?}"));
     }
     out

@@ -183,7 +183,10 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> ExitCode {
         };
         let (file, errors) = tocsin_rules::parse(&source);
         if !errors.is_empty() {
-            eprint!("{}", render(&path.display().to_string(), &source, &errors, false));
+            eprint!(
+                "{}",
+                render(&path.display().to_string(), &source, &errors, false)
+            );
             return ExitCode::FAILURE;
         }
         let formatted = tocsin_rules::format(&file, &source);
@@ -239,7 +242,11 @@ pub fn test(paths: &[PathBuf]) -> ExitCode {
         "{} test file{}: {passed} passed, {failed} failed{}",
         files.len(),
         plural(files.len()),
-        if broken > 0 { format!(", {broken} could not run") } else { String::new() }
+        if broken > 0 {
+            format!(", {broken} could not run")
+        } else {
+            String::new()
+        }
     );
     if failed + broken > 0 || files.is_empty() {
         ExitCode::FAILURE
@@ -253,7 +260,9 @@ pub fn test(paths: &[PathBuf]) -> ExitCode {
 pub enum Change {
     Create,
     /// Resets the alert's state when what decides firing changed.
-    Update { resets: bool },
+    Update {
+        resets: bool,
+    },
     Unchanged,
     Delete,
     /// On the server, not in the files, and not applied from files: left alone.
@@ -261,14 +270,21 @@ pub enum Change {
 }
 
 /// The plan for one project: each alert's name and change.
-pub fn plan(desired: &[AlertConfig], existing: &[AlertConfig], prune: bool) -> Vec<(String, Change)> {
-    let by_name: BTreeMap<&str, &AlertConfig> = existing.iter().map(|c| (c.name.as_str(), c)).collect();
+pub fn plan(
+    desired: &[AlertConfig],
+    existing: &[AlertConfig],
+    prune: bool,
+) -> Vec<(String, Change)> {
+    let by_name: BTreeMap<&str, &AlertConfig> =
+        existing.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut out = Vec::new();
     for d in desired {
         let change = match by_name.get(d.name.as_str()) {
             None => Change::Create,
             Some(e) if comparable(e) == comparable(d) => Change::Unchanged,
-            Some(e) => Change::Update { resets: behaviour(e) != behaviour(d) },
+            Some(e) => Change::Update {
+                resets: behaviour(e) != behaviour(d),
+            },
         };
         out.push((d.name.clone(), change));
     }
@@ -292,8 +308,13 @@ fn comparable(c: &AlertConfig) -> Value {
     (c.id, c.created, c.updated, c.count) = (None, None, None, 0);
     c.state = Default::default();
     for n in &mut c.notifications {
-        if n.notification.secret_params.as_ref().is_some_and(|s| !s.is_empty()) {
-            n.notification.secret_params = Some(secret_reference(&c.project, &c.name, &n.notification.name));
+        if n.notification
+            .secret_params
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            n.notification.secret_params =
+                Some(secret_reference(&c.project, &c.name, &n.notification.name));
         }
     }
     serde_json::to_value(c).unwrap_or_default()
@@ -301,7 +322,14 @@ fn comparable(c: &AlertConfig) -> Value {
 
 /// What decides firing (the service resets an alert's state when it changes).
 fn behaviour(c: &AlertConfig) -> Value {
-    json!([c.entities, c.trigger, c.criteria, c.cooldown_period, c.filter, c.emits])
+    json!([
+        c.entities,
+        c.trigger,
+        c.criteria,
+        c.cooldown_period,
+        c.filter,
+        c.emits
+    ])
 }
 
 /// `tocsin apply PATH... --server URL [--dry-run] [--prune]`.
@@ -317,7 +345,10 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
     let mut projects: BTreeMap<String, Vec<(PathBuf, CompiledAlert)>> = BTreeMap::new();
     for (path, project, alerts) in compiled {
         for a in alerts {
-            projects.entry(project.clone()).or_default().push((path.clone(), a));
+            projects
+                .entry(project.clone())
+                .or_default()
+                .push((path.clone(), a));
         }
     }
     let base = server.trim_end_matches('/');
@@ -326,17 +357,20 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
     for (project, alerts) in &projects {
         let list_url = format!("{base}/api/v1/projects/{project}/alerts");
         let existing: Vec<AlertConfig> = match get_json(&client, &list_url).await {
-            Ok(v) => match serde_json::from_value(v.get("alerts").cloned().unwrap_or(Value::Null)) {
-                Ok(list) => list,
-                Err(e) => return fail(&format!("{list_url}: unexpected answer: {e}")),
-            },
+            Ok(v) => {
+                match serde_json::from_value(v.get("alerts").cloned().unwrap_or(Value::Null)) {
+                    Ok(list) => list,
+                    Err(e) => return fail(&format!("{list_url}: unexpected answer: {e}")),
+                }
+            }
             Err(e) => return fail(&e),
         };
         let desired: Vec<AlertConfig> = alerts
             .iter()
             .map(|(path, a)| {
                 let mut c = a.config.clone();
-                c.extra.insert(APPLIED_FROM.into(), Value::from(path.display().to_string()));
+                c.extra
+                    .insert(APPLIED_FROM.into(), Value::from(path.display().to_string()));
                 c
             })
             .collect();
@@ -350,7 +384,10 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
                 Change::Update { resets: false } => ("~", "update".to_owned()),
                 Change::Unchanged => ("=", "unchanged".to_owned()),
                 Change::Delete => ("-", "delete".to_owned()),
-                Change::Foreign => ("!", "not in the files; kept (not applied by tocsin, or no --prune)".to_owned()),
+                Change::Foreign => (
+                    "!",
+                    "not in the files; kept (not applied by tocsin, or no --prune)".to_owned(),
+                ),
             };
             *counts.entry(sign).or_insert(0) += 1;
             say!("  {sign} {name}: {word}");
@@ -429,12 +466,17 @@ async fn answer(url: &str, response: reqwest::Result<reqwest::Response>) -> Resu
 /// stderr.
 pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) -> ExitCode {
     let value = match (from, server) {
-        (Some(path), _) => match read(path).and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("{}: {e}", path.display()))) {
+        (Some(path), _) => match read(path).and_then(|t| {
+            serde_json::from_str::<Value>(&t).map_err(|e| format!("{}: {e}", path.display()))
+        }) {
             Ok(v) => v,
             Err(e) => return fail(&e),
         },
         (None, Some(server)) => {
-            let url = format!("{}/api/v1/projects/{project}/alerts", server.trim_end_matches('/'));
+            let url = format!(
+                "{}/api/v1/projects/{project}/alerts",
+                server.trim_end_matches('/')
+            );
             match get_json(&reqwest::Client::new(), &url).await {
                 Ok(v) => v,
                 Err(e) => return fail(&e),

@@ -142,11 +142,6 @@ impl EventKind {
     pub const fn is_mlrun_kind(&self) -> bool {
         !matches!(self, EventKind::Custom(_))
     }
-
-    /// Whether events of this kind may be about `entity` (MLRun's `Event.is_valid`).
-    pub fn fits(&self, entity: EntityKind) -> bool {
-        self.entity_kind().is_none_or(|e| e == entity)
-    }
 }
 
 /// The name of a custom event kind: lowercase letters, digits and hyphens, starting with a
