@@ -161,7 +161,8 @@ impl CustomKind {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let near_builtin = builtin.any(|b| strsim::levenshtein(b, name) <= 2);
+        let near_builtin =
+            builtin.any(|b| b.len().abs_diff(name.len()) <= 2 && strsim::levenshtein(b, name) <= 2);
         (well_formed && !near_builtin).then(|| CustomKind(name.into()))
     }
 
