@@ -44,7 +44,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("rules");
     g.sample_size(20);
     g.throughput(Throughput::Bytes(source.len() as u64));
-    g.bench_function("parse 10k alerts", |b| b.iter(|| black_box(tocsin_rules::parse(black_box(&source)))));
+    g.bench_function("parse 10k alerts", |b| {
+        b.iter(|| black_box(tocsin_rules::parse(black_box(&source))))
+    });
+    g.bench_function("pest only", |b| {
+        b.iter(|| black_box(tocsin_rules::pest_only(black_box(&source))))
+    });
     g.bench_function("check+compile 10k alerts", |b| {
         b.iter(|| black_box(tocsin_rules::check_source(black_box(&source), &|_| None)))
     });

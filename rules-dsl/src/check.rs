@@ -8,11 +8,13 @@
 //! the criteria); `notify` statements accumulate, and a later one with the same name replaces
 //! the earlier one in place.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
 use tocsin_core::model::{
-    AlertConfig, CompareOp, EntityKind, EventKind, NotificationSeverity, ResetPolicy, Severity,
+    AlertConfig, AlertNotification, CompareOp, Criteria, Entities, EntityKind, EventKind, Filter,
+    Notification, NotificationKind, NotificationSeverity, ResetPolicy, Severity, Trigger,
     parse_period,
 };
 use tocsin_core::rule::secret_reference;
@@ -20,6 +22,13 @@ use tocsin_core::{AlertsSettings, templates};
 
 use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
 use crate::diagnostic::{Diagnostic, Level, did_you_mean};
+
+/// Resolves `secret("NAME")` references to values (None: leave the server's stored one). Sync,
+/// because large files are checked on several threads.
+pub type Resolver = dyn Fn(&str) -> Option<String> + Sync;
+
+/// Files larger than this are checked on several threads, a share of the items each.
+const PARALLEL_ABOVE: usize = 256;
 
 /// An alert config compiled from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +59,7 @@ impl Checked {
 
 /// Parses and checks `source`; `secret` resolves `secret("NAME")` references (return None to
 /// leave them to the server's stored value).
-pub fn check_source(source: &str, secret: &dyn Fn(&str) -> Option<String>) -> Checked {
+pub fn check_source(source: &str, secret: &Resolver) -> Checked {
     let (file, mut diagnostics) = crate::parse(source);
     let mut checked = check(&file, secret);
     diagnostics.append(&mut checked.diagnostics);
@@ -63,7 +72,7 @@ pub fn check_source(source: &str, secret: &dyn Fn(&str) -> Option<String>) -> Ch
 }
 
 /// Checks a parsed file and compiles its alerts.
-pub fn check(file: &File, secret: &dyn Fn(&str) -> Option<String>) -> Checked {
+pub fn check(file: &File, secret: &Resolver) -> Checked {
     let mut c = Checker {
         diags: Vec::new(),
         secret,
@@ -90,9 +99,10 @@ const PLACEHOLDERS: &[&str] = &[
     "summary",
 ];
 
+#[derive(Clone)]
 struct Checker<'f> {
     diags: Vec<Diagnostic>,
-    secret: &'f dyn Fn(&str) -> Option<String>,
+    secret: &'f Resolver,
     settings: AlertsSettings,
     templates: BTreeMap<String, &'f Definition>,
     /// Custom and calculated event kinds declared in the file, with their entity kind when
@@ -103,6 +113,10 @@ struct Checker<'f> {
     broken_templates: BTreeSet<String>,
     project: String,
 }
+
+/// A statement in an alert's merged list: borrowed from the file, or made from a built-in
+/// template.
+type Merged<'f> = Cow<'f, Spanned<Statement>>;
 
 /// A statement with the keyword slot it fills in a merge.
 fn slot(s: &Statement) -> &'static str {
@@ -115,8 +129,64 @@ fn slot(s: &Statement) -> &'static str {
 impl<'f> Checker<'f> {
     fn run(&mut self, file: &'f File) -> Checked {
         self.declarations(file);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut alerts = Vec::new();
-        for item in &file.items {
+        if threads > 1 && file.items.len() > PARALLEL_ABOVE {
+            // Items are checked independently once the declarations are known: each thread
+            // takes a contiguous share, and the results are joined in source order.
+            let share = file.items.len().div_ceil(threads);
+            let results: Vec<(Vec<CompiledAlert>, Checker<'f>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = file
+                    .items
+                    .chunks(share)
+                    .map(|items| {
+                        let mut worker = self.clone();
+                        worker.diags.clear();
+                        scope.spawn(move || {
+                            let alerts = worker.items(items);
+                            (alerts, worker)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
+            for (mut part, worker) in results {
+                alerts.append(&mut part);
+                self.diags.extend(worker.diags);
+                self.used_templates.extend(worker.used_templates);
+            }
+        } else {
+            alerts = self.items(&file.items);
+        }
+        for (name, def) in &self.templates {
+            if !self.used_templates.contains(name) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        "W101",
+                        def.name.span.clone(),
+                        format!("template `{name}` is never used"),
+                    )
+                    .label("nothing extends this template")
+                    .help("extend it from an alert, or remove it"),
+                );
+            }
+        }
+        let mut diagnostics = std::mem::take(&mut self.diags);
+        diagnostics.sort_by_key(|d| (d.span.start, d.code));
+        Checked {
+            project: self.project.clone(),
+            alerts,
+            diagnostics,
+        }
+    }
+
+    /// Checks and compiles items (after the declarations).
+    fn items(&mut self, items: &'f [Item]) -> Vec<CompiledAlert> {
+        let mut alerts = Vec::new();
+        for item in items {
             match item {
                 Item::Alert(d) => {
                     self.block_rules(&d.statements, false);
@@ -140,26 +210,7 @@ impl<'f> Checker<'f> {
                 Item::Project(_) | Item::CustomEvent { .. } => {}
             }
         }
-        for (name, def) in &self.templates {
-            if !self.used_templates.contains(name) {
-                self.diags.push(
-                    Diagnostic::warning(
-                        "W101",
-                        def.name.span.clone(),
-                        format!("template `{name}` is never used"),
-                    )
-                    .label("nothing extends this template")
-                    .help("extend it from an alert, or remove it"),
-                );
-            }
-        }
-        let mut diagnostics = std::mem::take(&mut self.diags);
-        diagnostics.sort_by_key(|d| (d.span.start, d.code));
-        Checked {
-            project: self.project.clone(),
-            alerts,
-            diagnostics,
-        }
+        alerts
     }
 
     /// First pass: the project, templates, and declared event kinds; duplicate names.
@@ -433,8 +484,8 @@ impl<'f> Checker<'f> {
     }
 
     /// The statements of a definition merged with its templates (see the module docs).
-    fn merged(&mut self, def: &'f Definition, stack: &mut Vec<String>) -> Vec<Spanned<Statement>> {
-        let mut out: Vec<Spanned<Statement>> = Vec::new();
+    fn merged(&mut self, def: &'f Definition, stack: &mut Vec<String>) -> Vec<Merged<'f>> {
+        let mut out: Vec<Merged<'f>> = Vec::new();
         for ext in &def.extends {
             let inherited = if let Some(t) = self.templates.get(&ext.node).copied() {
                 self.used_templates.insert(ext.node.clone());
@@ -483,7 +534,7 @@ impl<'f> Checker<'f> {
             }
         }
         for s in &def.statements {
-            merge_into(&mut out, s.clone());
+            merge_into(&mut out, Cow::Borrowed(s));
         }
         out
     }
@@ -506,7 +557,7 @@ impl<'f> Checker<'f> {
                 .label("it would feed itself"),
             );
         }
-        let mut merged: Vec<Spanned<Statement>> = statements
+        let mut merged: Vec<Merged<'_>> = statements
             .iter()
             .filter(|s| {
                 !matches!(
@@ -518,16 +569,23 @@ impl<'f> Checker<'f> {
                         | Statement::On(_)
                 )
             })
-            .cloned()
+            .map(Cow::Borrowed)
             .collect();
         let on_span = from.first().map_or(span.clone(), |f| {
             f.span.start..from.last().map_or(f.span.end, |l| l.span.end)
         });
-        merged.push(Spanned::new(Statement::On(from.to_vec()), on_span));
+        merged.push(Cow::Owned(Spanned::new(
+            Statement::On(from.to_vec()),
+            on_span,
+        )));
         if kinds.len() != from.len() {
             return None;
         }
-        let emits = Json::from(name.node.clone());
+        let emits = self
+            .custom
+            .contains_key(&name.node)
+            .then(|| name.node.parse::<EventKind>().ok())
+            .flatten();
         self.alert(name, &merged, Some(emits), span)
     }
 
@@ -535,12 +593,18 @@ impl<'f> Checker<'f> {
     fn alert(
         &mut self,
         name: &Spanned<String>,
-        statements: &[Spanned<Statement>],
-        emits: Option<Json>,
+        statements: &[Merged<'_>],
+        // Some for a calculated event: the kind it emits (None if its name was refused).
+        emits: Option<Option<EventKind>>,
         span: Span,
     ) -> Option<CompiledAlert> {
         let errors_before = self.error_count();
-        let get = |kw: &str| statements.iter().find(|s| slot(&s.node) == kw);
+        let get = |kw: &str| {
+            statements
+                .iter()
+                .map(|s| &**s)
+                .find(|s| slot(&s.node) == kw)
+        };
         let calculated = emits.is_some();
 
         // Trigger.
@@ -694,11 +758,12 @@ impl<'f> Checker<'f> {
                     .and_then(|p| parse_period(&p).ok())
                     .map(|s| (s, within.clone()));
                 self.per_entity(*per_entity, many, span, n.is_some_and(|n| n > 1));
-                let mut c = json!({"count": n.unwrap_or(1), "period": period});
-                if *per_entity {
-                    c["per_entity"] = json!(true);
-                }
-                Some(c)
+                Some(Criteria {
+                    count: n.unwrap_or(1),
+                    period,
+                    per_entity: *per_entity,
+                    sustain: None,
+                })
             }
             Some(Spanned {
                 node:
@@ -710,11 +775,12 @@ impl<'f> Checker<'f> {
             }) => {
                 let d = self.duration(duration);
                 self.per_entity(*per_entity, many, span, false);
-                let mut c = json!({"count": 1, "period": null, "sustain": d});
-                if many {
-                    c["per_entity"] = json!(true);
-                }
-                Some(c)
+                Some(Criteria {
+                    count: 1,
+                    period: None,
+                    per_entity: many,
+                    sustain: d,
+                })
             }
             _ => None,
         };
@@ -790,41 +856,45 @@ impl<'f> Checker<'f> {
         if self.error_count() > errors_before {
             return None;
         }
-        let mut config = json!({
-            "project": self.project,
-            "name": name.node,
-            "description": description,
-            "summary": summary,
-            "severity": severity.map(|s| s.as_str().to_owned()),
-            "criteria": criteria,
-            "trigger": {"events": events.iter().map(|(k, _)| k.as_str().to_owned()).collect::<Vec<_>>(), "prometheus_alert": null},
-            "entities": {"kind": entity_kind.map(|k| k.as_str().to_owned()), "project": self.project, "ids": [entity_id]},
-            "notifications": notifications,
-            "reset_policy": reset.map(|r| r.as_str().to_owned()),
-            "cooldown_period": cooldown,
-        });
-        if let Some(f) = filter {
-            config["filter"] = f;
-        }
-        if let Some(e) = emits {
-            config["emits"] = e;
-        }
+        let (Some(severity), Some(entity_kind), Some(reset)) = (severity, entity_kind, reset)
+        else {
+            return None;
+        };
+        let emits = emits.flatten();
+        let config = AlertConfig {
+            project: self.project.clone(),
+            name: name.node.clone(),
+            id: None,
+            description,
+            summary,
+            severity,
+            criteria,
+            trigger: Trigger {
+                events: events.into_iter().map(|(k, _)| k).collect(),
+                prometheus_alert: None,
+            },
+            entities: Entities {
+                kind: entity_kind,
+                project: self.project.clone(),
+                ids: vec![entity_id],
+            },
+            notifications,
+            reset_policy: reset,
+            cooldown_period: cooldown,
+            filter,
+            emits,
+            state: Default::default(),
+            count: 0,
+            created: None,
+            updated: None,
+            extra: Map::new(),
+        };
         let _ = entity_span;
-        match serde_json::from_value::<AlertConfig>(config) {
-            Ok(config) => Some(CompiledAlert {
-                config,
-                span,
-                unresolved_secrets: unresolved,
-            }),
-            Err(e) => {
-                self.diags.push(Diagnostic::error(
-                    "E023",
-                    name.span.clone(),
-                    format!("alert `{}` does not compile: {e}", name.node),
-                ));
-                None
-            }
-        }
+        Some(CompiledAlert {
+            config,
+            span,
+            unresolved_secrets: unresolved,
+        })
     }
 
     fn error_count(&self) -> usize {
@@ -936,11 +1006,17 @@ impl<'f> Checker<'f> {
         }
     }
 
-    fn filter(&mut self, e: &Spanned<Expr>) -> Json {
+    fn filter(&mut self, e: &Spanned<Expr>) -> Filter {
         match &e.node {
-            Expr::And(a, b) => json!({"all": self.flatten(a, b, true)}),
-            Expr::Or(a, b) => json!({"any": self.flatten(a, b, false)}),
-            Expr::Not(inner) => json!({"not": self.filter(inner)}),
+            Expr::And(a, b) => Filter::All {
+                all: self.flatten(a, b, true),
+            },
+            Expr::Or(a, b) => Filter::Any {
+                any: self.flatten(a, b, false),
+            },
+            Expr::Not(inner) => Filter::Not {
+                not: Box::new(self.filter(inner)),
+            },
             Expr::Compare { field, op, value } => {
                 let v = match &value.node {
                     Literal::Str(s) => Json::from(s.clone()),
@@ -978,13 +1054,17 @@ impl<'f> Checker<'f> {
                         .help("compare with a number or a string"),
                     );
                 }
-                json!({"field": field.node, "op": op.node.as_str(), "value": v})
+                Filter::Compare {
+                    field: field.node.clone(),
+                    op: op.node,
+                    value: v,
+                }
             }
         }
     }
 
     /// `a and b and c` as one `all` (likewise `or`), as the wire form writes it.
-    fn flatten(&mut self, a: &Spanned<Expr>, b: &Spanned<Expr>, and: bool) -> Vec<Json> {
+    fn flatten(&mut self, a: &Spanned<Expr>, b: &Spanned<Expr>, and: bool) -> Vec<Filter> {
         let mut out = Vec::new();
         for side in [a, b] {
             match (&side.node, and) {
@@ -1004,7 +1084,7 @@ impl<'f> Checker<'f> {
         name: &Spanned<String>,
         params: &[Param],
         unresolved: &mut Vec<String>,
-    ) -> Option<Json> {
+    ) -> Option<AlertNotification> {
         const KINDS: &[&str] = &["slack", "webhook", "email", "event", "git"];
         let kind_word = if kind.node == "mail" {
             "email"
@@ -1161,27 +1241,37 @@ impl<'f> Checker<'f> {
                 );
             }
         }
-        let wire_kind = if kind_word == "email" {
-            "mail"
-        } else {
-            kind_word
+        let wire_kind = match kind_word {
+            "slack" => NotificationKind::Slack,
+            "webhook" => NotificationKind::Webhook,
+            "email" => NotificationKind::Email,
+            "event" => NotificationKind::Event,
+            _ => NotificationKind::Git,
         };
         let secret_params = if secret_missing {
-            Json::Object(secret_reference(&self.project, alert, &name.node))
+            Some(secret_reference(&self.project, alert, &name.node))
         } else if secret_params.is_empty() {
-            Json::Null
+            None
         } else {
-            Json::Object(secret_params)
+            Some(secret_params)
         };
-        Some(json!({
-            "notification": {
-                "kind": wire_kind, "name": name.node, "message": message,
-                "severity": severity.map(|s| s.as_str().to_owned()), "when": null, "condition": null,
-                "params": if out_params.is_empty() { Json::Null } else { Json::Object(out_params) },
-                "status": null, "sent_time": null, "secret_params": secret_params, "reason": null
+        Some(AlertNotification {
+            notification: Notification {
+                kind: wire_kind,
+                name: name.node.clone(),
+                message,
+                severity,
+                when: None,
+                condition: None,
+                params: (!out_params.is_empty()).then_some(out_params),
+                status: None,
+                sent_time: None,
+                secret_params,
+                reason: None,
+                extra: Map::new(),
             },
-            "cooldown_period": cooldown,
-        }))
+            cooldown_period: cooldown,
+        })
     }
 }
 
@@ -1266,7 +1356,7 @@ fn name_error(name: &Spanned<String>) -> Diagnostic {
 }
 
 /// Adds `s` to merged statements: replaces its slot, or (for `notify`) the same-named one.
-fn merge_into(out: &mut Vec<Spanned<Statement>>, s: Spanned<Statement>) {
+fn merge_into<'f>(out: &mut Vec<Merged<'f>>, s: Merged<'f>) {
     let pos = match &s.node {
         Statement::Notify { name, .. } => out.iter().position(
             |o| matches!(&o.node, Statement::Notify { name: n, .. } if n.node == name.node),
@@ -1280,7 +1370,7 @@ fn merge_into(out: &mut Vec<Spanned<Statement>>, s: Spanned<Statement>) {
 }
 
 /// A built-in template's statements, placed at the `extends` that names it.
-fn builtin_template(t: &tocsin_core::model::AlertTemplate, at: &Span) -> Vec<Spanned<Statement>> {
+fn builtin_template(t: &tocsin_core::model::AlertTemplate, at: &Span) -> Vec<Merged<'static>> {
     let sp = |s: Statement| Spanned::new(s, at.clone());
     let w = |s: &str| Spanned::new(s.to_owned(), at.clone());
     let mut out = vec![
@@ -1304,5 +1394,39 @@ fn builtin_template(t: &tocsin_core::model::AlertTemplate, at: &Span) -> Vec<Spa
     if let Some(c) = &t.cooldown_period {
         out.push(sp(Statement::Cooldown(w(c))));
     }
-    out
+    out.into_iter().map(Cow::Owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More items than [`PARALLEL_ABOVE`]: checked on several threads, joined in order.
+    #[test]
+    fn a_large_file_checks_on_threads_with_results_in_source_order() {
+        let mut s = String::from(
+            "project p\n\ntemplate used-last {\n  severity low\n}\n\ntemplate unused {\n  severity low\n}\n",
+        );
+        for i in 0..1000 {
+            s.push_str(&format!(
+                "\nalert a{i} {{\n  on failed\n  severity high\n}}\n"
+            ));
+        }
+        s.push_str("\nalert last extends used-last {\n  on failed\n  entity job \"*\"\n  when count >= 2 within 1h\n}\n");
+        let checked = check_source(&s, &|_| None);
+        let names: Vec<_> = checked
+            .alerts
+            .iter()
+            .map(|a| a.config.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 1001);
+        assert_eq!((names[0], names[999], names[1000]), ("a0", "a999", "last"));
+        let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes,
+            ["W101", "W102"],
+            "the template used only by the last alert counts as used"
+        );
+        assert_eq!(checked.alerts[1000].config.severity, Severity::Low);
+    }
 }

@@ -25,26 +25,85 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
         .op(Op::prefix(Rule::not_op))
 });
 
+/// Sources larger than this are parsed on several threads, a run of whole items each.
+const PARALLEL_BYTES: usize = 256 * 1024;
+
 /// Parses a file. Returns what parsed (every item that did) and the syntax errors.
 pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
-    match RulesParser::parse(Rule::file, source) {
-        Ok(mut pairs) => {
-            let mut file = File::default();
-            if let Some(root) = pairs.next() {
-                for pair in root.into_inner() {
-                    if pair.as_rule() != Rule::EOI {
-                        file.items.push(item(pair, 0));
-                    }
-                }
-            }
-            (file, Vec::new())
-        }
-        Err(_) => parse_items_apart(source),
+    if let Some(items) = parse_in_parallel(source) {
+        return (
+            File {
+                items,
+                unparsed: Vec::new(),
+            },
+            Vec::new(),
+        );
+    }
+    match whole(source, 0) {
+        Some(items) => (
+            File {
+                items,
+                unparsed: Vec::new(),
+            },
+            Vec::new(),
+        ),
+        None => parse_items_apart(source),
     }
 }
 
-/// Parses each item on its own, so that every item's first syntax error is reported.
-fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
+/// The items of a run of whole items (`text` starts at byte `base` of the file), or None on a
+/// syntax error.
+fn whole(text: &str, base: usize) -> Option<Vec<Item>> {
+    let mut pairs = RulesParser::parse(Rule::file, text).ok()?;
+    let root = pairs.next()?;
+    Some(
+        root.into_inner()
+            .filter(|p| p.as_rule() != Rule::EOI)
+            .map(|p| item(p, base))
+            .collect(),
+    )
+}
+
+/// A large file split at item starts into one run per core, parsed at once. None when the file
+/// is small, there is one core, or any run has a syntax error (the caller then parses it
+/// whole, which reports errors as usual).
+fn parse_in_parallel(source: &str) -> Option<Vec<Item>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || source.len() < PARALLEL_BYTES {
+        return None;
+    }
+    let starts = item_starts(source);
+    let mut cuts = vec![0];
+    for k in 1..threads {
+        let target = k * source.len() / threads;
+        let last = cuts.last().copied().unwrap_or(0);
+        if let Some(&cut) = starts.iter().find(|&&s| s >= target && s > last) {
+            cuts.push(cut);
+        }
+    }
+    cuts.push(source.len());
+    let runs: Vec<Option<Vec<Item>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0], w[1]);
+                scope.spawn(move || whole(&source[a..b], a))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    runs.into_iter().try_fold(Vec::new(), |mut all, run| {
+        all.extend(run?);
+        Some(all)
+    })
+}
+
+/// Byte offsets of the lines that start an item: `project`, `template`, `alert` or `event` at
+/// column 0.
+fn item_starts(source: &str) -> Vec<usize> {
     let mut starts: Vec<usize> = Vec::new();
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
@@ -55,6 +114,12 @@ fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
         }
         offset += line.len();
     }
+    starts
+}
+
+/// Parses each item on its own, so that every item's first syntax error is reported.
+fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
+    let mut starts = item_starts(source);
     // Text before the first item (other than blanks and comments) is a chunk of its own.
     if starts.first() != Some(&0) {
         starts.insert(0, 0);
@@ -476,4 +541,54 @@ fn comparison(pair: Pair<Rule>, base: usize) -> Spanned<Expr> {
         },
         sp,
     )
+}
+
+/// The grammar alone: parses `source` with pest and counts the pairs, building no tree. Only
+/// the benchmarks use it, to split parse time between pest and the tree.
+#[doc(hidden)]
+pub fn pest_only(source: &str) -> usize {
+    RulesParser::parse(Rule::file, source).map_or(0, |p| p.flatten().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file past [`PARALLEL_BYTES`], so that it is parsed in runs on several threads.
+    fn big(n: usize, tail: &str) -> String {
+        let mut s = String::from("project p\n\n# many alerts\n");
+        for i in 0..n {
+            s.push_str(&format!(
+                "alert a{i} {{\n  summary \"Job {{{{entity}}}} failed, #{i}\"\n  on failed\n  where value.code >= {i} and not value.msg contains \"x\"\n  severity high\n}}\n\n"
+            ));
+        }
+        s.push_str(tail);
+        s
+    }
+
+    #[test]
+    fn a_large_file_parses_in_runs_to_the_same_tree_and_spans() {
+        let source = big(3000, "");
+        assert!(source.len() > PARALLEL_BYTES);
+        let runs = parse_in_parallel(&source).expect("parsed in runs");
+        let whole = whole(&source, 0).expect("parsed whole");
+        assert_eq!(
+            format!("{runs:?}"),
+            format!("{whole:?}"),
+            "same items, same spans"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_large_file_is_reported_as_in_a_small_one() {
+        let source = big(
+            3000,
+            "alert broken {\n  on failed\n  when count >= within 1h\n}\n",
+        );
+        let (file, errors) = parse(&source);
+        assert_eq!(file.items.len(), 3001, "every other item parsed");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, "E001");
+        assert_eq!(&source[errors[0].span.clone()], "within");
+    }
 }

@@ -86,7 +86,7 @@ fn read(path: &Path) -> Result<String, String> {
 /// errors, the rendered diagnostics.
 pub fn compile_files(
     paths: &[PathBuf],
-    secret: &dyn Fn(&str) -> Option<String>,
+    secret: &tocsin_rules::Resolver,
 ) -> Result<Vec<(PathBuf, String, Vec<CompiledAlert>)>, String> {
     let mut out = Vec::new();
     let mut rendered = String::new();

@@ -334,9 +334,10 @@ impl MemoryState {
                 .idempotency
                 .push((ev.project.clone(), key.clone(), expires));
         }
-        let mut queue = vec![ev.clone()];
-        while let Some(ev) = queue.pop() {
-            self.count_event(&ev, changes, &mut outcome, &mut queue);
+        let mut emitted = Vec::new();
+        self.count_event(ev, changes, &mut outcome, &mut emitted);
+        while let Some(calculated) = emitted.pop() {
+            self.count_event(&calculated, changes, &mut outcome, &mut emitted);
         }
         outcome
     }
@@ -362,7 +363,10 @@ impl MemoryState {
             };
             let record = &mut entry.record;
             let rule = &record.rule;
-            if rule.config.entities.kind != ev.entity_kind {
+            // A built-in kind fixes the entity kind (checked on acceptance); a custom one does not.
+            if matches!(ev.kind, EventKind::Custom(_))
+                && rule.config.entities.kind != ev.entity_kind
+            {
                 return;
             }
             let passes = rule
