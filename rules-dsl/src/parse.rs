@@ -101,15 +101,19 @@ fn parse_in_parallel(source: &str) -> Option<Vec<Item>> {
     })
 }
 
-/// Byte offsets of the lines that start an item: `project`, `template`, `alert` or `event` at
-/// column 0.
+/// Byte offsets of the lines that start an item: `project`, `template`, `alert` or `event` (or
+/// a near miss of one) at column 0.
 fn item_starts(source: &str) -> Vec<usize> {
     let mut starts: Vec<usize> = Vec::new();
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
         let first = line.split_whitespace().next().unwrap_or("");
         let at_column_zero = !line.starts_with([' ', '\t']);
-        if at_column_zero && matches!(first, "project" | "template" | "alert" | "event") {
+        const ITEMS: [&str; 4] = ["project", "template", "alert", "event"];
+        // A misspelt item keyword (`alrt`) starts an item too, so that its error is reported.
+        let starts_item =
+            ITEMS.contains(&first) || crate::diagnostic::did_you_mean(first, ITEMS).is_some();
+        if at_column_zero && starts_item {
             starts.push(offset);
         }
         offset += line.len();
@@ -177,12 +181,44 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str, base: usize) -> Diag
     } else {
         format!("`{found}`")
     };
+    // A misspelt keyword is the likeliest syntax error: name the one it resembles.
+    const KEYWORDS: &[&str] = &[
+        "project",
+        "template",
+        "alert",
+        "event",
+        "extends",
+        "summary",
+        "description",
+        "severity",
+        "reset",
+        "cooldown",
+        "on",
+        "entity",
+        "where",
+        "when",
+        "for",
+        "notify",
+        "within",
+        "per",
+        "count",
+        "and",
+        "or",
+        "not",
+        "contains",
+        "starts_with",
+        "ends_with",
+        "matches",
+        "from",
+    ];
+    let near = crate::diagnostic::did_you_mean(found, KEYWORDS.iter().copied());
     Diagnostic::error(
         "E001",
         span,
         format!("expected {expected}, found {found_words}"),
     )
     .label(format!("expected {expected}"))
+    .suggest(near)
 }
 
 /// The word (or character) at `pos`, for "found ...".
@@ -205,7 +241,9 @@ fn expected(rules: &[Rule]) -> String {
     let mut phrases: Vec<&str> = Vec::new();
     for rule in rules {
         let phrase = match rule {
-            Rule::project
+            Rule::file
+            | Rule::lone_item
+            | Rule::project
             | Rule::template
             | Rule::alert
             | Rule::custom_event
