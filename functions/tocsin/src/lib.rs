@@ -2,6 +2,7 @@
 //! delivery, operator configuration, and the `tocsin` command's pieces.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod embedded;
 pub mod notify;

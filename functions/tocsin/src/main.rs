@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
+use tocsin::client::answer;
 use tocsin::config::Config;
 
 #[derive(Parser)]
@@ -217,21 +218,6 @@ fn value_dict(values: &[String]) -> Result<Map<String, Value>, String> {
         );
     }
     Ok(dict)
-}
-
-/// Prints a server's answer, or its `detail`.
-async fn answer(url: &str, response: reqwest::Result<reqwest::Response>) -> Result<Value, String> {
-    let r = response.map_err(|e| format!("cannot reach {url}: {e}"))?;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!(
-            "{status}: {}",
-            body.get("detail").and_then(Value::as_str).unwrap_or("")
-        ))
-    }
 }
 
 async fn preview(

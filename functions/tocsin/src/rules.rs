@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
+
+use crate::client::{answer, get_json};
 use tocsin_core::model::AlertConfig;
 use tocsin_core::rule::secret_reference;
 use tocsin_rules::diagnostic::{render, to_json};
@@ -439,25 +441,6 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
             say!("applied");
         }
         ExitCode::SUCCESS
-    }
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
-    answer(url, client.get(url).send().await).await
-}
-
-/// A server's answer as JSON, or its `detail`.
-async fn answer(url: &str, response: reqwest::Result<reqwest::Response>) -> Result<Value, String> {
-    let r = response.map_err(|e| format!("cannot reach {url}: {}", e.without_url()))?;
-    let status = r.status();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!(
-            "{status}: {}",
-            body.get("detail").and_then(Value::as_str).unwrap_or("")
-        ))
     }
 }
 
