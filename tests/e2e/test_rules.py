@@ -149,3 +149,21 @@ def test_check_exit_codes_and_json(tmp_path):
 def test_rule_tests_run_from_the_command_line():
     out = run("test", os.path.join(ROOT, "rules-dsl/examples"), check=0)
     assert "18 passed, 0 failed" in out.stdout, out.stdout
+
+
+def test_the_mlrun_client_reads_around_custom_event_kinds(tocsin):
+    """Alerts and activations of custom kinds are Tocsin's; MLRun's client lists the rest."""
+    api = f"{tocsin.api}/projects/mixed"
+    for name, kind, entity_kind in [("deploys", "deploy-failed", "job"), ("jobs", "failed", "job")]:
+        requests.put(f"{api}/alerts/{name}", json={
+            "severity": "low", "trigger": {"events": [kind]},
+            "entities": {"kind": entity_kind, "project": "mixed", "ids": ["*"]}}).raise_for_status()
+        requests.post(f"{api}/events/{kind}", json={
+            "entity": {"kind": entity_kind, "project": "mixed", "ids": ["svc-1"]}}).raise_for_status()
+    plain = requests.get(f"{api}/alert-activations").json()["activations"]
+    assert sorted(a["event_kind"] for a in plain) == ["deploy-failed", "failed"]
+    mlrun.mlconf.dbpath = tocsin.url
+    db = mlrun.db.get_run_db(tocsin.url, force_reconnect=True)
+    assert [a.name for a in db.list_alert_activations(project="mixed")] == ["jobs"]
+    project = mlrun.projects.MlrunProject.from_dict({"metadata": {"name": "mixed"}, "spec": {}})
+    assert [a.name for a in project.list_alerts_configs()] == ["jobs"]

@@ -30,6 +30,10 @@ pub struct ActivationQuery {
     pub severity: Vec<Severity>,
     pub entity_kind: Option<EntityKind>,
     pub event_kind: Option<EventKind>,
+    /// Only activations of built-in event kinds: MLRun's client rejects a whole page over one
+    /// activation of a custom kind, which its enum lacks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mlrun_kinds_only: bool,
     pub offset: usize,
     pub limit: usize,
 }
@@ -51,6 +55,7 @@ impl ActivationQuery {
             && (self.severity.is_empty() || self.severity.contains(&a.severity))
             && self.entity_kind.is_none_or(|k| k == a.entity_kind)
             && self.event_kind.as_ref().is_none_or(|k| *k == a.event_kind)
+            && (!self.mlrun_kinds_only || a.event_kind.is_mlrun_kind())
     }
 }
 

@@ -188,23 +188,27 @@ async fn respond(
 
 pub async fn list(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path(project): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ActivationPage>, ApiError> {
     if project != "*" {
         check_project(&project)?;
     }
-    let (q, paging) = parse_query(&project, raw.as_deref())?;
+    let (mut q, paging) = parse_query(&project, raw.as_deref())?;
+    q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
     respond(&s, &project, q, paging).await
 }
 
 pub async fn list_for_alert(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path((project, name)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ActivationPage>, ApiError> {
     check_project(&project)?;
     let (mut q, paging) = parse_query(&project, raw.as_deref())?;
+    q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
     q.name = Some(NameFilter::Exact(name));
     respond(&s, &project, q, paging).await
 }
