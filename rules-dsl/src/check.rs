@@ -632,7 +632,7 @@ impl<'f> Checker<'f> {
         }
 
         // Entity.
-        let (entity_kind, entity_id, entity_span) = match get("entity") {
+        let (entity_kind, entity_id) = match get("entity") {
             Some(Spanned {
                 node: Statement::Entity { kind, id },
                 span,
@@ -650,7 +650,7 @@ impl<'f> Checker<'f> {
                         .help("give an id, a glob such as \"ep1.*\", or \"*\" for every entity"),
                     );
                 }
-                (k, id_value, span.clone())
+                (k, id_value)
             }
             _ => {
                 let inferred = events.iter().find_map(|(k, _)| match k {
@@ -668,7 +668,7 @@ impl<'f> Checker<'f> {
                         .help("add `entity job \"*\"` (or another entity kind and id)"),
                     );
                 }
-                (inferred, "*".to_owned(), name.span.clone())
+                (inferred, "*".to_owned())
             }
         };
         if let Some(ek) = entity_kind {
@@ -889,7 +889,6 @@ impl<'f> Checker<'f> {
             updated: None,
             extra: Map::new(),
         };
-        let _ = entity_span;
         Some(CompiledAlert {
             config,
             span,

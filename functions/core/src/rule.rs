@@ -343,6 +343,9 @@ fn check_filter(filter: &crate::model::Filter) -> Result<()> {
         )));
     }
     match filter {
+        Filter::All { all: fs } | Filter::Any { any: fs } if fs.is_empty() => Err(Error::bad(
+            "filter: an empty `all` or `any` list; leave the filter out instead",
+        )),
         Filter::All { all: fs } | Filter::Any { any: fs } => fs.iter().try_for_each(check_filter),
         Filter::Not { not } => check_filter(not),
         Filter::Compare { field, op, value } => {

@@ -51,7 +51,17 @@ pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeEr
             service
                 .store_alert(&project, &name, a.config, false, Timestamp::now())
                 .await
-                .map_err(|e| err(format!("{}: alert {project}/{name}: {e}", path.display())))?;
+                .map_err(|e| {
+                    let hint = if a.unresolved_secrets.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (set {})", a.unresolved_secrets.join(", "))
+                    };
+                    err(format!(
+                        "{}: alert {project}/{name}: {e}{hint}",
+                        path.display()
+                    ))
+                })?;
             stored += 1;
         }
     }
