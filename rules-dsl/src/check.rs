@@ -1274,21 +1274,6 @@ impl<'f> Checker<'f> {
     }
 }
 
-trait HelpIfNone {
-    fn help_if_none(self, help: impl Into<String>) -> Self;
-}
-
-impl HelpIfNone for Diagnostic {
-    /// A fallback hint when no "did you mean" was found.
-    fn help_if_none(self, help: impl Into<String>) -> Self {
-        if self.help.is_some() {
-            self
-        } else {
-            self.help(help)
-        }
-    }
-}
-
 fn param_help(key: &str) -> String {
     match key {
         "to" => "write `to \"oncall@example.com\"` or `to [\"a@example.com\", \"b@example.com\"]`"

@@ -63,6 +63,15 @@ impl Diagnostic {
         self
     }
 
+    /// With a fallback hint, when no "did you mean" was found.
+    pub fn help_if_none(self, help: impl Into<String>) -> Self {
+        if self.help.is_some() {
+            self
+        } else {
+            self.help(help)
+        }
+    }
+
     /// With "did you mean `x`?" when `suggestion` found one.
     pub fn suggest(self, suggestion: Option<&str>) -> Self {
         match suggestion {
