@@ -47,7 +47,7 @@ def test_a_loop_is_stopped_and_recorded(tocsin):
 
 
 def test_event_notifications_are_checked_when_stored(tocsin):
-    for params, words in [({}, "needs `event_kind`"), ({"event_kind": "nope"}, "invalid event kind")]:
+    for params, words in [({}, "needs `event_kind`"), ({"event_kind": "faild"}, "invalid event kind")]:
         body = alert("p", "bad", notifications=[{"notification": {"kind": "event", "name": "e", "params": params}}])
         r = requests.put(f"{tocsin.api}/projects/p/alerts/bad", json=body, timeout=10)
         assert r.status_code == 400 and words in r.json()["detail"], r.text

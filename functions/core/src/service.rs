@@ -194,9 +194,17 @@ impl Service {
         if self.settings.mode == AlertsMode::Disabled {
             return Ok(EventOutcome::default());
         }
-        self.store
+        let outcome = self
+            .store
             .apply_event(event, self.settings.idempotency_ttl())
-            .await
+            .await?;
+        if outcome.unknown_kind {
+            return Err(Error::bad(format!(
+                "invalid event kind `{}`: not a built-in kind, and no alert of project `{}` triggers on it",
+                event.kind, event.project
+            )));
+        }
+        Ok(outcome)
     }
 
     /// What an activation of alert `name` would look like if `event` fired it now, and which of

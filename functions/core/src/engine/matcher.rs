@@ -78,6 +78,13 @@ impl Matcher {
         }
     }
 
+    /// Whether any alert of `project` triggers on `kind`.
+    pub fn listens(&self, project: &str, kind: &EventKind) -> bool {
+        self.projects
+            .get(project)
+            .is_some_and(|kinds| kinds.contains_key(kind))
+    }
+
     /// Calls `f` with each alert an event of `kind` about `entity` in `project` concerns:
     /// the alerts on that exact entity, then the `*` alerts, then the glob alerts whose pattern
     /// matches. Each alert once.

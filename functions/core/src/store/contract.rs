@@ -693,6 +693,17 @@ pub async fn calculated_events_feed_alerts_once_sustained(s: Arc<dyn Store>) {
             assert_eq!(one.fired[1].activation.entity_id, "train-1");
         }
     }
+    let unknown: Event = serde_json::from_value(
+        json!({"entity": {"kind": "job", "project": P, "ids": ["j"]}, "value_dict": {}}),
+    )
+    .expect("event");
+    let accepted = svc
+        .accept_event(P, "job-gpu", unknown, None, at(3600))
+        .expect("well formed");
+    assert!(
+        matches!(svc.ingest(&accepted).await, Err(Error::BadRequest(m)) if m.contains("no alert of project")),
+        "a custom kind no alert triggers on is refused"
+    );
     let hot = svc.get_alert(P, "hot-job", at(3601)).await.expect("alert");
     assert_eq!((hot.state, hot.count), (AlertState::Active, 1));
     let looped: AlertConfig = serde_json::from_value(json!({

@@ -315,6 +315,12 @@ impl MemoryState {
         changes: &mut Changes,
     ) -> EventOutcome {
         let mut outcome = EventOutcome::default();
+        // A custom kind nothing listens to is most likely a typo: refuse it rather than count
+        // it nowhere.
+        if matches!(ev.kind, EventKind::Custom(_)) && !self.matcher.listens(&ev.project, &ev.kind) {
+            outcome.unknown_kind = true;
+            return outcome;
+        }
         if let Some(key) = &ev.idempotency_key {
             let k = (
                 Box::<str>::from(ev.project.as_str()),

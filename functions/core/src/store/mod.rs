@@ -77,6 +77,9 @@ pub struct EventOutcome {
     /// Alerts whose window it was counted in.
     pub counted: usize,
     pub fired: Vec<Fired>,
+    /// The event's kind is a custom one that no alert of its project triggers on: it was
+    /// refused (not counted, its idempotency key not claimed), for the caller to answer 400.
+    pub unknown_kind: bool,
 }
 
 /// Alert configs and their runtime state.
