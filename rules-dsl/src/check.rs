@@ -884,6 +884,8 @@ impl<'f> Checker<'f> {
             filter,
             emits,
             state: Default::default(),
+            acknowledged: None,
+            last_activation_time: None,
             count: 0,
             created: None,
             updated: None,

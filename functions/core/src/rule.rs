@@ -319,6 +319,8 @@ pub fn compile(
     config.updated = None;
     config.state = Default::default();
     config.count = 0;
+    config.acknowledged = None;
+    config.last_activation_time = None;
 
     Ok(Rule {
         count: u32::try_from(criteria.count).unwrap_or(u32::MAX),

@@ -120,6 +120,26 @@ impl Service {
         }
     }
 
+    /// `POST /projects/{project}/alerts/{name}/acknowledge` (Tocsin's extension).
+    pub async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<AlertConfig> {
+        let by = by.trim();
+        if by.is_empty() || by.chars().count() > 128 {
+            return Err(Error::bad(
+                "Say who acknowledges: `by` must be 1 to 128 characters",
+            ));
+        }
+        if !self.store.acknowledge_alert(project, name, by, now).await? {
+            return Err(not_found_alert(project, name));
+        }
+        self.get_alert(project, name, now).await
+    }
+
     /// Checks an event posted to `POST /projects/{project}/events/{kind}` and stamps it.
     pub fn accept_event(
         &self,

@@ -540,6 +540,17 @@ impl AlertStore for EmbeddedStore {
         self.run(move |s, c, _| Ok(s.reset(&project, &name, now, c)))
             .await
     }
+    async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (project, name, by) = (project.to_owned(), name.to_owned(), by.to_owned());
+        self.run(move |s, c, _| s.acknowledge(&project, &name, &by, now, c))
+            .await
+    }
     async fn alert_count(&self) -> Result<usize> {
         self.run(|s, _, _| Ok(s.len())).await
     }

@@ -309,6 +309,8 @@ fn comparable(c: &AlertConfig) -> Value {
     let mut c = c.clone();
     (c.id, c.created, c.updated, c.count) = (None, None, None, 0);
     c.state = Default::default();
+    c.acknowledged = None;
+    c.last_activation_time = None;
     for n in &mut c.notifications {
         if n.notification
             .secret_params

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AlertState, Delivery, DeliveryStatus, ResetPolicy, Timestamp};
+use crate::model::{Acknowledgement, AlertState, Delivery, DeliveryStatus, ResetPolicy, Timestamp};
 use crate::rule::Rule;
 
 /// What changes about an alert as events arrive; the config is in [`Rule`].
@@ -20,9 +20,15 @@ pub struct Runtime {
     /// The newest activation, which a reset stamps with its `reset_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activation: Option<u64>,
+    /// When the newest activation fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired: Option<Timestamp>,
     /// Notifications in cooldown: name -> until when they are suppressed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notification_cooldowns: BTreeMap<String, Timestamp>,
+    /// Set by an acknowledgement, cleared by a reset: meanwhile activations notify no one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledgement>,
 }
 
 /// The activation a reset (or a cooldown's end) closes, and when.
@@ -68,6 +74,7 @@ impl Runtime {
     pub fn fire(&mut self, rule: &Rule, activation: u64, now: Timestamp) -> bool {
         self.count += 1;
         self.last_activation = Some(activation);
+        self.last_fired = Some(now);
         match (rule.config.reset_policy, rule.cooldown) {
             (ResetPolicy::Manual, _) => {
                 self.state = AlertState::Active;
@@ -102,6 +109,14 @@ impl Runtime {
                     error: None,
                     at: None,
                 };
+                if let Some(ack) = &self.acknowledged {
+                    return Delivery {
+                        status: DeliveryStatus::Suppressed,
+                        error: Some(format!("acknowledged by {} at {}", ack.by, ack.at)),
+                        at: Some(now),
+                        ..pending
+                    };
+                }
                 if let Some(until) = self.notification_cooldowns.get(name) {
                     return Delivery {
                         status: DeliveryStatus::Suppressed,
@@ -119,7 +134,24 @@ impl Runtime {
             .collect()
     }
 
-    /// A reset: inactive, cooldown over, count kept. Returns the activation it closes, if the
+    /// Someone acknowledges the alert at `now`. Only an active alert can be acknowledged (an
+    /// inactive one has nothing to take in hand); acknowledging again records the newer one.
+    /// Until a reset, activations record their notifications as suppressed, so that an auto
+    /// alert that fires again after its cooldown does not page the people already on it.
+    pub fn acknowledge(&mut self, by: &str, now: Timestamp) -> Result<(), crate::Error> {
+        if self.state_at(now) != AlertState::Active {
+            return Err(crate::Error::bad(
+                "Only an active alert can be acknowledged; this one is inactive",
+            ));
+        }
+        self.acknowledged = Some(Acknowledgement {
+            by: by.to_owned(),
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// A reset: inactive, cooldown over, acknowledgement cleared, count kept. Returns the activation it closes, if the
     /// alert was active (resetting an inactive alert does nothing).
     pub fn reset(&mut self, now: Timestamp) -> Option<Closed> {
         let closed_at = match (self.state, self.cooldown_until) {
@@ -130,6 +162,7 @@ impl Runtime {
         };
         self.state = AlertState::Inactive;
         self.cooldown_until = None;
+        self.acknowledged = None;
         closed_at.and_then(|at| {
             self.last_activation
                 .map(|activation| Closed { activation, at })

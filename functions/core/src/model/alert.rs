@@ -52,6 +52,21 @@ pub struct AlertConfig {
     pub emits: Option<EventKind>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub state: AlertState,
+    /// Tocsin extension, server-owned: who acknowledged the alert and when. Until the alert is
+    /// reset, its activations send no notifications.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub acknowledged: Option<Acknowledgement>,
+    /// Tocsin extension, server-owned: when the alert last fired.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub last_activation_time: Option<Timestamp>,
     /// Number of activations (not of events).
     #[serde(default, deserialize_with = "lenient_or_default")]
     pub count: u64,
@@ -79,6 +94,13 @@ impl AlertConfig {
             .retain(|n| n.notification.kind.is_mlrun_kind());
         self
     }
+}
+
+/// Someone on call took an active alert in hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at: Timestamp,
 }
 
 /// How many matching events within what period make the alert fire.

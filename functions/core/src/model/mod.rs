@@ -12,7 +12,9 @@ mod time;
 pub use activation::{
     Activation, Delivery, DeliveryStatus, NotificationState, NotificationSummary,
 };
-pub use alert::{AlertConfig, AlertNotification, Criteria, Entities, Notification, Trigger};
+pub use alert::{
+    Acknowledgement, AlertConfig, AlertNotification, Criteria, Entities, Notification, Trigger,
+};
 pub use event::{AcceptedEvent, Event};
 pub use filter::{CompareOp, Filter};
 pub use kinds::{

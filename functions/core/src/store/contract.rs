@@ -23,7 +23,8 @@ macro_rules! store_contract_tests {
             updates_reset_only_when_behaviour_changes, activations_record_events_and_resets,
             idempotent_events_count_once, operator_limits_are_enforced, secrets_are_masked_and_kept,
             activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged,
-            filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained);
+            filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained,
+            acknowledged_alerts_notify_no_one_until_reset);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -713,6 +714,67 @@ pub async fn calculated_events_feed_alerts_once_sustained(s: Arc<dyn Store>) {
     .expect("config");
     assert!(matches!(
         svc.store_alert(P, "loop", looped, false, at(0)).await,
+        Err(Error::BadRequest(_))
+    ));
+}
+
+pub async fn acknowledged_alerts_notify_no_one_until_reset(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let mut alert = failure_alert("ack", "job1", 1, None, "auto");
+    alert.cooldown_period = Some("1m".into());
+    svc.store_alert(P, "ack", alert, false, at(0))
+        .await
+        .expect("stored");
+    assert!(
+        matches!(
+            svc.acknowledge_alert(P, "ack", "dana", at(1)).await,
+            Err(Error::BadRequest(_))
+        ),
+        "an inactive alert cannot be acknowledged"
+    );
+    assert!(matches!(
+        svc.acknowledge_alert(P, "nope", "dana", at(1)).await,
+        Err(Error::NotFound(_))
+    ));
+    let first = send(&svc, "job1", at(10)).await;
+    assert_eq!(
+        first.fired[0].activation.deliveries[0].status,
+        crate::model::DeliveryStatus::Pending
+    );
+    let acked = svc
+        .acknowledge_alert(P, "ack", "  dana ", at(20))
+        .await
+        .expect("acknowledged");
+    let ack = acked.acknowledged.expect("recorded");
+    assert_eq!((ack.by.as_str(), ack.at), ("dana", at(20)));
+    // The cooldown ends and the alert fires again: the acknowledgement holds its notifications.
+    let again = send(&svc, "job1", at(100)).await;
+    let delivery = &again.fired[0].activation.deliveries[0];
+    assert_eq!(delivery.status, crate::model::DeliveryStatus::Suppressed);
+    assert!(
+        delivery
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("acknowledged by dana"))
+    );
+    let read = svc.get_alert(P, "ack", at(101)).await.expect("alert");
+    assert_eq!(read.acknowledged.map(|a| a.by), Some("dana".into()));
+    assert_eq!(read.last_activation_time, Some(at(100)));
+    svc.reset_alert(P, "ack", at(102)).await.expect("reset");
+    assert_eq!(
+        svc.get_alert(P, "ack", at(103))
+            .await
+            .expect("alert")
+            .acknowledged,
+        None
+    );
+    let after = send(&svc, "job1", at(200)).await;
+    assert_eq!(
+        after.fired[0].activation.deliveries[0].status,
+        crate::model::DeliveryStatus::Pending
+    );
+    assert!(matches!(
+        svc.acknowledge_alert(P, "ack", "   ", at(201)).await,
         Err(Error::BadRequest(_))
     ));
 }

@@ -305,6 +305,26 @@ impl MemoryState {
         true
     }
 
+    /// Acknowledges an alert; whether it exists (an error when it is not active).
+    pub fn acknowledge(
+        &mut self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+        changes: &mut Changes,
+    ) -> Result<bool> {
+        let Some(entry) = self
+            .id_of(project, name)
+            .and_then(|id| self.alerts.get_mut(&id))
+        else {
+            return Ok(false);
+        };
+        entry.record.runtime.acknowledge(by, now)?;
+        changes.runtimes.push(entry.record.id);
+        Ok(true)
+    }
+
     /// Counts an event in the windows of the alerts it matches and fires those whose criteria
     /// are met. The whole call is one atomic step for the caller holding the lock, which is
     /// what makes concurrent threshold-crossing events fire exactly once.
@@ -553,6 +573,15 @@ impl AlertStore for MemoryStore {
     }
     async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
         Ok(self.apply(|s, c| s.reset(project, name, now, c)))
+    }
+    async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.apply(|s, c| s.acknowledge(project, name, by, now, c))
     }
     async fn alert_count(&self) -> Result<usize> {
         Ok(lock(&self.inner).0.len())

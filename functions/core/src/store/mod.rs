@@ -39,6 +39,8 @@ impl AlertRecord {
         c.updated = Some(self.updated);
         c.state = self.runtime.state_at(now);
         c.count = self.runtime.count;
+        c.acknowledged = self.runtime.acknowledged.clone();
+        c.last_activation_time = self.runtime.last_fired;
         c
     }
 }
@@ -102,6 +104,15 @@ pub trait AlertStore: Send + Sync {
     /// Resets an alert (inactive, windows cleared, count kept, last activation closed). Returns
     /// false when there is no such alert.
     async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool>;
+    /// Records that `by` acknowledged the alert at `now` (see [`crate::engine::Runtime::acknowledge`]).
+    /// Returns false when there is no such alert; an error when it is not active.
+    async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Number of alerts across all projects.
     async fn alert_count(&self) -> Result<usize>;
 }

@@ -150,6 +150,27 @@ pub async fn reset(
     Ok(Json(Value::Null))
 }
 
+/// `{"by": "who"}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Acknowledge {
+    by: String,
+}
+
+/// `POST /projects/{project}/alerts/{name}/acknowledge` (Tocsin's extension): records who
+/// acknowledged an active alert; its notifications pause until it is reset.
+pub async fn acknowledge(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Acknowledge>,
+) -> Result<Json<AlertConfig>, ApiError> {
+    check_project(&project)?;
+    Ok(Json(
+        s.service
+            .acknowledge_alert(&project, &name, &body.by, Timestamp::now())
+            .await?,
+    ))
+}
+
 /// `POST /projects/{project}/alerts/{name}/preview`: the activation and notifications an event
 /// (the optional body: `{"entity": {...}, "value_dict": {...}}`) would produce now; nothing is
 /// stored or sent.

@@ -10,6 +10,8 @@ mod alerts;
 mod body;
 mod error;
 mod events;
+mod page;
+mod rules;
 mod templates;
 
 use std::sync::Arc;
@@ -54,6 +56,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/projects/{project}/alerts/{name}"),
     ("delete", "/api/v1/projects/{project}/alerts/{name}"),
     ("post", "/api/v1/projects/{project}/alerts/{name}/reset"),
+    (
+        "post",
+        "/api/v1/projects/{project}/alerts/{name}/acknowledge",
+    ),
+    ("get", "/api/v1/projects/{project}/alerts/{name}/rule"),
+    ("put", "/api/v1/projects/{project}/alerts/{name}/rule"),
+    ("post", "/api/v1/rules/check"),
     ("post", "/api/v1/projects/{project}/alerts/{name}/preview"),
     (
         "get",
@@ -89,6 +98,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(alerts::preview),
         )
         .route(
+            "/projects/{project}/alerts/{name}/acknowledge",
+            post(alerts::acknowledge),
+        )
+        .route(
+            "/projects/{project}/alerts/{name}/rule",
+            get(rules::get).put(rules::put),
+        )
+        .route("/rules/check", post(rules::check))
+        .route(
             "/projects/{project}/alerts/{name}/activations",
             get(activations::list_for_alert),
         )
@@ -104,6 +122,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(page::index))
+        .route("/alerts", get(page::index))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

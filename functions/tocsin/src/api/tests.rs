@@ -346,3 +346,40 @@ async fn mutated_bodies_never_cause_a_5xx() {
         "the mutations reach both outcomes: {answered:?}"
     );
 }
+
+#[tokio::test]
+async fn the_alerts_page_is_served_whole_from_the_binary() {
+    let (app, _) = app();
+    for uri in ["/", "/alerts"] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("default-src 'none'")
+        );
+    }
+    let page = super::page::ALERTS_PAGE;
+    // Nothing from elsewhere: no external scripts, styles, fonts or images.
+    for needle in ["https://", " src=", "<link", "@import", "url("] {
+        assert!(
+            !page.contains(needle),
+            "the page refers outside itself: {needle}"
+        );
+    }
+    // It only calls documented endpoints.
+    for call in [
+        "/alerts/${enc(a.name)}/acknowledge",
+        "/rules/check",
+        "/alert-templates",
+    ] {
+        assert!(page.contains(call), "{call}");
+    }
+}

@@ -1,0 +1,108 @@
+//! Alerts as rule-language text, for the Alerts page's editor (Tocsin's extension): read an
+//! alert as a rule file, check text as the editor changes it, and store an alert from text
+//! through the same service call as `PUT .../alerts/{name}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tocsin_core::model::Timestamp;
+use tocsin_rules::diagnostic::to_json;
+use tocsin_rules::{Level, check_source};
+
+use super::{ApiError, AppState, JsonBody, check_project};
+
+/// `{"source": "..."}`.
+#[derive(Debug, Deserialize)]
+pub struct Source {
+    source: String,
+}
+
+/// The diagnostics of `source` as JSON (`file` is `rule`).
+fn diagnostics(source: &str, diags: &[tocsin_rules::Diagnostic]) -> Vec<Value> {
+    diags
+        .iter()
+        .map(|d| serde_json::to_value(to_json("rule", source, d)).unwrap_or_default())
+        .collect()
+}
+
+/// `GET /projects/{project}/alerts/{name}/rule`: the alert as a rule file, `{"source": ...}`.
+pub async fn get(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    check_project(&project)?;
+    let config = s
+        .service
+        .get_alert(&project, &name, Timestamp::now())
+        .await?;
+    let (source, notes) = tocsin_rules::export::export(&[config]);
+    Ok(Json(json!({"source": source, "notes": notes})))
+}
+
+/// `POST /rules/check`: every diagnostic of `source`; 200 whatever they say.
+pub async fn check(JsonBody(body): JsonBody<Source>) -> Json<Value> {
+    let checked = check_source(&body.source, &|_| None);
+    Json(json!({
+        "errors": checked.diagnostics.iter().filter(|d| d.level == Level::Error).count(),
+        "diagnostics": diagnostics(&body.source, &checked.diagnostics),
+    }))
+}
+
+/// `PUT /projects/{project}/alerts/{name}/rule`: stores the alert `name` that `source` defines.
+/// Errors in the text are a 400 whose `diagnostics` say where; secrets the text refers to keep
+/// the values stored on the server.
+pub async fn put(
+    State(s): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Source>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    let checked = check_source(&body.source, &|_| None);
+    if checked.has_errors() {
+        let errors = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .count();
+        let answer = json!({
+            "detail": format!("The rule has {errors} error{}", if errors == 1 { "" } else { "s" }),
+            "diagnostics": diagnostics(&body.source, &checked.diagnostics),
+        });
+        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
+    }
+    if checked.project != project {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The rule is for project `{}`, not `{project}`",
+                checked.project
+            ),
+        ));
+    }
+    let mut alerts = checked.alerts;
+    let Some(at) = alerts.iter().position(|a| a.config.name == name) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("The rule defines no alert named `{name}`"),
+        ));
+    };
+    if alerts.len() > 1 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Define only the alert `{name}` here; store others on their own"),
+        ));
+    }
+    let alert = alerts.swap_remove(at);
+    let stored = s
+        .service
+        .store_alert(&project, &name, alert.config, false, Timestamp::now())
+        .await?;
+    Ok(Json(json!({
+        "alert": stored,
+        "diagnostics": diagnostics(&body.source, &checked.diagnostics),
+    }))
+    .into_response())
+}

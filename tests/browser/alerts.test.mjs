@@ -1,0 +1,218 @@
+// The Alerts page in real headless Chromium (Debian's), driven by playwright-core, against a
+// real `tocsin serve`. Every step is checked on the page and against the API.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.TOCSIN_BIN || join(here, "../../target/debug/tocsin");
+const SHOTS = join(here, "screenshots");
+mkdirSync(SHOTS, { recursive: true });
+
+export const LAUNCH = {
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+};
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+let server, base, api, browser, dir;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "tocsin-page-"));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  api = `${base}/api/v1`;
+  server = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "store")], { stdio: "ignore" });
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${api}/healthz`)).ok) break; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  browser = await chromium.launch(LAUNCH);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function put(project, name, body) {
+  const r = await fetch(`${api}/projects/${project}/alerts/${name}`, { method: "PUT", body: JSON.stringify(body) });
+  assert.equal(r.status, 200, await r.text());
+}
+
+async function getAlert(project, name) {
+  const r = await fetch(`${api}/projects/${project}/alerts/${name}`);
+  return { status: r.status, body: await r.json() };
+}
+
+async function fail(project, entity) {
+  const r = await fetch(`${api}/projects/${project}/events/failed`, {
+    method: "POST", body: JSON.stringify({ entity: { kind: "job", project, ids: [entity] }, value_dict: { error: "OOM" } }),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+const jobAlert = (reset, extra = {}) => ({
+  summary: "Job {{entity}} failed", severity: "high", reset_policy: reset,
+  criteria: { count: 2, period: "1h" }, trigger: { events: ["failed"] },
+  entities: { kind: "job", project: "fraud", ids: ["*"] },
+  notifications: [{ notification: { kind: "webhook", name: "hook", secret_params: { url: "http://127.0.0.1:9/hook" } } }],
+  ...extra,
+});
+
+test("an on-call person follows an alert from firing to deletion without reloading", async () => {
+  await put("fraud", "training-failed", jobAlert("manual"));
+  await put("fraud", "drift", {
+    severity: "low", trigger: { events: ["data-drift-detected"] },
+    entities: { kind: "model-endpoint-result", project: "fraud", ids: ["ep-*"] },
+  });
+  await put("churn", "churn-failed", { ...jobAlert("auto"), entities: { kind: "job", project: "churn", ids: ["*"] }, severity: "medium" });
+
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/alerts`);
+  const row = (name) => page.locator(`tr[data-key$="/${name}"]`);
+  await row("training-failed").waitFor();
+  assert.equal(await page.locator("#alerts tbody tr").count(), 3);
+  assert.equal(await row("training-failed").getAttribute("data-state"), "inactive");
+  await page.screenshot({ path: join(SHOTS, "alerts-inactive.png"), fullPage: true });
+
+  // Filters.
+  await page.selectOption("#f-project", "churn");
+  await page.waitForFunction(() => document.querySelectorAll("#alerts tbody tr").length === 1);
+  await page.selectOption("#f-project", "");
+  await page.selectOption("#f-severity", "low");
+  await page.waitForFunction(() => document.querySelectorAll("#alerts tbody tr").length === 1);
+  await page.selectOption("#f-severity", "");
+
+  // Events arrive: the alert turns active on the page by itself, and sorts first.
+  const marker = await page.evaluate(() => { window.__sameDocument = true; return true; });
+  await fail("fraud", "train-1");
+  await fail("fraud", "train-2");
+  await page.waitForFunction(() => document.querySelector('tr[data-key="fraud/training-failed"]')?.dataset.state === "active");
+  assert.ok(marker && await page.evaluate(() => window.__sameDocument), "no reload happened");
+  assert.equal(await page.locator("#alerts tbody tr").first().getAttribute("data-key"), "fraud/training-failed");
+  assert.match(await page.locator("#summary").textContent(), /1 active of 3 alerts/);
+  assert.equal((await getAlert("fraud", "training-failed")).body.state, "active");
+  await page.screenshot({ path: join(SHOTS, "alerts-active.png"), fullPage: true });
+
+  // Acknowledge: without a name the page asks for one; then who and when show.
+  await row("training-failed").getByRole("button", { name: "Acknowledge training-failed in fraud" }).click();
+  await page.locator("#notice.shown").waitFor();
+  assert.match(await page.locator("#notice").textContent(), /Type your name/);
+  await page.fill("#me", "dana");
+  await row("training-failed").getByRole("button", { name: "Acknowledge training-failed in fraud" }).click();
+  await row("training-failed").locator(".ack").waitFor();
+  assert.match(await row("training-failed").locator(".ack").textContent(), /acknowledged by dana/);
+  const acked = (await getAlert("fraud", "training-failed")).body;
+  assert.equal(acked.acknowledged.by, "dana");
+
+  // History: the activation and its delivery result.
+  await row("training-failed").getByRole("button", { name: "History of training-failed in fraud" }).click();
+  await page.locator("#history-rows tr").first().waitFor();
+  assert.match(await page.locator("#history-rows").textContent(), /train-2/);
+  assert.equal(await page.locator("svg.timeline circle").count(), 1);
+
+  // Reset.
+  await row("training-failed").getByRole("button", { name: "Reset training-failed in fraud" }).click();
+  await page.waitForFunction(() => document.querySelector('tr[data-key="fraud/training-failed"]')?.dataset.state === "inactive");
+  const afterReset = (await getAlert("fraud", "training-failed")).body;
+  assert.equal(afterReset.state, "inactive");
+  assert.equal(afterReset.acknowledged, undefined, "a reset clears the acknowledgement");
+
+  // Edit as rule text: a typo shows the checker's diagnostic, the fix saves.
+  await row("training-failed").getByRole("button", { name: "Edit training-failed in fraud" }).click();
+  await page.locator("#editor[open]").waitFor();
+  const source = await page.inputValue("#source");
+  assert.match(source, /when count >= 2 within 1h/);
+  await page.fill("#source", source.replace("when count >= 2 within 1h", "when count >= 3 withn 30m"));
+  await page.locator("#diagnostics li.error").waitFor();
+  assert.match(await page.locator("#diagnostics").textContent(), /E001/);
+  await page.screenshot({ path: join(SHOTS, "editor-diagnostic.png"), fullPage: true });
+  await page.click("#editor-save");
+  await page.locator("#notice.shown").waitFor();
+  assert.match(await page.locator("#notice").textContent(), /Not saved/);
+  assert.equal((await getAlert("fraud", "training-failed")).body.criteria.count, 2, "nothing stored");
+  await page.fill("#source", source.replace("when count >= 2 within 1h", "when count >= 3 within 30m"));
+  await page.waitForFunction(() => document.querySelectorAll("#diagnostics li.error").length === 0);
+  await page.click("#editor-save");
+  await page.locator("#editor:not([open])").waitFor({ state: "attached" });
+  const edited = (await getAlert("fraud", "training-failed")).body;
+  assert.deepEqual([edited.criteria.count, edited.criteria.period], [3, "30m"]);
+  await page.waitForFunction(() => /3 within 30m/.test(document.querySelector('tr[data-key="fraud/training-failed"]')?.textContent));
+
+  // Delete, with a confirmation.
+  await row("drift").getByRole("button", { name: "Delete drift in fraud" }).click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.click("#confirm button[value=cancel]");
+  assert.equal((await getAlert("fraud", "drift")).status, 200, "cancel keeps it");
+  await row("drift").getByRole("button", { name: "Delete drift in fraud" }).click();
+  await page.click("#confirm-delete");
+  await row("drift").waitFor({ state: "detached" });
+  assert.equal((await getAlert("fraud", "drift")).status, 404);
+  assert.deepEqual(errors, [], "no script errors");
+  await page.close();
+});
+
+test("a new alert from a template, keyboard only, in the dark theme", async () => {
+  const page = await browser.newPage({ colorScheme: "dark" });
+  await page.goto(`${base}/`);
+  await page.locator("#templates tr").first().waitFor();
+  const use = page.getByRole("button", { name: "New alert from JobFailed" });
+  await use.focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#editor[open]").waitFor();
+  const source = await page.inputValue("#source");
+  assert.match(source, /alert my-alert extends JobFailed/);
+  await page.fill("#source", source.replace("my-project", "ops").replace("my-alert", "jobs-down"));
+  await page.waitForFunction(() => document.querySelectorAll("#diagnostics li.error").length === 0);
+  await page.locator("#editor-save").focus();
+  await page.keyboard.press("Enter");
+  await page.locator('tr[data-key="ops/jobs-down"]').waitFor();
+  const stored = await getAlert("ops", "jobs-down");
+  assert.equal(stored.status, 200);
+  assert.deepEqual(stored.body.trigger.events, ["failed"]);
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, "rgb(17, 20, 24)", "dark theme");
+  await page.screenshot({ path: join(SHOTS, "alerts-dark.png"), fullPage: true });
+  await page.close();
+});
+
+test("an empty server says so, and a refused action shows the server's reason", async () => {
+  const port = await freePort();
+  const empty = spawn(BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "empty")], { stdio: "ignore" });
+  try {
+    for (let i = 0; i < 200; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${port}/api/v1/healthz`)).ok) break; } catch { /* not up */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${port}/alerts`);
+    await page.locator("#empty:not([hidden])").waitFor();
+    assert.match(await page.locator("#empty").textContent(), /No alerts yet/);
+    // Save a rule for another project than its path: the server refuses, the page says why.
+    await page.getByRole("button", { name: "New alert from failed" }).click();
+    await page.fill("#source", "project p\n\nalert a {\n  on failed\n  severity huge\n}\n");
+    await page.click("#editor-save");
+    await page.locator("#notice.shown").waitFor();
+    assert.match(await page.locator("#notice").textContent(), /Not saved: The rule has 1 error/);
+    assert.match(await page.locator("#diagnostics").textContent(), /unknown severity `huge`/);
+    await page.close();
+  } finally {
+    empty.kill("SIGTERM");
+  }
+});
