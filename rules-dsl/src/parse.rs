@@ -72,7 +72,7 @@ fn parse_in_parallel(source: &str) -> Option<Vec<Item>> {
     if threads < 2 || source.len() < PARALLEL_BYTES {
         return None;
     }
-    let starts = item_starts(source);
+    let starts = item_starts(source, false);
     let mut cuts = vec![0];
     for k in 1..threads {
         let target = k * source.len() / threads;
@@ -101,9 +101,9 @@ fn parse_in_parallel(source: &str) -> Option<Vec<Item>> {
     })
 }
 
-/// Byte offsets of the lines that start an item: `project`, `template`, `alert` or `event` (or
-/// a near miss of one) at column 0.
-fn item_starts(source: &str) -> Vec<usize> {
+/// Byte offsets of the lines that start an item: `project`, `template`, `alert` or `event` at
+/// column 0, or with `near_misses` (after a syntax error) a word close to one (`alrt`).
+fn item_starts(source: &str, near_misses: bool) -> Vec<usize> {
     let mut starts: Vec<usize> = Vec::new();
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
@@ -111,8 +111,11 @@ fn item_starts(source: &str) -> Vec<usize> {
         let at_column_zero = !line.starts_with([' ', '\t']);
         const ITEMS: [&str; 4] = ["project", "template", "alert", "event"];
         // A misspelt item keyword (`alrt`) starts an item too, so that its error is reported.
-        let starts_item =
-            ITEMS.contains(&first) || crate::diagnostic::did_you_mean(first, ITEMS).is_some();
+        let starts_item = ITEMS.contains(&first)
+            || (near_misses
+                && at_column_zero
+                && first.starts_with(|c: char| c.is_ascii_alphabetic())
+                && crate::diagnostic::did_you_mean(first, ITEMS).is_some());
         if at_column_zero && starts_item {
             starts.push(offset);
         }
@@ -123,7 +126,7 @@ fn item_starts(source: &str) -> Vec<usize> {
 
 /// Parses each item on its own, so that every item's first syntax error is reported.
 fn parse_items_apart(source: &str) -> (File, Vec<Diagnostic>) {
-    let mut starts = item_starts(source);
+    let mut starts = item_starts(source, true);
     // Text before the first item (other than blanks and comments) is a chunk of its own.
     if starts.first() != Some(&0) {
         starts.insert(0, 0);
