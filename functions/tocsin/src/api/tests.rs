@@ -266,8 +266,18 @@ impl Rng {
 #[tokio::test]
 async fn mutated_bodies_never_cause_a_5xx() {
     let (app, _) = app();
-    let seeds: [(&str, Value); 3] = [
+    let rule = "project p\n\nalert r {\n  on failed\n  entity job \"train-*\"\n  where value.code >= 2 and not value.msg contains \"x\"\n  when count >= 2 within 1h per entity\n  severity high\n}\n";
+    let seeds: [(&str, Value); 6] = [
         ("/api/v1/projects/p/alerts/a", alert()),
+        (
+            "/api/v1/projects/p/alerts/r/rule",
+            json!({ "source": rule }),
+        ),
+        ("/api/v1/rules/check", json!({ "source": rule })),
+        (
+            "/api/v1/projects/p/alerts/a/acknowledge",
+            json!({"by": "dana"}),
+        ),
         (
             "/api/v1/projects/p/events/failed",
             json!({"kind": "failed", "entity": {"kind": "job", "project": "p", "ids": ["j1"]}, "value_dict": {"x": [1, 2.5, null]}, "id": "k"}),
@@ -314,11 +324,13 @@ async fn mutated_bodies_never_cause_a_5xx() {
                 }
             }
         }
-        let method = if uri.contains("/events/") {
-            Method::POST
-        } else {
-            Method::PUT
-        };
+        let method =
+            if uri.contains("/events/") || uri.ends_with("/check") || uri.ends_with("/acknowledge")
+            {
+                Method::POST
+            } else {
+                Method::PUT
+            };
         let req = Request::builder()
             .method(method)
             .uri(*uri)
