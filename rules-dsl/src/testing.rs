@@ -37,6 +37,9 @@ use crate::diagnostic::render;
 /// Where the virtual clock starts: 2026-01-01T00:00:00Z.
 pub const EPOCH: Timestamp = Timestamp(1_767_225_600_000_000);
 
+/// The most events one input may repeat into (a case is meant to run in milliseconds).
+pub const MAX_REPEAT: u32 = 100_000;
+
 /// A test file that cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum TestFileError {
@@ -210,6 +213,12 @@ fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<Case
             .map(|e| offset(e, "every"))
             .transpose()?
             .unwrap_or(Span(0));
+        if input.repeat > MAX_REPEAT {
+            return Err(format!(
+                "event at {}: `repeat` is {}; at most {MAX_REPEAT} per input",
+                input.at, input.repeat
+            ));
+        }
         for n in 0..input.repeat.max(1) {
             steps.push((
                 Span(at.0 + every.0 * i64::from(n)),
