@@ -218,6 +218,14 @@ fn notify(
             )),
         }
     }
+    if note.when.as_ref().is_some_and(|w| !w.is_empty())
+        || note.condition.as_ref().is_some_and(|c| !c.is_empty())
+    {
+        notes.push(format!(
+            "alert `{}`, notification `{}`: MLRun's `when`/`condition` are left out (alert notifications are sent on every activation)",
+            c.name, note.name
+        ));
+    }
     if let Some(m) = &note.message {
         param("message", Value::Str(m.clone()));
     }

@@ -209,3 +209,33 @@ fn assert_round_trip(project: &str, configs: &[AlertConfig]) {
         assert_eq!(b, w, "{project}: compiled back differently from\n{source}");
     }
 }
+
+#[test]
+fn export_notes_what_the_language_cannot_say() {
+    let configs: Vec<AlertConfig> = serde_json::from_value(json!([
+        {"project": "p", "name": "a", "severity": "low", "x-team": "fraud",
+         "trigger": {"events": ["failed"]}, "entities": {"kind": "job", "project": "p", "ids": ["*"]},
+         "notifications": [{"notification": {"kind": "slack", "name": "s", "when": ["now"], "condition": "failed",
+            "params": {"webhook": "https://hooks.slack.com/x", "channel": "#ml"}}}]}
+    ]))
+    .expect("configs");
+    let (source, notes) = tocsin_rules::export::export(&configs);
+    assert!(
+        source.contains("webhook secret(\"A_S_WEBHOOK\")"),
+        "{source}"
+    );
+    assert!(
+        !source.contains("hooks.slack.com"),
+        "no secret in the export"
+    );
+    let all = notes.join("\n");
+    for part in [
+        "`x-team`",
+        "`webhook` was inline; set A_S_WEBHOOK",
+        "`channel`",
+        "`when`/`condition`",
+    ] {
+        assert!(all.contains(part), "{part} not noted in:\n{all}");
+    }
+    assert!(!check_source(&source, &|_| None).has_errors());
+}
