@@ -155,6 +155,22 @@ test("an on-call person follows an alert from firing to deletion without reloadi
   assert.deepEqual([edited.criteria.count, edited.criteria.period], [3, "30m"]);
   await page.waitForFunction(() => /3 within 30m/.test(document.querySelector('tr[data-key="fraud/training-failed"]')?.textContent));
 
+  // Edit as a form: a refusal shows the server's reason; a valid change saves through PUT.
+  await row("training-failed").getByRole("button", { name: "Edit training-failed in fraud" }).click();
+  await page.locator("#editor[open]").waitFor();
+  await page.click("#mode-form");
+  assert.equal(await page.inputValue("#x-count"), "3");
+  await page.fill("#x-period", "soon");
+  await page.click("#editor-save");
+  await page.locator("#notice.shown").waitFor();
+  assert.match(await page.locator("#notice").textContent(), /Not saved: criteria.period/);
+  await page.fill("#x-period", "45m");
+  await page.selectOption("#x-severity", "medium");
+  await page.click("#editor-save");
+  await page.locator("#editor:not([open])").waitFor({ state: "attached" });
+  const viaForm = (await getAlert("fraud", "training-failed")).body;
+  assert.deepEqual([viaForm.severity, viaForm.criteria.period, viaForm.notifications.length], ["medium", "45m", 1]);
+
   // Delete, with a confirmation.
   await row("drift").getByRole("button", { name: "Delete drift in fraud" }).click();
   await page.locator("#confirm[open]").waitFor();
