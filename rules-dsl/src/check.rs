@@ -114,6 +114,19 @@ struct Checker<'f> {
     project: String,
 }
 
+/// Whether a calculated event takes this statement: its severity, summary and reset are fixed,
+/// its trigger is its `from`, and it notifies no one (alerts on it do).
+fn fits_calculated_event(s: &Statement) -> bool {
+    !matches!(
+        s,
+        Statement::Severity(_)
+            | Statement::Summary(_)
+            | Statement::Notify { .. }
+            | Statement::Reset(_)
+            | Statement::On(_)
+    )
+}
+
 /// A statement in an alert's merged list: borrowed from the file, or made from a built-in
 /// template.
 type Merged<'f> = Cow<'f, Spanned<Statement>>;
@@ -433,16 +446,7 @@ impl<'f> Checker<'f> {
         let mut seen: BTreeMap<&str, &Spanned<Statement>> = BTreeMap::new();
         let mut notifications: BTreeSet<&str> = BTreeSet::new();
         for s in statements {
-            if calculated
-                && matches!(
-                    s.node,
-                    Statement::Severity(_)
-                        | Statement::Summary(_)
-                        | Statement::Notify { .. }
-                        | Statement::Reset(_)
-                        | Statement::On(_)
-                )
-            {
+            if calculated && !fits_calculated_event(&s.node) {
                 self.diags.push(
                     Diagnostic::error("E016", s.span.clone(), format!("a calculated event takes no `{}`", s.node.keyword()))
                         .label("not allowed here")
@@ -559,16 +563,7 @@ impl<'f> Checker<'f> {
         }
         let mut merged: Vec<Merged<'_>> = statements
             .iter()
-            .filter(|s| {
-                !matches!(
-                    s.node,
-                    Statement::Severity(_)
-                        | Statement::Summary(_)
-                        | Statement::Notify { .. }
-                        | Statement::Reset(_)
-                        | Statement::On(_)
-                )
-            })
+            .filter(|s| fits_calculated_event(&s.node))
             .map(Cow::Borrowed)
             .collect();
         let on_span = from.first().map_or(span.clone(), |f| {
