@@ -414,3 +414,26 @@ fn check_notification_target(
         )))
     }
 }
+
+/// A notification whose `secret_params` is the masked reference to itself keeps the secret
+/// already stored for it; a reference to a secret that does not exist is refused.
+pub fn keep_referenced_secrets(rule: &mut Rule, old: Option<&Rule>) -> Result<()> {
+    let (project, name) = (rule.project().to_owned(), rule.name().to_owned());
+    for (notification, secret) in rule.secrets.iter_mut() {
+        if *secret != secret_reference(&project, &name, notification) {
+            continue;
+        }
+        let stored = old
+            .and_then(|o| o.secrets.get(notification))
+            .filter(|s| !s.is_empty());
+        match stored {
+            Some(s) => *secret = s.clone(),
+            None => {
+                return Err(Error::bad(format!(
+                    "Notification `{notification}` refers to a stored secret, but none is stored for it: send its secret_params"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

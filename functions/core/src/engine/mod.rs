@@ -13,8 +13,89 @@ pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
 pub use window::Window;
 
-use crate::model::{AcceptedEvent, Activation, Delivery};
-use crate::rule::Rule;
+use crate::model::{AcceptedEvent, Activation, Delivery, EventKind};
+use crate::rule::{MAX_CHAIN, Rule};
+
+/// Whether an event that the matcher matched to `rule` concerns it, before any state changes:
+/// None when it does not (a custom kind about another entity kind, or a failing filter without
+/// a sustained criterion); otherwise whether the filter passes (a sustained criterion also
+/// needs the events whose filter fails, to break the run).
+pub fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Option<bool> {
+    // A built-in kind fixes the entity kind (checked on acceptance); a custom one does not.
+    if matches!(ev.kind, EventKind::Custom(_)) && rule.config.entities.kind != ev.entity_kind {
+        return None;
+    }
+    let passes = rule
+        .config
+        .filter
+        .as_ref()
+        .is_none_or(|f| f.matches(&ev.value_dict));
+    (passes || rule.sustain.is_some()).then_some(passes)
+}
+
+/// Counts an admitted event in its window. Returns how many events the activation counts when
+/// the criteria are met (the window then starts afresh), None otherwise.
+pub fn count_in_window(
+    rule: &Rule,
+    window: &mut Window,
+    ev: &AcceptedEvent,
+    passes: bool,
+) -> Option<usize> {
+    let (met, in_window) = match rule.sustain {
+        Some(span) => (window.sustain(ev.at, passes, span), 1),
+        None => {
+            let n = window.push(ev.at, rule.count, rule.period);
+            (n >= rule.count as usize, n)
+        }
+    };
+    if met {
+        *window = Window::default();
+    }
+    met.then_some(in_window)
+}
+
+/// The alert fires on `ev` with activation `id`, having counted `in_window` events: the state
+/// transition, the deliveries to make (or suppress), the activation, and the event it emits if
+/// it is a calculated event.
+pub fn fire(
+    rule: &Rule,
+    runtime: &mut Runtime,
+    ev: &AcceptedEvent,
+    id: u64,
+    in_window: usize,
+) -> (Activation, Option<AcceptedEvent>) {
+    let closes_now = runtime.fire(rule, id, ev.at);
+    let deliveries = runtime.plan_deliveries(rule, ev.at);
+    let activation = build_activation(id, rule, ev, in_window, closes_now, deliveries);
+    let emitted = rule
+        .config
+        .emits
+        .as_ref()
+        .and_then(|kind| calculated_event(rule, kind, ev));
+    (activation, emitted)
+}
+
+/// The event a calculated-event alert emits when it fires on `ev`: same project, entity and
+/// time, the firing event's values, and the alert added to the chain. None once the chain is
+/// [`MAX_CHAIN`] long or already holds the alert (a cycle of calculated events).
+fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option<AcceptedEvent> {
+    let link = format!("{}/{}", rule.project(), rule.name());
+    if ev.chain.len() >= MAX_CHAIN || ev.chain.contains(&link) {
+        return None;
+    }
+    let mut chain = ev.chain.clone();
+    chain.push(link);
+    Some(AcceptedEvent {
+        project: ev.project.clone(),
+        kind: kind.clone(),
+        entity_kind: rule.config.entities.kind,
+        entity_id: ev.entity_id.clone(),
+        value_dict: ev.value_dict.clone(),
+        at: ev.at,
+        idempotency_key: None,
+        chain,
+    })
+}
 
 /// Renders placeholders in a summary or a notification message as plain text, from the
 /// activation: MLRun's `{{project}}`, `{{name}}`, `{{entity}}`, and Tocsin's `{{severity}}`,

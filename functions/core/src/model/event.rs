@@ -25,8 +25,9 @@ pub struct Event {
     pub id: Option<String>,
 }
 
-/// An event once accepted: its kind settled, its entity id checked, its time stamped.
-#[derive(Debug, Clone, PartialEq)]
+/// An event once accepted: its kind settled, its entity id checked, its time stamped. Queued
+/// as JSON between the API and the evaluator (the AWS deployment's SQS path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedEvent {
     pub project: String,
     pub kind: EventKind,

@@ -14,10 +14,10 @@ use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, Fired,
     PutAlert, PutOutcome,
 };
-use crate::engine::{Closed, Matcher, Runtime, Window, build_activation};
+use crate::engine::{self, Closed, Matcher, Runtime, Window};
 use crate::error::{Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
-use crate::rule::{MAX_CHAIN, Rule, secret_reference};
+use crate::rule::{Rule, keep_referenced_secrets};
 
 /// An alert's windows: one for all entities (MLRun's behaviour), or one per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,20 +389,9 @@ impl MemoryState {
             };
             let record = &mut entry.record;
             let rule = &record.rule;
-            // A built-in kind fixes the entity kind (checked on acceptance); a custom one does not.
-            if matches!(ev.kind, EventKind::Custom(_))
-                && rule.config.entities.kind != ev.entity_kind
-            {
+            let Some(passes) = engine::concerns(rule, ev) else {
                 return;
-            }
-            let passes = rule
-                .config
-                .filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&ev.value_dict));
-            if !passes && rule.sustain.is_none() {
-                return;
-            }
+            };
             let (counts, closed) = record.runtime.admit(ev.at);
             if let Some(closed) = closed {
                 changes.closed.push(closed);
@@ -413,36 +402,22 @@ impl MemoryState {
             }
             outcome.counted += 1;
             let window = entry.windows.window_mut(&ev.entity_id);
+            let met = engine::count_in_window(rule, window, ev, passes);
             let entity = rule
                 .per_entity
                 .then(|| Box::<str>::from(ev.entity_id.as_str()));
-            let (met, in_window) = match rule.sustain {
-                Some(span) => (window.sustain(ev.at, passes, span), 1),
-                None => {
-                    let n = window.push(ev.at, rule.count, rule.period);
-                    (n >= rule.count as usize, n)
-                }
-            };
-            if met {
-                // The criteria are met: fire, and start the window afresh.
-                *window = Window::default();
-            }
             changes
                 .windows
                 .push(WindowChange::Put { alert: id, entity });
-            if !met {
+            let Some(in_window) = met else {
                 return;
-            }
+            };
             let activation_id = *next_activation_id;
             *next_activation_id += 1;
-            let closes_now = record.runtime.fire(rule, activation_id, ev.at);
-            let deliveries = record.runtime.plan_deliveries(rule, ev.at);
+            let (activation, calculated) =
+                engine::fire(rule, &mut record.runtime, ev, activation_id, in_window);
             changes.runtimes.push(id);
-            let activation =
-                build_activation(activation_id, rule, ev, in_window, closes_now, deliveries);
-            if let Some(kind) = &rule.config.emits {
-                emitted.extend(calculated_event(rule, kind, ev));
-            }
+            emitted.extend(calculated);
             changes.activations.push(activation.clone());
             outcome.fired.push(Fired {
                 activation,
@@ -464,51 +439,6 @@ impl MemoryState {
         }
         expired
     }
-}
-
-/// The event a calculated-event alert emits when it fires on `ev`: same project, entity and
-/// time, the firing event's values, and the alert added to the chain. None once the chain is
-/// [`MAX_CHAIN`] long or already holds the alert (a cycle of calculated events).
-fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option<AcceptedEvent> {
-    let link = format!("{}/{}", rule.project(), rule.name());
-    if ev.chain.len() >= MAX_CHAIN || ev.chain.contains(&link) {
-        return None;
-    }
-    let mut chain = ev.chain.clone();
-    chain.push(link);
-    Some(AcceptedEvent {
-        project: ev.project.clone(),
-        kind: kind.clone(),
-        entity_kind: rule.config.entities.kind,
-        entity_id: ev.entity_id.clone(),
-        value_dict: ev.value_dict.clone(),
-        at: ev.at,
-        idempotency_key: None,
-        chain,
-    })
-}
-
-/// A notification whose `secret_params` is the masked reference to itself keeps the secret
-/// already stored for it; a reference to a secret that does not exist is refused.
-fn keep_referenced_secrets(rule: &mut Rule, old: Option<&Rule>) -> Result<()> {
-    let (project, name) = (rule.project().to_owned(), rule.name().to_owned());
-    for (notification, secret) in rule.secrets.iter_mut() {
-        if *secret != secret_reference(&project, &name, notification) {
-            continue;
-        }
-        let stored = old
-            .and_then(|o| o.secrets.get(notification))
-            .filter(|s| !s.is_empty());
-        match stored {
-            Some(s) => *secret = s.clone(),
-            None => {
-                return Err(Error::bad(format!(
-                    "Notification `{notification}` refers to a stored secret, but none is stored for it: send its secret_params"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,0 +1,247 @@
+//! Activation records: newest first from the base table (all projects) or `gsi1` (one
+//! project), the outbox from the sparse `gsi2`.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use tocsin_core::error::{Error, Result};
+use tocsin_core::model::{Activation, Delivery, Timestamp};
+use tocsin_core::store::{ActivationQuery, ActivationStore};
+
+use super::item::{
+    Item, activation_sk, get_json, get_n, is_conditional, json, key, n, opt_n, s, sdk_err, ttl_secs,
+};
+use super::{DynamoStore, MAX_CONFLICTS};
+
+/// Items read per page of a listing.
+const PAGE: i32 = 100;
+
+impl DynamoStore {
+    /// An activation item at version `v`.
+    pub(super) fn activation_item(&self, a: &Activation, v: u64) -> Result<Item> {
+        let sk = activation_sk(a.id);
+        let mut item = key("ACT", sk.clone());
+        item.insert("doc".into(), json(a)?);
+        item.insert("at".into(), n(a.activation_time.0));
+        item.insert("v".into(), n(v));
+        item.insert("gsi1pk".into(), s(format!("ACT#{}", a.project)));
+        item.insert("gsi1sk".into(), s(sk.clone()));
+        if a.is_pending() {
+            item.insert("gsi2pk".into(), s("PENDING"));
+            item.insert("gsi2sk".into(), s(sk));
+        }
+        if let Some(t) = a.reset_time {
+            item.insert("reset_time".into(), n(t.0));
+        }
+        let expires = a.activation_time.plus(self.settings.activation_retention);
+        item.insert("expires_at".into(), n(ttl_secs(expires)));
+        Ok(item)
+    }
+
+    /// Reads an activation item: its document, with a `reset_time` stamped on it since.
+    fn activation_of(item: &Item) -> Result<(Activation, u64)> {
+        let mut a: Activation = get_json(item, "doc")?;
+        if a.reset_time.is_none() {
+            a.reset_time = opt_n::<i64>(item, "reset_time")?.map(Timestamp);
+        }
+        Ok((a, get_n(item, "v")?))
+    }
+
+    /// Whether TTL should have deleted the item already (it deletes lazily).
+    fn expired(item: &Item, now: Timestamp) -> bool {
+        opt_n::<i64>(item, "expires_at")
+            .ok()
+            .flatten()
+            .is_some_and(|e| e <= now.0 / 1_000_000)
+    }
+
+    async fn read_activation(&self, id: u64) -> Result<Option<(Activation, u64)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key("ACT", activation_sk(id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        match out.item() {
+            Some(item) if !Self::expired(item, Timestamp::now()) => {
+                Self::activation_of(item).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl ActivationStore for DynamoStore {
+    async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
+        let now = Timestamp::now();
+        let (index, pk_name, pk) = match &query.project {
+            Some(p) => (Some("gsi1"), "gsi1pk", format!("ACT#{p}")),
+            None => (None, "pk", "ACT".to_owned()),
+        };
+        let mut found = Vec::new();
+        let mut skipped = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table())
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .scan_index_forward(false)
+                .consistent_read(index.is_none())
+                .limit(PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            for item in out.items() {
+                if Self::expired(item, now) {
+                    continue;
+                }
+                let (a, _) = Self::activation_of(item)?;
+                if !query.matches(&a) {
+                    continue;
+                }
+                if skipped < query.offset {
+                    skipped += 1;
+                    continue;
+                }
+                if found.len() >= query.limit {
+                    return Ok(found);
+                }
+                found.push(a);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() && found.len() < query.limit => start = Some(k.clone()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>> {
+        Ok(self
+            .read_activation(id)
+            .await?
+            .map(|(a, _)| a)
+            .filter(|a| a.project == project))
+    }
+
+    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some((mut a, v)) = self.read_activation(id).await? else {
+                return Ok(());
+            };
+            a.record(delivery.clone());
+            let result = self
+                .client
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(self.activation_item(&a, v + 1)?))
+                .condition_expression("v = :expected")
+                .expression_attribute_values(":expected", n(v))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conditional(&e) => continue,
+                Err(e) => return Err(sdk_err("PutItem", e)),
+            }
+        }
+        Err(Error::Store(format!(
+            "gave up recording a delivery of activation {id} after {MAX_CONFLICTS} conflicts"
+        )))
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table())
+                .index_name("gsi2")
+                .key_condition_expression("gsi2pk = :p")
+                .expression_attribute_values(":p", s("PENDING"))
+                .limit(PAGE)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            for item in out.items() {
+                let (a, _) = Self::activation_of(item)?;
+                if a.is_pending() && found.len() < limit {
+                    found.push(a);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
+        let mut doomed = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk")
+                .filter_expression("#at < :before")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":pk", s("ACT"))
+                .expression_attribute_values(":before", n(before.0))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            doomed.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        for chunk in doomed.chunks(25) {
+            let requests = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| Error::Store(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut pending = Some(requests);
+            // BatchWriteItem may leave some for later under throttling: send those again.
+            for _ in 0..MAX_CONFLICTS {
+                let Some(batch) = pending.take().filter(|b| !b.is_empty()) else {
+                    break;
+                };
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(self.table(), batch)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(self.table()))
+                    .cloned();
+            }
+        }
+        Ok(doomed.len())
+    }
+}

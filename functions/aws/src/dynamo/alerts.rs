@@ -1,0 +1,312 @@
+//! Alert configs and their state: every change is a conditional write on the alert's version
+//! and bumps the catalog, so that evaluators reload within their config TTL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem, Update};
+use tocsin_core::engine::{Closed, Runtime};
+use tocsin_core::error::{Error, Result};
+use tocsin_core::model::Timestamp;
+use tocsin_core::rule::keep_referenced_secrets;
+use tocsin_core::store::{AlertRecord, AlertStore, PutAlert, PutOutcome};
+
+use super::cache::StoredAlert;
+use super::item::{
+    activation_sk, alert_sk, cancelled_conditions, get_n, is_conditional, key, n, sdk_err,
+};
+use super::{DynamoStore, MAX_CONFLICTS};
+
+fn build_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("cannot build a DynamoDB request: {e}"))
+}
+
+/// What a write of an alert did.
+enum Written {
+    Done,
+    /// A concurrent writer changed the alert (or the catalog refused): read again.
+    Conflict(Vec<bool>),
+}
+
+impl DynamoStore {
+    /// The catalog update that goes with every config change: `v` + 1, and `alerts` + `delta`.
+    fn catalog_bump(&self, delta: i64, max: Option<usize>) -> Result<TransactWriteItem> {
+        let mut u = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key("META", "CATALOG")))
+            .update_expression("ADD v :one, alerts :delta")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":delta", n(delta));
+        if let Some(max) = max {
+            u = u
+                .condition_expression("attribute_not_exists(alerts) OR alerts < :max")
+                .expression_attribute_values(":max", n(max));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(u.build().map_err(build_err)?)
+            .build())
+    }
+
+    /// Writes `alert` (at `alert.v`, expected at `expected`) with a catalog bump, atomically.
+    async fn write_alert(
+        &self,
+        alert: &StoredAlert,
+        expected: u64,
+        catalog: TransactWriteItem,
+    ) -> Result<Written> {
+        let (condition, value) = super::cache::at_version(expected);
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(alert.to_item()?))
+            .condition_expression(condition)
+            .set_expression_attribute_values(value.map(|v| [(":expected".to_owned(), v)].into()))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(catalog)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Written::Done),
+            Err(e) => match cancelled_conditions(&e) {
+                Some(reasons) => Ok(Written::Conflict(reasons)),
+                None => Err(sdk_err("TransactWriteItems", e)),
+            },
+        }
+    }
+
+    /// Allocates the next value of a catalog counter (`next_alert`, `next_activation`).
+    pub(super) async fn next_id(&self, counter: &str) -> Result<u64> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key("META", "CATALOG")))
+            .update_expression("ADD #c :one")
+            .expression_attribute_names("#c", counter)
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| sdk_err("UpdateItem", e))?;
+        out.attributes()
+            .ok_or_else(|| Error::Store("the catalog counter came back empty".into()))
+            .and_then(|a| get_n(a, counter))
+    }
+
+    /// Stamps the activation a reset (or a cooldown's end) closed with its `reset_time`, unless
+    /// it already has one or is gone.
+    pub(super) async fn close_activation(&self, closed: Closed) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key("ACT", activation_sk(closed.activation))))
+            .update_expression("SET reset_time = if_not_exists(reset_time, :t)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", n(closed.at.0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(sdk_err("UpdateItem", e)),
+        }
+    }
+
+    /// Read, change, write back conditionally, retrying when a concurrent writer won; the
+    /// change returns what to answer, or None when there is no such alert.
+    async fn update_alert<T>(
+        &self,
+        project: &str,
+        name: &str,
+        mut change: impl FnMut(&mut StoredAlert) -> Result<(T, Option<Closed>)>,
+    ) -> Result<Option<T>> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some(mut alert) = self.read_alert(project, name).await? else {
+                return Ok(None);
+            };
+            let expected = alert.v;
+            let (answer, closed) = change(&mut alert)?;
+            alert.v += 1;
+            if let Written::Done = self
+                .write_alert(&alert, expected, self.catalog_bump(0, None)?)
+                .await?
+            {
+                if let Some(c) = closed {
+                    self.close_activation(c).await?;
+                }
+                self.cache.lock().await.invalidate();
+                return Ok(Some(answer));
+            }
+        }
+        Err(conflicts())
+    }
+}
+
+fn conflicts() -> Error {
+    Error::Store(format!(
+        "gave up after {MAX_CONFLICTS} conflicting concurrent writes to one alert"
+    ))
+}
+
+#[async_trait]
+impl AlertStore for DynamoStore {
+    async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
+        let PutAlert {
+            rule,
+            force_reset,
+            max_allowed,
+            now,
+        } = put;
+        let (project, name) = (rule.project().to_owned(), rule.name().to_owned());
+        for _ in 0..MAX_CONFLICTS {
+            let mut rule = rule.clone();
+            let Some(old) = self.read_alert(&project, &name).await? else {
+                keep_referenced_secrets(&mut rule, None)?;
+                let alert = StoredAlert {
+                    id: self.next_id("next_alert").await?,
+                    rule: Arc::new(rule),
+                    runtime: Runtime::default(),
+                    created: now,
+                    updated: now,
+                    v: 1,
+                    generation: 1,
+                };
+                match self
+                    .write_alert(&alert, 0, self.catalog_bump(1, Some(max_allowed))?)
+                    .await?
+                {
+                    Written::Done => {
+                        self.cache.lock().await.invalidate();
+                        return Ok(PutOutcome {
+                            alert: alert.record(),
+                            created: true,
+                            reset: false,
+                        });
+                    }
+                    Written::Conflict(reasons) if reasons.get(1) == Some(&true) => {
+                        let (_, count) = self.catalog().await?;
+                        return Err(Error::PreconditionFailed(format!(
+                            "Allowed number of alerts exceeded: {count} alerts exist (the limit is {max_allowed})"
+                        )));
+                    }
+                    // Created concurrently: update it instead.
+                    Written::Conflict(_) => continue,
+                }
+            };
+            keep_referenced_secrets(&mut rule, Some(&old.rule))?;
+            let reset = old
+                .runtime
+                .update_resets(&old.rule, &rule, force_reset, now);
+            let mut alert = old.clone();
+            let closed = if reset {
+                alert.runtime.reset(now)
+            } else {
+                None
+            };
+            if reset || old.rule.per_entity != rule.per_entity {
+                alert.generation += 1;
+            }
+            alert.rule = Arc::new(rule);
+            alert.updated = now;
+            alert.v += 1;
+            if let Written::Done = self
+                .write_alert(&alert, old.v, self.catalog_bump(0, None)?)
+                .await?
+            {
+                if let Some(c) = closed {
+                    self.close_activation(c).await?;
+                }
+                self.cache.lock().await.invalidate();
+                return Ok(PutOutcome {
+                    alert: alert.record(),
+                    created: false,
+                    reset,
+                });
+            }
+        }
+        Err(conflicts())
+    }
+
+    async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
+        Ok(self.read_alert(project, name).await?.map(|a| a.record()))
+    }
+
+    async fn list_alerts(
+        &self,
+        project: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        let mut alerts = self.load_alerts().await?;
+        alerts.retain(|a| project.is_none_or(|p| a.rule.project() == p));
+        alerts.sort_by(|a, b| {
+            (a.rule.project(), a.rule.name()).cmp(&(b.rule.project(), b.rule.name()))
+        });
+        Ok(alerts
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(StoredAlert::record)
+            .collect())
+    }
+
+    async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
+        let delete = Delete::builder()
+            .table_name(self.table())
+            .set_key(Some(key("ALERT", alert_sk(project, name))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.catalog_bump(-1, None)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.cache.lock().await.invalidate();
+                Ok(true)
+            }
+            Err(e) if cancelled_conditions(&e).is_some() => Ok(false),
+            Err(e) => Err(sdk_err("TransactWriteItems", e)),
+        }
+    }
+
+    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
+        let done = self
+            .update_alert(project, name, |alert| {
+                let closed = alert.runtime.reset(now);
+                alert.generation += 1;
+                Ok(((), closed))
+            })
+            .await?;
+        Ok(done.is_some())
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = self
+            .update_alert(project, name, |alert| {
+                alert.runtime.acknowledge(by, now)?;
+                Ok(((), None))
+            })
+            .await?;
+        Ok(done.is_some())
+    }
+
+    async fn alert_count(&self) -> Result<usize> {
+        Ok(self.catalog().await?.1)
+    }
+}

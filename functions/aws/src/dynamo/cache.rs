@@ -1,0 +1,274 @@
+//! What one store instance remembers between calls: the alerts (configs and runtime state,
+//! with their versions), the matching index, and the windows it read or wrote.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use tocsin_core::engine::{Matcher, Runtime, Window};
+use tocsin_core::error::Result;
+use tocsin_core::model::Timestamp;
+use tocsin_core::rule::Rule;
+use tocsin_core::store::AlertRecord;
+
+use super::DynamoStore;
+use super::item::{Item, alert_sk, get_json, get_n, json, key, n, s, sdk_err};
+
+/// Windows remembered at most; beyond, the cache of windows starts over (a window not in the
+/// cache costs one more write when another instance wrote it meanwhile, never a wrong count).
+const MAX_CACHED_WINDOWS: usize = 100_000;
+
+/// An alert item, decoded.
+#[derive(Debug, Clone)]
+pub struct StoredAlert {
+    pub id: u64,
+    pub rule: Arc<Rule>,
+    pub runtime: Runtime,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+    /// The item's version: every write is conditional on it and increments it.
+    pub v: u64,
+    /// The window generation: a reset or a change of what decides firing starts a new one.
+    pub generation: u64,
+}
+
+/// The `doc` attribute of an alert item.
+#[derive(Serialize, Deserialize)]
+struct Doc<R> {
+    rule: R,
+    created: Timestamp,
+    updated: Timestamp,
+}
+
+impl StoredAlert {
+    pub fn from_item(item: &Item) -> Result<Self> {
+        let doc: Doc<Rule> = get_json(item, "doc")?;
+        Ok(StoredAlert {
+            id: get_n(item, "id")?,
+            rule: Arc::new(doc.rule),
+            runtime: get_json(item, "rt")?,
+            created: doc.created,
+            updated: doc.updated,
+            v: get_n(item, "v")?,
+            generation: get_n(item, "gen")?,
+        })
+    }
+
+    /// The whole item, at version `self.v`.
+    pub fn to_item(&self) -> Result<Item> {
+        let mut item = key("ALERT", alert_sk(self.rule.project(), self.rule.name()));
+        let doc = Doc {
+            rule: &*self.rule,
+            created: self.created,
+            updated: self.updated,
+        };
+        item.insert("id".into(), n(self.id));
+        item.insert("doc".into(), json(&doc)?);
+        item.insert("rt".into(), json(&self.runtime)?);
+        item.insert("v".into(), n(self.v));
+        item.insert("gen".into(), n(self.generation));
+        Ok(item)
+    }
+
+    pub fn record(&self) -> AlertRecord {
+        AlertRecord {
+            id: self.id,
+            rule: self.rule.clone(),
+            runtime: self.runtime.clone(),
+            created: self.created,
+            updated: self.updated,
+        }
+    }
+}
+
+/// Which window: of an alert, in a generation, for an entity (None: the shared window).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WindowKey {
+    pub alert: u64,
+    pub generation: u64,
+    pub entity: Option<Box<str>>,
+}
+
+impl WindowKey {
+    pub fn item_key(&self) -> Item {
+        let sk = match &self.entity {
+            None => "#".to_owned(),
+            Some(e) => format!("E#{e}"),
+        };
+        key(format!("W#{}#{}", self.alert, self.generation), sk)
+    }
+}
+
+/// A window with the version of its item (0: no item known).
+pub type Versioned = (Window, u64);
+
+/// The cache of one store instance.
+#[derive(Default)]
+pub struct Cache {
+    /// When the catalog version was last compared (None: reload at the next use).
+    checked: Option<Instant>,
+    catalog: u64,
+    pub alerts: FxHashMap<u64, StoredAlert>,
+    pub matcher: Matcher,
+    pub windows: FxHashMap<WindowKey, Versioned>,
+}
+
+impl Cache {
+    /// Forgets the configs, so that the next event reloads them (after this instance changed
+    /// one: its own writes are seen at once).
+    pub fn invalidate(&mut self) {
+        self.checked = None;
+    }
+
+    /// How long ago the catalog was compared.
+    pub fn age(&self) -> Option<Duration> {
+        self.checked.map(|t| t.elapsed())
+    }
+
+    /// Replaces one alert's cached item (after this instance read or wrote it).
+    pub fn put_alert(&mut self, alert: StoredAlert) {
+        if let Some(old) = self.alerts.get(&alert.id) {
+            self.matcher.remove(alert.id, &old.rule);
+        }
+        self.matcher.insert(alert.id, &alert.rule);
+        self.alerts.insert(alert.id, alert);
+    }
+
+    /// Forgets an alert that no longer exists.
+    pub fn remove_alert(&mut self, id: u64) {
+        if let Some(old) = self.alerts.remove(&id) {
+            self.matcher.remove(id, &old.rule);
+        }
+    }
+
+    /// Remembers a window as read or written.
+    pub fn put_window(&mut self, key: WindowKey, window: Versioned) {
+        if self.windows.len() >= MAX_CACHED_WINDOWS {
+            self.windows.clear();
+        }
+        self.windows.insert(key, window);
+    }
+}
+
+impl DynamoStore {
+    /// The catalog's config version and alert count.
+    pub(super) async fn catalog(&self) -> Result<(u64, usize)> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key("META", "CATALOG")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        Ok(match out.item() {
+            Some(item) => (
+                super::item::opt_n(item, "v")?.unwrap_or(0),
+                super::item::opt_n(item, "alerts")?.unwrap_or(0),
+            ),
+            None => (0, 0),
+        })
+    }
+
+    /// Every alert item, read strongly consistent.
+    pub(super) async fn load_alerts(&self) -> Result<Vec<StoredAlert>> {
+        let mut alerts = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s("ALERT"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            for item in out.items() {
+                alerts.push(StoredAlert::from_item(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(alerts),
+            }
+        }
+    }
+
+    /// One alert item, read strongly consistent.
+    pub(super) async fn read_alert(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<StoredAlert>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key("ALERT", alert_sk(project, name))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        out.item().map(StoredAlert::from_item).transpose()
+    }
+
+    /// Brings the cached configs up to date when they were last compared more than `max_age`
+    /// ago: one read of the catalog, and a reload of the alerts only when it changed.
+    pub(super) async fn refresh(&self, cache: &mut Cache, max_age: Duration) -> Result<()> {
+        if cache.age().is_some_and(|age| age < max_age) {
+            return Ok(());
+        }
+        let (version, _) = self.catalog().await?;
+        if cache.checked.is_some() && version == cache.catalog {
+            cache.checked = Some(Instant::now());
+            return Ok(());
+        }
+        let alerts = self.load_alerts().await?;
+        cache.alerts.clear();
+        cache.matcher = Matcher::default();
+        for a in alerts {
+            cache.put_alert(a);
+        }
+        let current = &cache.alerts;
+        cache.windows.retain(|k, _| {
+            current
+                .get(&k.alert)
+                .is_some_and(|a| a.generation == k.generation)
+        });
+        cache.catalog = version;
+        cache.checked = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Reads a window item strongly consistent (after losing a write on it).
+    pub(super) async fn read_window(&self, key: &WindowKey) -> Result<Versioned> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key.item_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        match out.item() {
+            Some(item) => Ok((get_json(item, "w")?, get_n(item, "v")?)),
+            None => Ok((Window::default(), 0)),
+        }
+    }
+}
+
+/// The condition that an item is still at version `v` (0: that it does not exist), with its
+/// value placeholder.
+pub fn at_version(v: u64) -> (&'static str, Option<AttributeValue>) {
+    if v == 0 {
+        ("attribute_not_exists(pk)", None)
+    } else {
+        ("v = :expected", Some(n(v)))
+    }
+}

@@ -1,0 +1,145 @@
+//! Attribute values in and out, and the errors of the SDK as store errors.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tocsin_core::error::{Error, Result};
+
+/// An item as the SDK holds it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A string value.
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number value.
+pub fn n(v: impl Display) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A JSON document as a string value.
+pub fn json<T: Serialize>(v: &T) -> Result<AttributeValue> {
+    serde_json::to_string(v)
+        .map(AttributeValue::S)
+        .map_err(|e| Error::Store(format!("cannot encode an item: {e}")))
+}
+
+fn corrupt(key: &str, what: &str) -> Error {
+    Error::Store(format!("a stored item has no readable `{key}` ({what})"))
+}
+
+/// A string attribute.
+pub fn get_s<'a>(item: &'a Item, key: &str) -> Result<&'a str> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(corrupt(key, "string")),
+    }
+}
+
+/// A number attribute.
+pub fn get_n<T: FromStr>(item: &Item, key: &str) -> Result<T> {
+    match item.get(key) {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| corrupt(key, "number")),
+        _ => Err(corrupt(key, "number")),
+    }
+}
+
+/// A number attribute that may be absent.
+pub fn opt_n<T: FromStr>(item: &Item, key: &str) -> Result<Option<T>> {
+    match item.get(key) {
+        None => Ok(None),
+        Some(_) => get_n(item, key).map(Some),
+    }
+}
+
+/// A JSON document attribute.
+pub fn get_json<T: DeserializeOwned>(item: &Item, key: &str) -> Result<T> {
+    serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt(key, &e.to_string()))
+}
+
+/// The size DynamoDB bills an item at: attribute names and values in UTF-8 bytes, numbers at
+/// about one byte per two digits plus one. Write units are this in 1 KB steps.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + value_size(v) + 1)
+                .sum::<usize>()
+        }
+        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+/// Any SDK failure as a store error, with the service's code when there is one.
+pub fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    e: SdkError<E, R>,
+) -> Error {
+    let detail = match e.as_service_error() {
+        Some(s) => format!(
+            "{}: {}",
+            s.code().unwrap_or("error"),
+            s.message().unwrap_or("")
+        ),
+        None => aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+    };
+    Error::Store(format!("DynamoDB {what} failed: {detail}"))
+}
+
+/// Whether a failure is a lost condition (a concurrent writer got there first).
+pub fn is_conditional<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// For a cancelled transaction: which of its items failed their condition.
+pub fn cancelled_conditions<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<bool>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as T;
+    match e.as_service_error() {
+        Some(T::TransactionCanceledException(c)) => Some(
+            c.cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The key of an item.
+pub fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// The sort key of an alert: project and name, apart by a character neither can hold usefully.
+pub fn alert_sk(project: &str, name: &str) -> String {
+    format!("{project}\u{1}{name}")
+}
+
+/// The sort key of an activation: its id in 20 digits, so that keys sort as ids do.
+pub fn activation_sk(id: u64) -> String {
+    format!("{id:020}")
+}
+
+/// Seconds since the epoch, rounded up, for the TTL attribute.
+pub fn ttl_secs(t: tocsin_core::model::Timestamp) -> i64 {
+    t.0.div_euclid(1_000_000) + 1
+}

@@ -1,0 +1,112 @@
+//! The DynamoDB store: the same store traits as the embedded store, on one DynamoDB table, for
+//! Lambda functions that share nothing but the table.
+//!
+//! # Data model (one table, `pk`/`sk` strings, on-demand, TTL on `expires_at`)
+//!
+//! | item | `pk` | `sk` | attributes | size |
+//! |---|---|---|---|---|
+//! | catalog | `META` | `CATALOG` | `v` (bumped by every config change, reset and acknowledgement), `alerts` (count), `next_alert`, `next_activation` | < 100 B |
+//! | alert | `ALERT` | project `\u{1}` name | `id`, `doc` (rule with secrets, dates: JSON), `rt` (runtime: JSON), `v` (version), `gen` (window generation) | 1–4 KB |
+//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: JSON), `v`, `expires_at` | ≤ 1.8 KB (≤ `max_criteria_count` times) |
+//! | idempotency key | `I#{project}` | the key | `exp` (µs), `expires_at` | < 300 B |
+//! | activation | `ACT` | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
+//! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
+//!
+//! Indexes: `gsi1` (`gsi1pk`, `gsi1sk`) lists a project's activations newest first; `gsi2`
+//! (`gsi2pk`, `gsi2sk`) is sparse, the outbox of activations with pending notifications.
+//! Activations of all projects are listed from the base table (`pk = ACT`).
+//!
+//! # The hot path: one conditional write per matched (event, alert), no read
+//!
+//! Each store instance (one per Lambda container) caches the alert configs with their runtime
+//! state and the windows it has written, each with the version it read or wrote. An event is
+//! evaluated by the engine on the cached values and committed with one `PutItem` of its window,
+//! conditional on the cached version: no read. When the window meets the criteria, the firing
+//! is one `TransactWriteItems`: the window, the alert's runtime (conditional on the alert's
+//! version) and the new activation. When two Lambdas deliver the threshold-crossing events
+//! together, one transaction wins; the other fails its condition, reads the current window
+//! and alert (strongly consistent), and evaluates its event again: exactly one activation, and
+//! every event counted once. A batch (the SQS evaluator) evaluates all its events of one window
+//! in memory and writes once.
+//!
+//! The cache checks the catalog's version (one `GetItem`) at most every
+//! [`DynamoSettings::config_ttl`], and reloads the alerts when it changed. A reset or a config
+//! change moves the alert to a new window generation, so windows never need deleting: old
+//! generations are never read again, and TTL removes them. TTL deletes lazily, so every read
+//! also filters on `expires_at`.
+
+mod activations;
+mod alerts;
+mod cache;
+mod events;
+mod item;
+mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use tocsin_core::model::Span;
+use tokio::sync::Mutex;
+
+pub use item::item_size;
+pub use table::create_table;
+
+use cache::Cache;
+
+/// How the store behaves; the defaults suit Lambda.
+#[derive(Debug, Clone)]
+pub struct DynamoSettings {
+    /// The table's name.
+    pub table: String,
+    /// How stale the cached alert configs may be for event evaluation: the catalog version is
+    /// checked at most this often. API reads always go to the table.
+    pub config_ttl: Duration,
+    /// Activations are kept this long (their `expires_at`).
+    pub activation_retention: Span,
+}
+
+impl DynamoSettings {
+    /// Settings for `table` with the defaults: configs checked every 5 s, activations kept
+    /// 30 days.
+    pub fn new(table: impl Into<String>) -> Self {
+        DynamoSettings {
+            table: table.into(),
+            config_ttl: Duration::from_secs(5),
+            activation_retention: Span::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The store on DynamoDB; cheap to clone (the client and the cache are shared).
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    settings: Arc<DynamoSettings>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl DynamoStore {
+    /// A store on an existing table (see [`create_table`]).
+    pub fn new(client: Client, settings: DynamoSettings) -> Self {
+        DynamoStore {
+            client,
+            settings: Arc::new(settings),
+            cache: Arc::new(Mutex::new(Cache::default())),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.settings.table
+    }
+
+    /// The DynamoDB client, for the hosts that share it (email subscriptions).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// How many times an operation re-reads and retries after losing a conditional write to a
+/// concurrent writer before it gives up with an error.
+const MAX_CONFLICTS: usize = 64;

@@ -1,0 +1,5 @@
+//! Tocsin on AWS serverless: the DynamoDB store, SNS fan-out, the SQS queue of events, and the
+//! Lambda entry points (thin: the same router, engine and notifier as `tocsin serve`).
+
+pub mod dynamo;
+pub mod local;
