@@ -2,4 +2,9 @@
 //! Lambda entry points (thin: the same router, engine and notifier as `tocsin serve`).
 
 pub mod dynamo;
+pub mod environment;
+pub mod handlers;
 pub mod local;
+pub mod queue;
+pub mod sns;
+pub mod subscriptions;

@@ -218,13 +218,24 @@ impl Service {
             .store
             .apply_event(event, self.settings.idempotency_ttl())
             .await?;
-        if outcome.unknown_kind {
-            return Err(Error::bad(format!(
-                "invalid event kind `{}`: not a built-in kind, and no alert of project `{}` triggers on it",
-                event.kind, event.project
-            )));
+        refuse_unknown(event, outcome)
+    }
+
+    /// Evaluates accepted events as one batch (see [`crate::store::EventStore::apply_events`]),
+    /// one outcome each; an unknown custom kind is that event's 400.
+    pub async fn ingest_batch(&self, events: &[AcceptedEvent]) -> Vec<Result<EventOutcome>> {
+        if self.settings.mode == AlertsMode::Disabled {
+            return events.iter().map(|_| Ok(EventOutcome::default())).collect();
         }
-        Ok(outcome)
+        let outcomes = self
+            .store
+            .apply_events(events, self.settings.idempotency_ttl())
+            .await;
+        events
+            .iter()
+            .zip(outcomes)
+            .map(|(event, outcome)| outcome.and_then(|o| refuse_unknown(event, o)))
+            .collect()
     }
 
     /// What an activation of alert `name` would look like if `event` fired it now, and which of
@@ -312,6 +323,17 @@ impl Service {
             ))
         })
     }
+}
+
+/// An event of a custom kind that no alert triggers on is refused (400), not counted nowhere.
+fn refuse_unknown(event: &AcceptedEvent, outcome: EventOutcome) -> Result<EventOutcome> {
+    if outcome.unknown_kind {
+        return Err(Error::bad(format!(
+            "invalid event kind `{}`: not a built-in kind, and no alert of project `{}` triggers on it",
+            event.kind, event.project
+        )));
+    }
+    Ok(outcome)
 }
 
 fn not_found_alert(project: &str, name: &str) -> Error {

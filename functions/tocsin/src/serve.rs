@@ -121,6 +121,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         AppState {
             service,
             dispatch: Arc::new(notifier),
+            queue: None,
         },
         server.max_body_bytes,
     );

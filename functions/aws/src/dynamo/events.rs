@@ -49,7 +49,7 @@ impl DynamoStore {
     /// is written once for the whole batch (and once more per firing). Returns one outcome per
     /// event; an event whose writes failed gets the error (and its idempotency key back), the
     /// others are unaffected.
-    pub async fn apply_events(
+    async fn evaluate_batch(
         &self,
         events: &[AcceptedEvent],
         ttl: Span,
@@ -445,9 +445,13 @@ fn key_of_alert(alert: &StoredAlert) -> Item {
 #[async_trait]
 impl EventStore for DynamoStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
-        self.apply_events(std::slice::from_ref(event), ttl)
+        self.evaluate_batch(std::slice::from_ref(event), ttl)
             .await
             .pop()
             .unwrap_or_else(|| Ok(EventOutcome::default()))
+    }
+
+    async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
+        self.evaluate_batch(events, ttl).await
     }
 }

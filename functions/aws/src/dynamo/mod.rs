@@ -39,7 +39,7 @@ mod activations;
 mod alerts;
 mod cache;
 mod events;
-mod item;
+pub(crate) mod item;
 mod table;
 
 use std::sync::Arc;

@@ -126,6 +126,20 @@ pub trait EventStore: Send + Sync {
         event: &AcceptedEvent,
         idempotency_ttl: Span,
     ) -> Result<EventOutcome>;
+
+    /// Events in order of arrival, one outcome each. A store that writes remotely overrides
+    /// this to write each window once per batch rather than once per event.
+    async fn apply_events(
+        &self,
+        events: &[AcceptedEvent],
+        idempotency_ttl: Span,
+    ) -> Vec<Result<EventOutcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.apply_event(event, idempotency_ttl).await);
+        }
+        outcomes
+    }
 }
 
 /// Activation records.

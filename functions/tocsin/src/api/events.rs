@@ -1,11 +1,16 @@
 //! `POST /projects/{project}/events/{kind}`: the event is evaluated before the answer (MLRun's
 //! client reads alert state right after), and its activations are handed to the notifier, which
 //! delivers after the answer.
+//!
+//! `POST /projects/{project}/events` (Tocsin's extension) takes a batch: evaluated before the
+//! answer, or, where a queue is configured (AWS), queued for the evaluator and answered 202.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use serde_json::Value;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tocsin_core::model::{Event, Timestamp};
 
 use super::{ApiError, AppState, JsonBody, check_project};
@@ -29,4 +34,69 @@ pub async fn post(
         s.dispatch.dispatch(fired);
     }
     Ok(Json(Value::Null))
+}
+
+/// At most this many events in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// The body of a batch.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    events: Vec<Event>,
+}
+
+pub async fn post_batch(
+    State(s): State<AppState>,
+    Path(project): Path<String>,
+    JsonBody(batch): JsonBody<EventBatch>,
+) -> Result<Response, ApiError> {
+    check_project(&project)?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "A batch holds 1 to {MAX_BATCH} events; this one holds {}",
+                batch.events.len()
+            ),
+        ));
+    }
+    let now = Timestamp::now();
+    // Every event is checked before any is evaluated or queued: a bad one refuses the batch.
+    let mut accepted = Vec::with_capacity(batch.events.len());
+    for (i, event) in batch.events.into_iter().enumerate() {
+        let Some(kind) = event.kind.clone() else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("events[{i}]: `kind` is required in a batch"),
+            ));
+        };
+        let event = s
+            .service
+            .accept_event(&project, kind.as_str(), event, None, now)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("events[{i}]: {e}")))?;
+        accepted.push(event);
+    }
+    if let Some(queue) = &s.queue {
+        queue.enqueue(&accepted).await?;
+        let body = json!({"accepted": accepted.len(), "queued": true});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let mut results = Vec::with_capacity(accepted.len());
+    for outcome in s.service.ingest_batch(&accepted).await {
+        results.push(match outcome {
+            Ok(o) => {
+                let fired: Vec<u64> = o.fired.iter().map(|f| f.activation.id).collect();
+                for f in o.fired {
+                    s.dispatch.dispatch(f);
+                }
+                json!({"counted": o.counted, "fired": fired, "duplicate": o.duplicate})
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                json!({"status": e.status.as_u16(), "detail": e.detail})
+            }
+        });
+    }
+    Ok(Json(json!({"accepted": accepted.len(), "results": results})).into_response())
 }

@@ -38,6 +38,19 @@ pub struct AppState {
     pub service: Service,
     /// Where fired activations go for delivery (off the request path).
     pub dispatch: Arc<dyn Dispatch>,
+    /// Where batches of events go when they are evaluated elsewhere (the AWS deployment's SQS
+    /// queue); None evaluates them before answering.
+    pub queue: Option<Arc<dyn EventQueue>>,
+}
+
+/// A durable queue of accepted events, evaluated later by another process.
+#[async_trait::async_trait]
+pub trait EventQueue: Send + Sync {
+    /// Queues every event, or fails as a whole (nothing is accepted then).
+    async fn enqueue(
+        &self,
+        events: &[tocsin_core::model::AcceptedEvent],
+    ) -> Result<(), tocsin_core::Error>;
 }
 
 /// The OpenAPI document of everything this router serves.
@@ -69,6 +82,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/api/v1/projects/{project}/alerts/{name}/activations",
     ),
     ("post", "/api/v1/projects/{project}/events/{kind}"),
+    ("post", "/api/v1/projects/{project}/events"),
     ("get", "/api/v1/projects/{project}/alert-activations"),
     ("get", "/api/v1/projects/{project}/alert-activations/{id}"),
 ];
@@ -111,6 +125,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(activations::list_for_alert),
         )
         .route("/projects/{project}/events/{kind}", post(events::post))
+        .route("/projects/{project}/events", post(events::post_batch))
         .route(
             "/projects/{project}/alert-activations",
             get(activations::list),

@@ -29,6 +29,7 @@ fn app() -> (axum::Router, Arc<Collect>) {
             AppState {
                 service,
                 dispatch: collect.clone(),
+                queue: None,
             },
             64 * 1024,
         ),

@@ -31,7 +31,7 @@ pub use tocsin_core::rule::MAX_CHAIN;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
+pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, email_recipients, render_mail};
 pub use payload::{slack_payload, webhook_payload};
 pub use preview::preview;
 pub use retry::DeliverySettings;
@@ -135,6 +135,33 @@ impl Notifier {
         settings: DeliverySettings,
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
+        let (notifier, rx) = Self::build(service, settings, smtp)?;
+        tokio::spawn(notifier.courier.clone().run(rx));
+        Ok(notifier)
+    }
+
+    /// A notifier without its background worker, for a host that delivers one activation at a
+    /// time and waits (the notifier Lambda, which is frozen between invocations).
+    pub fn standalone(
+        service: Service,
+        settings: DeliverySettings,
+        smtp: &SmtpSettings,
+    ) -> Result<Self, NotifierError> {
+        Ok(Self::build(service, settings, smtp)?.0)
+    }
+
+    /// Delivers every pending notification of a stored activation with the alert's current
+    /// config (or records them failed if the alert was deleted), with retries; records each
+    /// outcome and returns when all are settled.
+    pub async fn deliver_stored(&self, activation: Activation) {
+        self.courier.clone().recover(activation).await;
+    }
+
+    fn build(
+        service: Service,
+        settings: DeliverySettings,
+        smtp: &SmtpSettings,
+    ) -> Result<(Self, mpsc::Receiver<Fired>), NotifierError> {
         let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
@@ -156,8 +183,7 @@ impl Notifier {
             jitter: Mutex::new(retry::Jitter::new()),
             mailer,
         });
-        tokio::spawn(courier.clone().run(rx));
-        Ok(Notifier { queue, courier })
+        Ok((Notifier { queue, courier }, rx))
     }
 }
 

@@ -26,6 +26,9 @@ pub struct DeliverySettings {
     pub max_activations_in_delivery: usize,
     /// Fired activations queued in memory; beyond this the outbox on disk holds them.
     pub queue_capacity: usize,
+    /// Email goes out through SNS email subscriptions (the AWS deployment), not SMTP: an email
+    /// notification counts as sent once its activation reached the topic.
+    pub email_via_sns: bool,
 }
 
 impl Default for DeliverySettings {
@@ -39,6 +42,7 @@ impl Default for DeliverySettings {
             max_in_flight: 64,
             max_activations_in_delivery: 1024,
             queue_capacity: 1024,
+            email_via_sns: false,
         }
     }
 }

@@ -52,6 +52,9 @@ impl Courier {
                 }
                 req
             }
+            // The SNS topic's email subscriptions (filtered to this alert) carry it: the
+            // activation was published before the notifier got it.
+            NotificationKind::Email if self.settings.email_via_sns => return Ok(()),
             NotificationKind::Email => {
                 let mailer = self.mailer.as_ref().ok_or_else(|| {
                     Failure::Permanent(

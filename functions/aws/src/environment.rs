@@ -1,0 +1,176 @@
+//! What a Lambda function reads from its environment (set by `infra/template.yaml`), and the
+//! AWS clients, built once per container.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tocsin_core::model::Span;
+use tocsin_core::settings::{AlertsMode, AlertsSettings};
+
+use crate::dynamo::DynamoSettings;
+
+/// Why a function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} = `{value}`: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The functions' settings.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// `TOCSIN_TABLE`: the DynamoDB table.
+    pub table: String,
+    /// `TOCSIN_TOPIC_ARN`: the SNS topic activations are published to.
+    pub topic_arn: String,
+    /// `TOCSIN_QUEUE_URL`: the SQS queue of event batches (API only; unset: batches are
+    /// evaluated in the request).
+    pub queue_url: Option<String>,
+    /// `TOCSIN_ALERTS_MODE` (`enabled`/`disabled`), `TOCSIN_ALERTS_MAX_ALLOWED`,
+    /// `TOCSIN_ALERTS_MAX_CRITERIA_COUNT`.
+    pub alerts: AlertsSettings,
+    /// `TOCSIN_CONFIG_TTL_MS`: how stale cached alert configs may be for evaluation (5000).
+    pub config_ttl: Duration,
+    /// `TOCSIN_MAX_BODY_BYTES`: the largest request body (1 MiB).
+    pub max_body_bytes: usize,
+    /// `TOCSIN_GIVE_UP_SECS`: the notifier stops retrying a delivery after this long (120;
+    /// below the function's timeout).
+    pub give_up_secs: u64,
+    /// `TOCSIN_SWEEP_AFTER_SECS`: the sweep republishes activations still pending this long
+    /// after they fired (600).
+    pub sweep_after_secs: i64,
+    /// `TOCSIN_ACTIVATION_RETENTION_DAYS`: activations expire (TTL) this long after they fired (30).
+    pub activation_retention_days: i64,
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, EnvError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| EnvError::Invalid {
+            name,
+            value: v,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Environment {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// From any lookup of variables (tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let required = |name: &'static str| get(name).ok_or(EnvError::Missing(name));
+        let defaults = AlertsSettings::default();
+        let mode = match get("TOCSIN_ALERTS_MODE").as_deref().map(str::trim) {
+            None | Some("enabled") => AlertsMode::Enabled,
+            Some("disabled") => AlertsMode::Disabled,
+            Some(other) => {
+                return Err(EnvError::Invalid {
+                    name: "TOCSIN_ALERTS_MODE",
+                    value: other.to_owned(),
+                    reason: "use `enabled` or `disabled`".into(),
+                });
+            }
+        };
+        Ok(Environment {
+            table: required("TOCSIN_TABLE")?,
+            topic_arn: required("TOCSIN_TOPIC_ARN")?,
+            queue_url: get("TOCSIN_QUEUE_URL"),
+            alerts: AlertsSettings {
+                mode,
+                max_allowed: parse(
+                    "TOCSIN_ALERTS_MAX_ALLOWED",
+                    get("TOCSIN_ALERTS_MAX_ALLOWED"),
+                    defaults.max_allowed,
+                )?,
+                max_criteria_count: parse(
+                    "TOCSIN_ALERTS_MAX_CRITERIA_COUNT",
+                    get("TOCSIN_ALERTS_MAX_CRITERIA_COUNT"),
+                    defaults.max_criteria_count,
+                )?,
+                ..defaults
+            },
+            config_ttl: Duration::from_millis(parse(
+                "TOCSIN_CONFIG_TTL_MS",
+                get("TOCSIN_CONFIG_TTL_MS"),
+                5000,
+            )?),
+            max_body_bytes: parse(
+                "TOCSIN_MAX_BODY_BYTES",
+                get("TOCSIN_MAX_BODY_BYTES"),
+                1024 * 1024,
+            )?,
+            give_up_secs: parse("TOCSIN_GIVE_UP_SECS", get("TOCSIN_GIVE_UP_SECS"), 120)?,
+            sweep_after_secs: parse(
+                "TOCSIN_SWEEP_AFTER_SECS",
+                get("TOCSIN_SWEEP_AFTER_SECS"),
+                600,
+            )?,
+            activation_retention_days: parse(
+                "TOCSIN_ACTIVATION_RETENTION_DAYS",
+                get("TOCSIN_ACTIVATION_RETENTION_DAYS"),
+                30,
+            )?,
+        })
+    }
+
+    /// The store's settings.
+    pub fn dynamo(&self) -> DynamoSettings {
+        DynamoSettings {
+            config_ttl: self.config_ttl,
+            activation_retention: Span::from_secs(self.activation_retention_days * 86_400),
+            ..DynamoSettings::new(self.table.clone())
+        }
+    }
+}
+
+/// The AWS clients, built once per container and shared by every invocation.
+#[derive(Clone)]
+pub struct Clients {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Clients {
+            dynamo: aws_sdk_dynamodb::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+        }
+    }
+
+    /// From the Lambda environment: region, credentials, and `AWS_ENDPOINT_URL` (a local
+    /// stand-in) when set. Reads no network.
+    pub async fn from_env() -> Self {
+        Self::new(&aws_config::load_defaults(BehaviorVersion::latest()).await)
+    }
+}
+
+/// Logs for CloudWatch: no colours, no timestamps (CloudWatch adds them), `RUST_LOG` or info.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+}

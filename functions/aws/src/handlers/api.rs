@@ -1,0 +1,46 @@
+//! The API function: the same axum router as `tocsin serve`, behind API Gateway's HTTP API
+//! (payload v2). Single events are evaluated in the request; batches go to the SQS queue when
+//! one is configured. Activations fired by a request are published before it is answered.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::Response;
+use tower::ServiceExt;
+
+use tocsin::api::{AppState, EventQueue, router};
+
+use crate::environment::{Clients, Environment};
+use crate::queue::SqsQueue;
+use crate::sns::Outbox;
+
+pub struct ApiHandler {
+    router: axum::Router,
+    outbox: Arc<Outbox>,
+}
+
+impl ApiHandler {
+    pub fn new(env: &Environment, clients: &Clients) -> Self {
+        let (service, topic) = super::service(env, clients);
+        let outbox = Arc::new(Outbox::new(topic));
+        let queue = env.queue_url.as_ref().map(|url| {
+            Arc::new(SqsQueue::new(clients.sqs.clone(), url.clone())) as Arc<dyn EventQueue>
+        });
+        let state = AppState {
+            service,
+            dispatch: outbox.clone(),
+            queue,
+        };
+        ApiHandler {
+            router: router(state, env.max_body_bytes),
+            outbox,
+        }
+    }
+
+    /// One request: routed, then whatever it fired published, then answered.
+    pub async fn handle(&self, request: lambda_http::Request) -> Result<Response, Infallible> {
+        let response = self.router.clone().oneshot(request).await?;
+        self.outbox.flush().await;
+        Ok(response)
+    }
+}

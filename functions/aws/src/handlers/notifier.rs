@@ -1,0 +1,99 @@
+//! The notifier function, subscribed to the topic: delivers an activation's Slack, webhook and
+//! event notifications with the notifier of `tocsin serve` (retries, cooldowns, delivery keys),
+//! and records each outcome; email notifications were carried by the topic's email
+//! subscriptions. On a schedule, it sweeps the outbox: activations still pending long after
+//! they fired (their publication failed) are published again.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tocsin::notify::{DeliverySettings, Notifier, NotifierError, SmtpSettings};
+use tocsin_core::Service;
+use tocsin_core::error::{Error, Result};
+use tocsin_core::model::{Span, Timestamp};
+
+use crate::environment::{Clients, Environment};
+use crate::sns::{Message, Topic};
+
+/// Activations looked at per sweep.
+const SWEEP_BATCH: usize = 100;
+
+pub struct NotifierHandler {
+    service: Service,
+    notifier: Notifier,
+    topic: Arc<Topic>,
+    sweep_after: Span,
+}
+
+impl NotifierHandler {
+    pub fn new(env: &Environment, clients: &Clients) -> std::result::Result<Self, NotifierError> {
+        let (service, topic) = super::service(env, clients);
+        let settings = DeliverySettings {
+            give_up_after_secs: env.give_up_secs,
+            email_via_sns: true,
+            ..DeliverySettings::default()
+        };
+        let notifier = Notifier::standalone(service.clone(), settings, &SmtpSettings::default())?;
+        Ok(NotifierHandler {
+            service,
+            notifier,
+            topic,
+            sweep_after: Span::from_secs(env.sweep_after_secs),
+        })
+    }
+
+    /// An SNS notification (`Records`), or a scheduled sweep (anything else).
+    pub async fn handle(&self, event: Value) -> Result<Value> {
+        match event.get("Records").and_then(Value::as_array) {
+            Some(records) => {
+                let mut delivered = 0;
+                for record in records {
+                    let Some(message) = record.pointer("/Sns/Message").and_then(Value::as_str)
+                    else {
+                        tracing::error!("an SNS record without a message");
+                        continue;
+                    };
+                    delivered += self.deliver(message).await?;
+                }
+                Ok(json!({"delivered": delivered}))
+            }
+            None => self.sweep(Timestamp::now()).await,
+        }
+    }
+
+    /// Delivers the activation a message names, as the store has it now (a redelivered
+    /// message finds the notifications already settled and sends nothing again).
+    async fn deliver(&self, message: &str) -> Result<usize> {
+        let Message { activation } = serde_json::from_str(message)
+            .map_err(|e| Error::BadRequest(format!("not an activation message: {e}")))?;
+        let stored = self
+            .service
+            .store()
+            .activation(&activation.project, activation.id)
+            .await?;
+        match stored.filter(|a| a.is_pending()) {
+            Some(a) => {
+                self.notifier.deliver_stored(a).await;
+                Ok(1)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Publishes again the activations still pending `sweep_after` after they fired.
+    pub async fn sweep(&self, now: Timestamp) -> Result<Value> {
+        let cutoff = now.plus(Span(-self.sweep_after.0));
+        let pending = self.service.store().pending_deliveries(SWEEP_BATCH).await?;
+        let mut republished = 0;
+        for a in pending.into_iter().filter(|a| a.activation_time <= cutoff) {
+            let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
+                // The alert is gone: deliver (which records the notifications as failed).
+                self.notifier.deliver_stored(a).await;
+                continue;
+            };
+            self.topic.publish(&a, &record.rule).await?;
+            republished += 1;
+        }
+        Ok(json!({"republished": republished}))
+    }
+}

@@ -1,0 +1,166 @@
+//! The SNS topic that fans activations out: to the notifier Lambda (Slack, webhook, chained
+//! events) and to email subscriptions filtered per alert.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde_json::json;
+use tocsin::notify::{Dispatch, render_mail};
+use tocsin_core::error::{Error, Result};
+use tocsin_core::model::{Activation, NotificationKind};
+use tocsin_core::rule::Rule;
+use tocsin_core::store::Fired;
+
+/// The message attributes every activation carries; email subscriptions filter on `project`
+/// and `alert`.
+pub const ATTRIBUTES: [&str; 3] = ["project", "alert", "severity"];
+
+/// The topic, with its client (built once per Lambda container).
+pub struct Topic {
+    client: aws_sdk_sns::Client,
+    arn: String,
+}
+
+fn attribute(kind: &str, value: impl Into<String>) -> Result<MessageAttributeValue> {
+    MessageAttributeValue::builder()
+        .data_type(kind)
+        .string_value(value)
+        .build()
+        .map_err(|e| Error::Store(format!("cannot build an SNS message attribute: {e}")))
+}
+
+/// An SNS subject: printable ASCII on one line, at most 100 characters.
+fn subject(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(100)
+        .collect();
+    if clean.trim().is_empty() {
+        "Tocsin alert".into()
+    } else {
+        clean
+    }
+}
+
+/// What the notifier Lambda reads from a message.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    pub activation: Activation,
+}
+
+impl Topic {
+    pub fn new(client: aws_sdk_sns::Client, arn: impl Into<String>) -> Self {
+        Topic {
+            client,
+            arn: arn.into(),
+        }
+    }
+
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    pub fn client(&self) -> &aws_sdk_sns::Client {
+        &self.client
+    }
+
+    /// Publishes an activation: JSON for the notifier, the rendered mail for email
+    /// subscribers, and the attributes that subscriptions filter on.
+    pub async fn publish(&self, activation: &Activation, rule: &Rule) -> Result<()> {
+        let default = serde_json::to_string(&Message {
+            activation: activation.clone(),
+        })
+        .map_err(|e| Error::Store(e.to_string()))?;
+        let mail = rule
+            .config
+            .notifications
+            .iter()
+            .map(|n| &n.notification)
+            .find(|n| n.kind == NotificationKind::Email)
+            .map(|note| render_mail(note, activation));
+        let (title, body) = match mail {
+            Some((subject, text, _html)) => (subject, text),
+            None => (
+                format!("[{}] {}", activation.severity, activation.name),
+                activation.summary.clone().unwrap_or_default(),
+            ),
+        };
+        let message = json!({"default": default, "email": body}).to_string();
+        self.client
+            .publish()
+            .topic_arn(&self.arn)
+            .message_structure("json")
+            .message(message)
+            .subject(subject(&title))
+            .message_attributes("project", attribute("String", &activation.project)?)
+            .message_attributes("alert", attribute("String", &activation.name)?)
+            .message_attributes(
+                "severity",
+                attribute("String", activation.severity.to_string())?,
+            )
+            .message_attributes(
+                "activation",
+                attribute("Number", activation.id.to_string())?,
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Store(format!(
+                    "SNS Publish failed: {}",
+                    aws_sdk_sns::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// Fired activations held until the invocation's answer is ready, then published: a Lambda is
+/// frozen once it answers, so nothing may be left to a background task. An activation whose
+/// publication fails stays in the store's outbox (its notifications pending), where the
+/// notifier's sweep finds it.
+pub struct Outbox {
+    fired: Mutex<Vec<Fired>>,
+    topic: Arc<Topic>,
+}
+
+impl Outbox {
+    pub fn new(topic: Arc<Topic>) -> Self {
+        Outbox {
+            fired: Mutex::new(Vec::new()),
+            topic,
+        }
+    }
+
+    /// Publishes what was held; returns how many were published.
+    pub async fn flush(&self) -> usize {
+        let fired = std::mem::take(&mut *self.fired.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut published = 0;
+        for f in fired {
+            match self.topic.publish(&f.activation, &f.rule).await {
+                Ok(()) => published += 1,
+                Err(e) => tracing::error!(
+                    activation = f.activation.id,
+                    error = %e,
+                    "cannot publish an activation; it stays in the outbox for the sweep"
+                ),
+            }
+        }
+        published
+    }
+}
+
+impl Dispatch for Outbox {
+    fn dispatch(&self, fired: Fired) {
+        self.fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fired);
+    }
+}
