@@ -5,6 +5,7 @@ pub mod dynamo;
 pub mod environment;
 pub mod handlers;
 pub mod local;
+pub mod metrics;
 pub mod queue;
 pub mod sns;
 pub mod subscriptions;

@@ -60,42 +60,48 @@ impl DynamoStore {
         if let Err(e) = self.refresh(&mut cache, self.settings.config_ttl).await {
             return events.iter().map(|_| Err(e.clone())).collect();
         }
-        let mut round: Vec<(usize, AcceptedEvent)> = Vec::with_capacity(events.len());
+        let mut candidates = Vec::with_capacity(events.len());
         for (i, ev) in events.iter().enumerate() {
-            let outcome = &mut outcomes[i];
             if matches!(ev.kind, EventKind::Custom(_))
                 && !cache.matcher.listens(&ev.project, &ev.kind)
             {
                 if cache.age().is_none_or(|a| a >= UNKNOWN_KIND_RECHECK) {
                     cache.invalidate();
                     if let Err(e) = self.refresh(&mut cache, self.settings.config_ttl).await {
-                        *outcome = Err(e);
+                        outcomes[i] = Err(e);
                         continue;
                     }
                 }
                 if !cache.matcher.listens(&ev.project, &ev.kind) {
-                    if let Ok(o) = outcome {
+                    if let Ok(o) = &mut outcomes[i] {
                         o.unknown_kind = true;
                     }
                     continue;
                 }
             }
-            if let Some(k) = &ev.idempotency_key {
-                match self.claim(&ev.project, k, ev.at, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        if let Ok(o) = outcome {
-                            o.duplicate = true;
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        *outcome = Err(e);
-                        continue;
+            candidates.push(i);
+        }
+        let keyed: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| events[i].idempotency_key.is_some())
+            .collect();
+        let claims: HashMap<usize, Result<bool>> = keyed
+            .iter()
+            .copied()
+            .zip(self.claim_all(events, &keyed, ttl).await)
+            .collect();
+        let mut round: Vec<(usize, AcceptedEvent)> = Vec::with_capacity(events.len());
+        for i in candidates {
+            match claims.get(&i) {
+                None | Some(Ok(true)) => round.push((i, events[i].clone())),
+                Some(Ok(false)) => {
+                    if let Ok(o) = &mut outcomes[i] {
+                        o.duplicate = true;
                     }
                 }
+                Some(Err(e)) => outcomes[i] = Err(e.clone()),
             }
-            round.push((i, ev.clone()));
         }
         // Calculated events are evaluated in the next round, after what emitted them.
         while !round.is_empty() {
@@ -169,6 +175,95 @@ impl DynamoStore {
         outcomes
     }
 
+    /// Claims the idempotency keys of `events[i]` for each `i` of `keyed`: true for a claim,
+    /// false for a duplicate (also of an earlier event of the same batch). One event: one
+    /// conditional `PutItem`; more: conditional puts in transactions of up to 100, so that a
+    /// batch of events costs one request for all its keys.
+    async fn claim_all(
+        &self,
+        events: &[AcceptedEvent],
+        keyed: &[usize],
+        ttl: Span,
+    ) -> Vec<Result<bool>> {
+        if let [i] = keyed {
+            let ev = &events[*i];
+            let k = ev.idempotency_key.as_deref().unwrap_or_default();
+            return vec![self.claim(&ev.project, k, ev.at, ttl).await];
+        }
+        let mut results: Vec<Result<bool>> = keyed.iter().map(|_| Ok(false)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<usize> = (0..keyed.len())
+            .filter(|&j| {
+                let ev = &events[keyed[j]];
+                seen.insert((ev.project.as_str(), ev.idempotency_key.as_deref()))
+            })
+            .collect();
+        for chunk in unique.chunks(100) {
+            let mut open: Vec<usize> = chunk.to_vec();
+            for _ in 0..MAX_CONFLICTS {
+                if open.is_empty() {
+                    break;
+                }
+                let mut tx = self.client.transact_write_items();
+                for &j in &open {
+                    let ev = &events[keyed[j]];
+                    let k = ev.idempotency_key.as_deref().unwrap_or_default();
+                    let put = Put::builder()
+                        .table_name(self.table())
+                        .set_item(Some(idempotency_item(&ev.project, k, ev.at.plus(ttl))))
+                        .condition_expression("attribute_not_exists(pk) OR #exp <= :at")
+                        .expression_attribute_names("#exp", "exp")
+                        .expression_attribute_values(":at", n(ev.at.0))
+                        .build();
+                    match put {
+                        Ok(put) => {
+                            tx = tx.transact_items(TransactWriteItem::builder().put(put).build())
+                        }
+                        Err(e) => {
+                            results[j] = Err(build_err(e));
+                        }
+                    }
+                }
+                open.retain(|&j| results[j].is_ok());
+                match tx.send().await {
+                    Ok(_) => {
+                        for &j in &open {
+                            if results[j].is_ok() {
+                                results[j] = Ok(true);
+                            }
+                        }
+                        open.clear();
+                    }
+                    Err(e) => match cancelled_conditions(&e) {
+                        // Held keys are duplicates; the others were only cancelled with them.
+                        Some(held) => {
+                            let mut still = Vec::new();
+                            for (&j, held) in open.iter().zip(held) {
+                                if !held {
+                                    still.push(j);
+                                }
+                            }
+                            open = still;
+                        }
+                        None => {
+                            let e = sdk_err("TransactWriteItems", e);
+                            for &j in &open {
+                                results[j] = Err(e.clone());
+                            }
+                            open.clear();
+                        }
+                    },
+                }
+            }
+            for j in open {
+                results[j] = Err(Error::Store(
+                    "gave up claiming idempotency keys after repeated conflicts".into(),
+                ));
+            }
+        }
+        results
+    }
+
     /// Claims an idempotency key until `at + ttl`; false when it is held (a duplicate).
     async fn claim(
         &self,
@@ -177,10 +272,7 @@ impl DynamoStore {
         at: tocsin_core::model::Timestamp,
         ttl: Span,
     ) -> Result<bool> {
-        let expires = at.plus(ttl);
-        let mut item = key(format!("I#{project}"), k);
-        item.insert("exp".into(), n(expires.0));
-        item.insert("expires_at".into(), n(ttl_secs(expires)));
+        let item = idempotency_item(project, k, at.plus(ttl));
         let result = self
             .client
             .put_item()
@@ -436,6 +528,14 @@ impl DynamoStore {
         }
         Ok(item)
     }
+}
+
+/// An idempotency key held until `expires`.
+fn idempotency_item(project: &str, k: &str, expires: tocsin_core::model::Timestamp) -> Item {
+    let mut item = key(format!("I#{project}"), k);
+    item.insert("exp".into(), n(expires.0));
+    item.insert("expires_at".into(), n(ttl_secs(expires)));
+    item
 }
 
 fn key_of_alert(alert: &StoredAlert) -> Item {

@@ -1,0 +1,320 @@
+//! The Lambda handlers end to end on moto: API Gateway v2 events through the API function, SQS
+//! batches through the evaluator, SNS messages through the notifier, with a real HTTP receiver.
+
+mod common;
+
+use serde_json::{Value, json};
+use tocsin_aws::handlers::{ApiHandler, EvaluatorHandler, NotifierHandler};
+
+use common::{Deployment, Receiver, api_gateway_event, clients, drain, read};
+
+fn alert(name: &str, count: u32, reset: &str, hook: &str, email: Option<&str>) -> Value {
+    let mut notifications = vec![json!({"notification": {"kind": "webhook", "name": "hook",
+        "secret_params": {"url": format!("{hook}/hook")}}})];
+    if let Some(email) = email {
+        notifications.push(json!({"notification": {"kind": "email", "name": "mail",
+            "secret_params": {"email_addresses": [email]}}}));
+    }
+    json!({
+        "project": "fraud", "name": name, "summary": "Job {{entity}} failed",
+        "severity": "high", "reset_policy": reset,
+        "criteria": {"count": count, "period": "10m"},
+        "trigger": {"events": ["failed"]},
+        "entities": {"kind": "job", "project": "fraud", "ids": ["*"]},
+        "notifications": notifications
+    })
+}
+
+fn failure(entity: &str) -> Value {
+    json!({"kind": "failed", "entity": {"kind": "job", "project": "fraud", "ids": [entity]},
+        "value_dict": {"error": "OOM"}})
+}
+
+async fn call(api: &ApiHandler, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let response = api
+        .handle(api_gateway_event(method, path, body.as_ref()))
+        .await
+        .expect("infallible");
+    read(response).await
+}
+
+/// The email subscriptions of the topic: (address, filter policy).
+async fn email_subscriptions(d: &Deployment) -> Vec<(String, Value)> {
+    let sns = clients(None).sns;
+    let subs = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&d.topic_arn)
+        .send()
+        .await
+        .expect("list subscriptions");
+    let mut found = Vec::new();
+    for s in subs.subscriptions() {
+        if s.protocol() != Some("email") {
+            continue;
+        }
+        let attrs = sns
+            .get_subscription_attributes()
+            .subscription_arn(s.subscription_arn().unwrap_or_default())
+            .send()
+            .await
+            .expect("subscription attributes");
+        let policy = attrs
+            .attributes()
+            .and_then(|a| a.get("FilterPolicy"))
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null);
+        found.push((s.endpoint().unwrap_or_default().to_owned(), policy));
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_alert_fires_once_is_published_with_attributes_and_delivered() {
+    let d = Deployment::new().await;
+    let observer = d.observe_topic().await;
+    let (receiver, hook) = Receiver::start().await;
+    let env = d.env(false);
+    let api = ApiHandler::new(&env, &clients(None));
+
+    let body = alert(
+        "job-failures",
+        3,
+        "manual",
+        &hook,
+        Some("oncall@example.com"),
+    );
+    let (status, stored) = call(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/job-failures",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        email_subscriptions(&d).await,
+        vec![(
+            "oncall@example.com".to_owned(),
+            json!({"project": ["fraud"], "alert": ["job-failures"]})
+        )],
+        "storing the alert subscribed its email address, filtered to the alert"
+    );
+
+    for i in 0..5 {
+        let (status, body) = call(
+            &api,
+            "POST",
+            "/api/v1/projects/fraud/events/failed",
+            Some(failure(&format!("job-{i}"))),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, alert) = call(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alerts/job-failures",
+        None,
+    )
+    .await;
+    assert_eq!(alert["state"], "active");
+    assert_eq!(
+        alert["count"], 1,
+        "fired once: a manual alert ignores events until reset"
+    );
+    let (_, page) = call(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alert-activations",
+        None,
+    )
+    .await;
+    let activations = page["activations"].as_array().expect("activations").clone();
+    assert_eq!(activations.len(), 1, "{page}");
+    assert_eq!(activations[0]["number_of_events"], 3);
+
+    // What SNS published: one message, with the attributes subscriptions filter on.
+    let published = drain(&observer).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let envelope: Value = serde_json::from_str(&published[0].1).expect("SNS envelope");
+    let attrs = &envelope["MessageAttributes"];
+    assert_eq!(attrs["project"]["Value"], "fraud");
+    assert_eq!(attrs["alert"]["Value"], "job-failures");
+    assert_eq!(attrs["severity"]["Value"], "high");
+    let message = envelope["Message"].as_str().expect("message").to_owned();
+
+    // The notifier, as SNS invokes it, delivers to the receiver and records the outcomes.
+    let notifier = NotifierHandler::new(&env, &clients(None)).expect("notifier");
+    let sns_event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": message}}]});
+    let result = notifier.handle(sns_event.clone()).await.expect("notify");
+    assert_eq!(result["delivered"], 1);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let id = activations[0]["id"].as_u64().expect("id");
+    assert_eq!(requests[0].0, "/hook");
+    assert_eq!(requests[0].1, format!("{id}:hook"), "the delivery key");
+    let (_, activation) = call(
+        &api,
+        "GET",
+        &format!("/api/v1/projects/fraud/alert-activations/{id}"),
+        None,
+    )
+    .await;
+    let mut statuses: Vec<(String, String)> = activation["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| {
+            (
+                d["notification"].as_str().unwrap_or_default().to_owned(),
+                d["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            ("hook".into(), "sent".into()),
+            ("mail".into(), "sent".into())
+        ],
+        "{activation}"
+    );
+    // SNS delivers at least once: the same message again sends nothing again.
+    assert_eq!(
+        notifier.handle(sns_event).await.expect("again")["delivered"],
+        0
+    );
+    assert_eq!(receiver.requests().len(), 1);
+
+    // Deleting the alert removes its email subscription.
+    let (status, _) = call(
+        &api,
+        "DELETE",
+        "/api/v1/projects/fraud/alerts/job-failures",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(email_subscriptions(&d).await.is_empty());
+}
+
+#[tokio::test]
+async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
+    let d = Deployment::new().await;
+    let (_receiver, hook) = Receiver::start().await;
+    let env = d.env(true);
+    let api = ApiHandler::new(&env, &clients(None));
+    let body = alert("bursts", 25, "auto", &hook, None);
+    let (status, _) = call(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/bursts",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let events: Vec<Value> = (0..100)
+        .map(|i| failure(&format!("job-{}", i % 7)))
+        .collect();
+    let (status, answer) = call(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/events",
+        Some(json!({"events": events})),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer),
+        (202, &json!({"accepted": 100, "queued": true}))
+    );
+    let bad = json!({"events": [failure("a"), {"kind": "failed", "entity": {"kind": "model-endpoint-result", "project": "fraud", "ids": ["x"]}}]});
+    let (status, answer) = call(&api, "POST", "/api/v1/projects/fraud/events", Some(bad)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("events[1]:"),
+        "{answer}"
+    );
+
+    let messages = drain(&d.queue_url).await;
+    assert_eq!(messages.len(), 100, "only the valid batch was queued");
+    let sqs_event = |msgs: &[(String, String)]| -> aws_lambda_events::event::sqs::SqsEvent {
+        serde_json::from_value(json!({"Records": msgs.iter().map(|(id, body)| json!({
+            "messageId": id, "body": body, "eventSource": "aws:sqs"})).collect::<Vec<_>>()}))
+        .expect("SQS event")
+    };
+    let evaluator = EvaluatorHandler::new(&env, &clients(None));
+    let answer = evaluator.handle(sqs_event(&messages)).await;
+    assert!(answer.batch_item_failures.is_empty());
+    // SQS redelivers a batch: its events are counted once.
+    let again = evaluator.handle(sqs_event(&messages[..30])).await;
+    assert!(again.batch_item_failures.is_empty());
+    // A message that is not an event fails alone (SQS retries it, then dead-letters it).
+    let mut broken = messages[..2].to_vec();
+    broken.push(("broken-1".into(), "{not json".into()));
+    let answer = evaluator.handle(sqs_event(&broken)).await;
+    let failed: Vec<&str> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["broken-1"]);
+
+    let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/bursts", None).await;
+    assert_eq!(
+        alert["count"], 4,
+        "100 events, 25 per activation, each counted once: {alert}"
+    );
+    let (_, page) = call(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alerts/bursts/activations",
+        None,
+    )
+    .await;
+    let counted: Vec<u64> = page["activations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["number_of_events"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(counted, vec![25, 25, 25, 25]);
+}
+
+#[tokio::test]
+async fn the_sweep_republishes_activations_left_pending() {
+    let d = Deployment::new().await;
+    let env = d.env(false);
+    let api = ApiHandler::new(&env, &clients(None));
+    // A receiver that is not there: the delivery stays pending... until the sweep sees it.
+    let body = alert("sweep", 1, "auto", "http://127.0.0.1:9", None);
+    call(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/sweep",
+        Some(body),
+    )
+    .await;
+    call(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/events/failed",
+        Some(failure("j")),
+    )
+    .await;
+    let observer = d.observe_topic().await;
+    let notifier = NotifierHandler::new(&env, &clients(None)).expect("notifier");
+    let now = tocsin_core::model::Timestamp::now();
+    let early = notifier.sweep(now).await.expect("sweep");
+    assert_eq!(early["republished"], 0, "too fresh to sweep");
+    let late = notifier
+        .sweep(now.plus(tocsin_core::model::Span::from_secs(3600)))
+        .await
+        .expect("sweep");
+    assert_eq!(late["republished"], 1);
+    assert_eq!(drain(&observer).await.len(), 1);
+}
