@@ -23,6 +23,10 @@ pub struct RequestCounter {
 pub struct Count {
     pub requests: u64,
     pub body_bytes: u64,
+    /// Write units of the items the requests put, from their sizes (1 per KB, twice in a
+    /// transaction). Updates and deletes are billed on the stored item, which the request does
+    /// not show: they are not included.
+    pub put_units: u64,
 }
 
 impl RequestCounter {
@@ -80,16 +84,58 @@ impl Intercept for RequestCounter {
             .load::<Metadata>()
             .map(|m| m.name().to_owned())
             .unwrap_or_else(|| "unknown".into());
-        let bytes = context
-            .request()
-            .body()
-            .bytes()
-            .map_or(0, |b| b.len() as u64);
+        let body = context.request().body().bytes().unwrap_or_default();
+        let units = put_units(&op, body);
         if let Ok(mut counts) = self.counts.lock() {
             let c = counts.entry(op).or_default();
             c.requests += 1;
-            c.body_bytes += bytes;
+            c.body_bytes += body.len() as u64;
+            c.put_units += units;
         }
         Ok(())
+    }
+}
+
+/// Write units of the items a request puts (see [`Count::put_units`]).
+fn put_units(op: &str, body: &[u8]) -> u64 {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0;
+    };
+    let units = |item: &serde_json::Value| (item_bytes(item) as u64).div_ceil(1024).max(1);
+    match op {
+        "PutItem" => units(&request["Item"]),
+        "TransactWriteItems" => request["TransactItems"]
+            .as_array()
+            .map_or(0, |items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("Put"))
+                    .map(|p| 2 * units(&p["Item"]))
+                    .sum()
+            }),
+        _ => 0,
+    }
+}
+
+/// An item's size as DynamoDB bills it, from its JSON wire form.
+fn item_bytes(item: &serde_json::Value) -> usize {
+    item.as_object().map_or(0, |attrs| {
+        attrs
+            .iter()
+            .map(|(name, value)| name.len() + value_bytes(value))
+            .sum()
+    })
+}
+
+fn value_bytes(v: &serde_json::Value) -> usize {
+    let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+        return 0;
+    };
+    match (kind.as_str(), inner) {
+        ("S", serde_json::Value::String(s)) => s.len(),
+        ("N", serde_json::Value::String(n)) => n.len().div_ceil(2) + 1,
+        ("M", m) => 3 + item_bytes(m) + m.as_object().map_or(0, |o| o.len()),
+        ("L", serde_json::Value::Array(l)) => 3 + l.iter().map(|x| value_bytes(x) + 1).sum::<usize>(),
+        _ => 1,
     }
 }

@@ -13,7 +13,7 @@ use tocsin_core::store::{EventOutcome, EventStore, Fired};
 
 use super::cache::{Cache, StoredAlert, WindowKey, at_version};
 use super::item::{
-    Item, alert_sk, cancelled_conditions, is_conditional, json, key, n, sdk_err, ttl_secs,
+    Item, alert_sk, cancelled_conditions, is_conditional, json, key, n, s, sdk_err, ttl_secs,
 };
 use super::{DynamoStore, MAX_CONFLICTS};
 
@@ -520,7 +520,7 @@ impl DynamoStore {
         last: tocsin_core::model::Timestamp,
     ) -> Result<Item> {
         let mut item = key.item_key();
-        item.insert("w".into(), json(w)?);
+        item.insert("w".into(), s(super::cache::encode_window(w)));
         item.insert("v".into(), n(v));
         if let Some(span) = rule.sustain.or(rule.period) {
             let newest = w.times().last().copied().unwrap_or(last).max(last);

@@ -63,28 +63,6 @@ pub fn get_json<T: DeserializeOwned>(item: &Item, key: &str) -> Result<T> {
     serde_json::from_str(get_s(item, key)?).map_err(|e| corrupt(key, &e.to_string()))
 }
 
-/// The size DynamoDB bills an item at: attribute names and values in UTF-8 bytes, numbers at
-/// about one byte per two digits plus one. Write units are this in 1 KB steps.
-pub fn item_size(item: &Item) -> usize {
-    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-}
-
-fn value_size(v: &AttributeValue) -> usize {
-    match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => n.len().div_ceil(2) + 1,
-        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::M(m) => {
-            3 + m
-                .iter()
-                .map(|(k, v)| k.len() + value_size(v) + 1)
-                .sum::<usize>()
-        }
-        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
-        _ => 0,
-    }
-}
-
 /// Any SDK failure as a store error, with the service's code when there is one.
 pub fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     what: &str,

@@ -49,7 +49,6 @@ use aws_sdk_dynamodb::Client;
 use tocsin_core::model::Span;
 use tokio::sync::Mutex;
 
-pub use item::item_size;
 pub use table::create_table;
 
 use cache::Cache;

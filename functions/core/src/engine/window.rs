@@ -59,6 +59,12 @@ impl Window {
         }
     }
 
+    /// A window holding `times` (for stores that persist the times in their own encoding).
+    pub fn from_times(mut times: Vec<Timestamp>) -> Self {
+        times.sort_unstable();
+        Window { times }
+    }
+
     /// Events currently held.
     pub fn len(&self) -> usize {
         self.times.len()

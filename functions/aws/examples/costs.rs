@@ -1,0 +1,176 @@
+//! What an event costs in DynamoDB requests and write units, counted by the SDK client on its
+//! way to moto (`TOCSIN_MOTO_URL`): unbatched through the API function, in batches of 98
+//! through the evaluator, and what a firing adds. Prints a Markdown table for BENCHMARKS.md.
+//!
+//!     TOCSIN_MOTO_URL=http://127.0.0.1:5055 cargo run --release -p tocsin-aws --example costs
+
+use serde_json::{Value, json};
+use tocsin_aws::dynamo::create_table;
+use tocsin_aws::environment::{Clients, Environment};
+use tocsin_aws::handlers::{ApiHandler, EvaluatorHandler};
+use tocsin_aws::metrics::{RequestCounter, is_write};
+
+fn alert(name: &str, count: u32, reset: &str, entity: &str) -> Value {
+    json!({
+        "project": "bench", "name": name, "severity": "low", "reset_policy": reset,
+        "criteria": {"count": count, "period": "1h"},
+        "trigger": {"events": ["failed"]},
+        "entities": {"kind": "job", "project": "bench", "ids": [entity]},
+        "notifications": []
+    })
+}
+
+fn event(alert: usize, id: Option<String>) -> Value {
+    let mut e = json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": [format!("job-{alert}")]}});
+    if let Some(id) = id {
+        e["id"] = json!(id);
+    }
+    e
+}
+
+fn request(method: &str, path: &str, body: &Value) -> lambda_http::Request {
+    let e = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "a", "domainPrefix": "a",
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"}},
+        "body": body.to_string(), "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&e.to_string()).expect("API Gateway event")
+}
+
+struct Row {
+    what: String,
+    writes: f64,
+    reads: f64,
+    units: f64,
+    detail: String,
+}
+
+fn row(what: &str, counter: &RequestCounter, per: usize) -> Row {
+    let snap = counter.snapshot();
+    let per = per as f64;
+    let writes = snap.iter().filter(|(op, _)| is_write(op)).map(|(_, c)| c.requests).sum::<u64>();
+    let reads = snap.iter().filter(|(op, _)| !is_write(op)).map(|(_, c)| c.requests).sum::<u64>();
+    let units = snap.values().map(|c| c.put_units).sum::<u64>();
+    let detail = snap
+        .iter()
+        .map(|(op, c)| format!("{op} {:.3}", c.requests as f64 / per))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Row {
+        what: what.into(),
+        writes: writes as f64 / per,
+        reads: reads as f64 / per,
+        units: units as f64 / per,
+        detail,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("TOCSIN_MOTO_URL").expect("TOCSIN_MOTO_URL: moto's server");
+    let config = tocsin_aws::local::sdk_config(&url);
+    let counter = RequestCounter::default();
+    let mut clients = Clients::new(&config);
+    clients.dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let table = format!("tocsin-costs-{}", std::process::id());
+    create_table(&clients.dynamo, &table).await.expect("table");
+    let topic = clients.sns.create_topic().name(&table).send().await.expect("topic");
+    let queue = clients.sqs.create_queue().queue_name(&table).send().await.expect("queue");
+    let vars = [
+        ("TOCSIN_TABLE", table.clone()),
+        ("TOCSIN_TOPIC_ARN", topic.topic_arn().unwrap_or_default().to_owned()),
+        ("TOCSIN_QUEUE_URL", queue.queue_url().unwrap_or_default().to_owned()),
+        ("TOCSIN_CONFIG_TTL_MS", "60000".to_owned()),
+    ];
+    let env = Environment::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .expect("environment");
+    let mut rows = Vec::new();
+
+    // Alerts with the largest window MLRun allows (count 99), fed 98 events each so that none
+    // fires: every write carries a window of up to 98 times. Warm containers.
+    let mut sync = env.clone();
+    sync.queue_url = None;
+    let api = ApiHandler::new(&sync, &clients);
+    for a in 0..10 {
+        let name = format!("w{a}");
+        let body = alert(&name, 99, "manual", &format!("job-{a}"));
+        api.handle(request("PUT", &format!("/api/v1/projects/bench/alerts/{name}"), &body))
+            .await
+            .expect("put");
+    }
+    let post = "/api/v1/projects/bench/events/failed";
+    // Resets every alert (a new, empty window each); `warm`: then one event each, so that
+    // this container's cache holds the new windows, as it does in steady traffic.
+    let reset_all = async |warm: bool| {
+        for a in 0..10 {
+            api.handle(request("POST", &format!("/api/v1/projects/bench/alerts/w{a}/reset"), &Value::Null))
+                .await
+                .expect("reset");
+        }
+        for a in (0..10).filter(|_| warm) {
+            api.handle(request("POST", post, &event(a, None))).await.expect("warm");
+        }
+    };
+    reset_all(true).await;
+    counter.reset();
+    for i in 0..970 {
+        api.handle(request("POST", post, &event(i / 97, None))).await.expect("event");
+    }
+    rows.push(row("one event, unbatched (API function), 1 matched alert", &counter, 970));
+    reset_all(true).await;
+    counter.reset();
+    for i in 0..970 {
+        api.handle(request("POST", post, &event(i / 97, Some(format!("k-{i}"))))).await.expect("event");
+    }
+    rows.push(row("the same with an idempotency key", &counter, 970));
+
+    // Batches of 98 events, each on one alert, through a new evaluator container (each message
+    // id is the event's idempotency key).
+    reset_all(false).await;
+    let evaluator = EvaluatorHandler::new(&env, &clients);
+    let batch = |alert: usize, n: usize| -> aws_lambda_events::event::sqs::SqsEvent {
+        let records: Vec<Value> = (0..n)
+            .map(|i| {
+                let accepted = json!({"project": "bench", "kind": "failed", "entity_kind": "job",
+                    "entity_id": format!("job-{alert}"), "value_dict": {}, "at": "2026-11-24T05:00:00+00:00",
+                    "idempotency_key": null, "chain": []});
+                json!({"messageId": format!("m-{alert}-{i}"), "body": accepted.to_string(), "eventSource": "aws:sqs"})
+            })
+            .collect();
+        serde_json::from_value(json!({"Records": records})).expect("SQS event")
+    };
+    counter.reset();
+    for a in 0..10 {
+        let answer = evaluator.handle(batch(a, 98)).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    rows.push(row("a batch of 98 events on one alert (evaluator)", &counter, 980));
+
+    // Firing: an auto alert with count 1 fires on every event.
+    api.handle(request("PUT", "/api/v1/projects/bench/alerts/always", &alert("always", 1, "auto", "fire")))
+        .await
+        .expect("put");
+    let fire = |i: usize| json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": ["fire"]}, "value_dict": {"i": i}});
+    api.handle(request("POST", post, &fire(0))).await.expect("warm up");
+    counter.reset();
+    for i in 0..100 {
+        api.handle(request("POST", post, &fire(i))).await.expect("event");
+    }
+    rows.push(row("one event that fires (activation written)", &counter, 100));
+
+    println!("| per event | write requests | read requests | write units (puts) | by operation |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.2} | {} |",
+            r.what, r.writes, r.reads, r.units, r.detail
+        );
+    }
+}
