@@ -51,8 +51,16 @@ struct Row {
 fn row(what: &str, counter: &RequestCounter, per: usize) -> Row {
     let snap = counter.snapshot();
     let per = per as f64;
-    let writes = snap.iter().filter(|(op, _)| is_write(op)).map(|(_, c)| c.requests).sum::<u64>();
-    let reads = snap.iter().filter(|(op, _)| !is_write(op)).map(|(_, c)| c.requests).sum::<u64>();
+    let writes = snap
+        .iter()
+        .filter(|(op, _)| is_write(op))
+        .map(|(_, c)| c.requests)
+        .sum::<u64>();
+    let reads = snap
+        .iter()
+        .filter(|(op, _)| !is_write(op))
+        .map(|(_, c)| c.requests)
+        .sum::<u64>();
     let units = snap.values().map(|c| c.put_units).sum::<u64>();
     let detail = snap
         .iter()
@@ -81,16 +89,35 @@ async fn main() {
     );
     let table = format!("tocsin-costs-{}", std::process::id());
     create_table(&clients.dynamo, &table).await.expect("table");
-    let topic = clients.sns.create_topic().name(&table).send().await.expect("topic");
-    let queue = clients.sqs.create_queue().queue_name(&table).send().await.expect("queue");
+    let topic = clients
+        .sns
+        .create_topic()
+        .name(&table)
+        .send()
+        .await
+        .expect("topic");
+    let queue = clients
+        .sqs
+        .create_queue()
+        .queue_name(&table)
+        .send()
+        .await
+        .expect("queue");
     let vars = [
         ("TOCSIN_TABLE", table.clone()),
-        ("TOCSIN_TOPIC_ARN", topic.topic_arn().unwrap_or_default().to_owned()),
-        ("TOCSIN_QUEUE_URL", queue.queue_url().unwrap_or_default().to_owned()),
+        (
+            "TOCSIN_TOPIC_ARN",
+            topic.topic_arn().unwrap_or_default().to_owned(),
+        ),
+        (
+            "TOCSIN_QUEUE_URL",
+            queue.queue_url().unwrap_or_default().to_owned(),
+        ),
         ("TOCSIN_CONFIG_TTL_MS", "60000".to_owned()),
     ];
-    let env = Environment::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        .expect("environment");
+    let env =
+        Environment::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .expect("environment");
     let mut rows = Vec::new();
 
     // Alerts with the largest window MLRun allows (count 99), fed 98 events each so that none
@@ -101,33 +128,55 @@ async fn main() {
     for a in 0..10 {
         let name = format!("w{a}");
         let body = alert(&name, 99, "manual", &format!("job-{a}"));
-        api.handle(request("PUT", &format!("/api/v1/projects/bench/alerts/{name}"), &body))
-            .await
-            .expect("put");
+        api.handle(request(
+            "PUT",
+            &format!("/api/v1/projects/bench/alerts/{name}"),
+            &body,
+        ))
+        .await
+        .expect("put");
     }
     let post = "/api/v1/projects/bench/events/failed";
     // Resets every alert (a new, empty window each); `warm`: then one event each, so that
     // this container's cache holds the new windows, as it does in steady traffic.
     let reset_all = async |warm: bool| {
         for a in 0..10 {
-            api.handle(request("POST", &format!("/api/v1/projects/bench/alerts/w{a}/reset"), &Value::Null))
-                .await
-                .expect("reset");
+            api.handle(request(
+                "POST",
+                &format!("/api/v1/projects/bench/alerts/w{a}/reset"),
+                &Value::Null,
+            ))
+            .await
+            .expect("reset");
         }
         for a in (0..10).filter(|_| warm) {
-            api.handle(request("POST", post, &event(a, None))).await.expect("warm");
+            api.handle(request("POST", post, &event(a, None)))
+                .await
+                .expect("warm");
         }
     };
     reset_all(true).await;
     counter.reset();
     for i in 0..970 {
-        api.handle(request("POST", post, &event(i / 97, None))).await.expect("event");
+        api.handle(request("POST", post, &event(i / 97, None)))
+            .await
+            .expect("event");
     }
-    rows.push(row("one event, unbatched (API function), 1 matched alert", &counter, 970));
+    rows.push(row(
+        "one event, unbatched (API function), 1 matched alert",
+        &counter,
+        970,
+    ));
     reset_all(true).await;
     counter.reset();
     for i in 0..970 {
-        api.handle(request("POST", post, &event(i / 97, Some(format!("k-{i}"))))).await.expect("event");
+        api.handle(request(
+            "POST",
+            post,
+            &event(i / 97, Some(format!("k-{i}"))),
+        ))
+        .await
+        .expect("event");
     }
     rows.push(row("the same with an idempotency key", &counter, 970));
 
@@ -151,19 +200,35 @@ async fn main() {
         let answer = evaluator.handle(batch(a, 98)).await;
         assert!(answer.batch_item_failures.is_empty());
     }
-    rows.push(row("a batch of 98 events on one alert (evaluator)", &counter, 980));
+    rows.push(row(
+        "a batch of 98 events on one alert (evaluator)",
+        &counter,
+        980,
+    ));
 
     // Firing: an auto alert with count 1 fires on every event.
-    api.handle(request("PUT", "/api/v1/projects/bench/alerts/always", &alert("always", 1, "auto", "fire")))
-        .await
-        .expect("put");
+    api.handle(request(
+        "PUT",
+        "/api/v1/projects/bench/alerts/always",
+        &alert("always", 1, "auto", "fire"),
+    ))
+    .await
+    .expect("put");
     let fire = |i: usize| json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": ["fire"]}, "value_dict": {"i": i}});
-    api.handle(request("POST", post, &fire(0))).await.expect("warm up");
+    api.handle(request("POST", post, &fire(0)))
+        .await
+        .expect("warm up");
     counter.reset();
     for i in 0..100 {
-        api.handle(request("POST", post, &fire(i))).await.expect("event");
+        api.handle(request("POST", post, &fire(i)))
+            .await
+            .expect("event");
     }
-    rows.push(row("one event that fires (activation written)", &counter, 100));
+    rows.push(row(
+        "one event that fires (activation written)",
+        &counter,
+        100,
+    ));
 
     println!("| per event | write requests | read requests | write units (puts) | by operation |");
     println!("|---|---|---|---|---|");

@@ -174,3 +174,61 @@ pub fn init_tracing() {
         .without_time()
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Environment, EnvError> {
+        Environment::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn reads_the_template_variables_with_mlrun_defaults() {
+        let e = env(&[
+            ("TOCSIN_TABLE", "t"),
+            ("TOCSIN_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t"),
+            ("TOCSIN_ALERTS_MAX_ALLOWED", "50"),
+        ])
+        .expect("valid");
+        assert_eq!(e.table, "t");
+        assert_eq!(e.alerts.max_allowed, 50);
+        assert_eq!(e.alerts.max_criteria_count, 100);
+        assert_eq!(e.alerts.mode, AlertsMode::Enabled);
+        assert_eq!(e.queue_url, None);
+        assert_eq!(e.config_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn says_what_is_missing_or_wrong() {
+        let missing = env(&[("TOCSIN_TOPIC_ARN", "x")]).map(|_| ()).unwrap_err();
+        assert_eq!(missing.to_string(), "TOCSIN_TABLE is not set");
+        let bad = env(&[
+            ("TOCSIN_TABLE", "t"),
+            ("TOCSIN_TOPIC_ARN", "x"),
+            ("TOCSIN_ALERTS_MODE", "sometimes"),
+        ])
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "TOCSIN_ALERTS_MODE = `sometimes`: use `enabled` or `disabled`"
+        );
+        let number = env(&[
+            ("TOCSIN_TABLE", "t"),
+            ("TOCSIN_TOPIC_ARN", "x"),
+            ("TOCSIN_ALERTS_MAX_ALLOWED", "many"),
+        ])
+        .map(|_| ())
+        .unwrap_err();
+        assert!(
+            number
+                .to_string()
+                .starts_with("TOCSIN_ALERTS_MAX_ALLOWED = `many`: ")
+        );
+    }
+}

@@ -104,15 +104,13 @@ fn put_units(op: &str, body: &[u8]) -> u64 {
     let units = |item: &serde_json::Value| (item_bytes(item) as u64).div_ceil(1024).max(1);
     match op {
         "PutItem" => units(&request["Item"]),
-        "TransactWriteItems" => request["TransactItems"]
-            .as_array()
-            .map_or(0, |items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.get("Put"))
-                    .map(|p| 2 * units(&p["Item"]))
-                    .sum()
-            }),
+        "TransactWriteItems" => request["TransactItems"].as_array().map_or(0, |items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("Put"))
+                .map(|p| 2 * units(&p["Item"]))
+                .sum()
+        }),
         _ => 0,
     }
 }
@@ -135,7 +133,9 @@ fn value_bytes(v: &serde_json::Value) -> usize {
         ("S", serde_json::Value::String(s)) => s.len(),
         ("N", serde_json::Value::String(n)) => n.len().div_ceil(2) + 1,
         ("M", m) => 3 + item_bytes(m) + m.as_object().map_or(0, |o| o.len()),
-        ("L", serde_json::Value::Array(l)) => 3 + l.iter().map(|x| value_bytes(x) + 1).sum::<usize>(),
+        ("L", serde_json::Value::Array(l)) => {
+            3 + l.iter().map(|x| value_bytes(x) + 1).sum::<usize>()
+        }
         _ => 1,
     }
 }

@@ -318,7 +318,11 @@ mod tests {
     fn windows_round_trip_through_their_compact_form() {
         let mut w = Window::default();
         for s in [0, 1, 1, 3600, 7200] {
-            w.push(Timestamp::from_secs(1_795_000_000 + s), 10, Some(Span::from_secs(86_400)));
+            w.push(
+                Timestamp::from_secs(1_795_000_000 + s),
+                10,
+                Some(Span::from_secs(86_400)),
+            );
         }
         let text = encode_window(&w);
         assert_eq!(text, "1795000000000000,1000000,0,3599000000,3600000000");

@@ -7,7 +7,7 @@
 //! |---|---|---|---|---|
 //! | catalog | `META` | `CATALOG` | `v` (bumped by every config change, reset and acknowledgement), `alerts` (count), `next_alert`, `next_activation` | < 100 B |
 //! | alert | `ALERT` | project `\u{1}` name | `id`, `doc` (rule with secrets, dates: JSON), `rt` (runtime: JSON), `v` (version), `gen` (window generation) | 1–4 KB |
-//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: JSON), `v`, `expires_at` | ≤ 1.8 KB (≤ `max_criteria_count` times) |
+//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `v`, `expires_at` | ≤ `max_criteria_count` times, about 1 KB at 99 |
 //! | idempotency key | `I#{project}` | the key | `exp` (µs), `expires_at` | < 300 B |
 //! | activation | `ACT` | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
 //! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
