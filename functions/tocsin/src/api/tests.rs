@@ -396,3 +396,62 @@ async fn the_alerts_page_is_served_whole_from_the_binary() {
         assert!(page.contains(call), "{call}");
     }
 }
+
+#[tokio::test]
+async fn batches_are_checked_whole_then_evaluated_in_order() {
+    let (app, collect) = app();
+    call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/alerts/a",
+        Some(alert()),
+    )
+    .await;
+    let event = |id: &str| json!({"kind": "failed", "entity": {"kind": "job", "project": "p", "ids": ["j"]}, "id": id});
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/events",
+        Some(json!({"events": [event("1"), event("2"), event("2")]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 3);
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(
+        results[0],
+        json!({"counted": 1, "fired": [], "duplicate": false})
+    );
+    assert_eq!(
+        results[1]["fired"].as_array().map(Vec::len),
+        Some(1),
+        "the second fires"
+    );
+    assert_eq!(results[2]["duplicate"], true, "the same id again");
+    assert_eq!(collect.0.lock().expect("lock").len(), 1, "dispatched");
+
+    // One bad event refuses the batch, named by its index; nothing is evaluated.
+    let bad =
+        json!({"events": [event("3"), {"entity": {"kind": "job", "project": "p", "ids": ["j"]}}]});
+    let (status, body) = call(&app, Method::POST, "/api/v1/projects/p/events", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["detail"], "events[1]: `kind` is required in a batch");
+    let (_, a) = call(&app, Method::GET, "/api/v1/projects/p/alerts/a", None).await;
+    assert_eq!(a["count"], 1, "event 3 was not counted");
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/events",
+        Some(json!({"events": []})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/events",
+        Some(json!({"events": [event("4")], "extra": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
