@@ -83,45 +83,39 @@ impl ActivationStore for DynamoStore {
         };
         let mut found = Vec::new();
         let mut skipped = 0;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table())
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .scan_index_forward(false)
-                .consistent_read(index.is_none())
-                .limit(PAGE)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query", e))?;
-            for item in out.items() {
-                if Self::expired(item, now) {
-                    continue;
-                }
-                let (a, _) = Self::activation_of(item)?;
-                if !query.matches(&a) {
-                    continue;
-                }
-                if skipped < query.offset {
-                    skipped += 1;
-                    continue;
-                }
-                if found.len() >= query.limit {
-                    return Ok(found);
-                }
-                found.push(a);
+        let mut items = self
+            .client
+            .query()
+            .table_name(self.table())
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(false)
+            .consistent_read(index.is_none())
+            .limit(PAGE)
+            .into_paginator()
+            .items()
+            .send();
+        while found.len() < query.limit {
+            let Some(item) = items.next().await else {
+                break;
+            };
+            let item = item.map_err(|e| sdk_err("Query", e))?;
+            if Self::expired(&item, now) {
+                continue;
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() && found.len() < query.limit => start = Some(k.clone()),
-                _ => return Ok(found),
+            let (a, _) = Self::activation_of(&item)?;
+            if !query.matches(&a) {
+                continue;
             }
+            if skipped < query.offset {
+                skipped += 1;
+                continue;
+            }
+            found.push(a);
         }
+        Ok(found)
     }
 
     async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>> {
@@ -160,58 +154,46 @@ impl ActivationStore for DynamoStore {
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
         let mut found = Vec::new();
-        let mut start = None;
+        let mut items = self
+            .client
+            .query()
+            .table_name(self.table())
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s("PENDING"))
+            .limit(PAGE)
+            .into_paginator()
+            .items()
+            .send();
         while found.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table())
-                .index_name("gsi2")
-                .key_condition_expression("gsi2pk = :p")
-                .expression_attribute_values(":p", s("PENDING"))
-                .limit(PAGE)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query", e))?;
-            for item in out.items() {
-                let (a, _) = Self::activation_of(item)?;
-                if a.is_pending() && found.len() < limit {
-                    found.push(a);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+            let Some(item) = items.next().await else {
+                break;
+            };
+            let (a, _) = Self::activation_of(&item.map_err(|e| sdk_err("Query", e))?)?;
+            if a.is_pending() {
+                found.push(a);
             }
         }
         Ok(found)
     }
 
     async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
-        let mut doomed = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .filter_expression("#at < :before")
-                .expression_attribute_names("#at", "at")
-                .expression_attribute_values(":pk", s("ACT"))
-                .expression_attribute_values(":before", n(before.0))
-                .projection_expression("pk, sk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query", e))?;
-            doomed.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let doomed = self
+            .client
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk")
+            .filter_expression("#at < :before")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":pk", s("ACT"))
+            .expression_attribute_values(":before", n(before.0))
+            .projection_expression("pk, sk")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
         for chunk in doomed.chunks(25) {
             let requests = chunk
                 .iter()

@@ -175,28 +175,20 @@ impl DynamoStore {
 
     /// Every alert item, read strongly consistent.
     pub(super) async fn load_alerts(&self) -> Result<Vec<StoredAlert>> {
-        let mut alerts = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s("ALERT"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("Query", e))?;
-            for item in out.items() {
-                alerts.push(StoredAlert::from_item(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(alerts),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(self.table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("ALERT"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| sdk_err("Query", e))?;
+        items.iter().map(StoredAlert::from_item).collect()
     }
 
     /// One alert item, read strongly consistent.
