@@ -32,8 +32,15 @@ fn main() {
         .expect("config");
         let name = config.name.clone();
         let rule = compile(config, "bench", &name, &settings).expect("valid");
-        let put = PutAlert { rule, force_reset: false, max_allowed: usize::MAX, now: Timestamp::from_secs(0) };
-        state.put_alert(put, &mut Changes::default()).expect("stored");
+        let put = PutAlert {
+            rule,
+            force_reset: false,
+            max_allowed: usize::MAX,
+            now: Timestamp::from_secs(0),
+        };
+        state
+            .put_alert(put, &mut Changes::default())
+            .expect("stored");
     }
     let mut fired = 0;
     for pass in 0..passes {
