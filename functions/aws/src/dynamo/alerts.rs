@@ -117,20 +117,20 @@ impl DynamoStore {
         }
     }
 
-    /// Read, change, write back conditionally, retrying when a concurrent writer won; the
-    /// change returns what to answer, or None when there is no such alert.
-    async fn update_alert<T>(
+    /// Read, change, write back conditionally, retrying when a concurrent writer won. The
+    /// change returns the activation it closes, if any. False when there is no such alert.
+    async fn update_alert(
         &self,
         project: &str,
         name: &str,
-        mut change: impl FnMut(&mut StoredAlert) -> Result<(T, Option<Closed>)>,
-    ) -> Result<Option<T>> {
+        mut change: impl FnMut(&mut StoredAlert) -> Result<Option<Closed>>,
+    ) -> Result<bool> {
         for _ in 0..MAX_CONFLICTS {
             let Some(mut alert) = self.read_alert(project, name).await? else {
-                return Ok(None);
+                return Ok(false);
             };
             let expected = alert.v;
-            let (answer, closed) = change(&mut alert)?;
+            let closed = change(&mut alert)?;
             alert.v += 1;
             if let Written::Done = self
                 .write_alert(&alert, expected, self.catalog_bump(0, None)?)
@@ -140,7 +140,7 @@ impl DynamoStore {
                     self.close_activation(c).await?;
                 }
                 self.cache.lock().await.invalidate();
-                return Ok(Some(answer));
+                return Ok(true);
             }
         }
         Err(conflicts())
@@ -280,14 +280,11 @@ impl AlertStore for DynamoStore {
     }
 
     async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
-        let done = self
-            .update_alert(project, name, |alert| {
-                let closed = alert.runtime.reset(now);
-                alert.generation += 1;
-                Ok(((), closed))
-            })
-            .await?;
-        Ok(done.is_some())
+        self.update_alert(project, name, |alert| {
+            alert.generation += 1;
+            Ok(alert.runtime.reset(now))
+        })
+        .await
     }
 
     async fn acknowledge_alert(
@@ -297,13 +294,11 @@ impl AlertStore for DynamoStore {
         by: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        let done = self
-            .update_alert(project, name, |alert| {
-                alert.runtime.acknowledge(by, now)?;
-                Ok(((), None))
-            })
-            .await?;
-        Ok(done.is_some())
+        self.update_alert(project, name, |alert| {
+            alert.runtime.acknowledge(by, now)?;
+            Ok(None)
+        })
+        .await
     }
 
     async fn alert_count(&self) -> Result<usize> {
