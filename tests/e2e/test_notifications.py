@@ -84,8 +84,9 @@ def test_slack_gets_at_most_one_message_per_interval(tocsin_factory, receiver):
         send(t.api, "p", "job1")
     hits = receiver.wait_for(4, path="/slack")
     gaps = [b["at"] - a["at"] for a, b in zip(hits, hits[1:])]
-    # Sent 300 ms apart; arrival times jitter by a few ms either way.
-    assert sum(gaps) >= 0.85 and min(gaps) >= 0.2, gaps
+    # Sent 300 ms apart. Arrival times jitter (by over 100 ms on a loaded 2-core machine, seen
+    # in CI), so one gap can look short; without the limiter all four arrive within a few ms.
+    assert sum(gaps) >= 0.85 and min(gaps) >= 0.1, gaps
 
 
 def test_sigkill_between_activation_and_delivery_still_delivers_once(tocsin_factory, receiver):
