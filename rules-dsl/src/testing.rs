@@ -25,6 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
+use tocsin_core::dispatch::Nowhere;
 use tocsin_core::model::{
     Activation, AlertState, DeliveryStatus, Event, EventKind, Span, Timestamp, parse_period,
 };
@@ -195,7 +196,7 @@ fn offset(text: &str, what: &str) -> Result<Span, String> {
 /// Runs one case; Err for a case that is itself wrong (a bad time, an unknown kind).
 fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<CaseResult, String> {
     let store = Arc::new(MemoryStore::new());
-    let svc = Service::new(store, AlertsSettings::default());
+    let svc = Service::new(store, AlertsSettings::default(), Arc::new(Nowhere));
     for a in alerts {
         block_on(svc.store_alert(project, &a.config.name, a.config.clone(), false, EPOCH))
             .map_err(|e| format!("alert `{}` is refused by the service: {e}", a.config.name))?;

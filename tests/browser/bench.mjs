@@ -54,7 +54,7 @@ try {
   }
   await browser.close();
   times.sort((a, b) => a - b);
-  const html = readFileSync(join(here, "../../functions/tocsin/assets/alerts.html"));
+  const html = readFileSync(join(here, "../../functions/adapters/assets/alerts.html"));
   console.log(`alerts: ${N}; first render (navigation start to table built), 11 loads: median ${times[5].toFixed(0)} ms, min ${times[0].toFixed(0)} ms, max ${times[10].toFixed(0)} ms`);
   console.log(`assets: 1 file, ${html.length} bytes (${gzipSync(html).length} gzipped)`);
 } finally {

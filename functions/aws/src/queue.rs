@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use tocsin::api::EventQueue;
+use tocsin_adapters::api::EventQueue;
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::AcceptedEvent;
 

@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
-use tocsin::notify::{Dispatch, render_mail};
+use tocsin_adapters::notify::render_mail;
+use tocsin_core::Dispatch;
+use tocsin_core::engine::Fired;
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::{Activation, NotificationKind};
 use tocsin_core::rule::Rule;
-use tocsin_core::store::Fired;
 
 /// The message attributes every activation carries; email subscriptions filter on `project`
 /// and `alert`.

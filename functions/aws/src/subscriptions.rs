@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use tocsin::notify::email_recipients;
+use tocsin_adapters::notify::email_recipients;
+use tocsin_core::engine::{EventOutcome, PutAlert};
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::store::{
-    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, PutAlert,
-    PutOutcome,
+    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventStore, PutOutcome,
 };
 
 use crate::dynamo::DynamoStore;

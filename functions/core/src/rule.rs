@@ -28,7 +28,7 @@ impl EntitySelector {
         match self {
             EntitySelector::Any => true,
             EntitySelector::Exact(id) => id == entity,
-            EntitySelector::Glob(pattern) => crate::store::glob_match(pattern, entity),
+            EntitySelector::Glob(pattern) => crate::model::glob_match(pattern, entity),
         }
     }
 }

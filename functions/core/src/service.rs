@@ -4,29 +4,41 @@
 
 use std::sync::Arc;
 
+use crate::dispatch::Dispatch;
+use crate::engine::{EventOutcome, PutAlert};
 use crate::error::{Error, Result};
 use crate::model::{
     AcceptedEvent, Activation, AlertConfig, AlertTemplate, Event, EventKind, Timestamp,
 };
 use crate::rule::{Rule, compile};
 use crate::settings::{AlertsMode, AlertsSettings};
-use crate::store::{ActivationQuery, AlertRecord, EventOutcome, PutAlert, Store};
+use crate::store::{ActivationQuery, AlertRecord, Store};
 use crate::templates;
 
 /// Idempotency keys longer than this are refused (they are stored per event).
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 
-/// The alerts service over a store.
+/// The alerts service over a store, handing what fires to a dispatcher.
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
     settings: AlertsSettings,
+    dispatch: Arc<dyn Dispatch>,
 }
 
 impl Service {
-    /// A service on `store` with the operator's `settings`.
-    pub fn new(store: Arc<dyn Store>, settings: AlertsSettings) -> Self {
-        Service { store, settings }
+    /// A service on `store` with the operator's `settings`; activations that fire go to
+    /// `dispatch` once committed.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: AlertsSettings,
+        dispatch: Arc<dyn Dispatch>,
+    ) -> Self {
+        Service {
+            store,
+            settings,
+            dispatch,
+        }
     }
 
     /// The store, for hosts that need more than the API (the notifier, retention).
@@ -209,7 +221,8 @@ impl Service {
         })
     }
 
-    /// Evaluates an accepted event. With `alerts.mode = disabled` it is accepted and ignored.
+    /// Evaluates an accepted event and dispatches the activations it fired. With
+    /// `alerts.mode = disabled` it is accepted and ignored.
     pub async fn ingest(&self, event: &AcceptedEvent) -> Result<EventOutcome> {
         if self.settings.mode == AlertsMode::Disabled {
             return Ok(EventOutcome::default());
@@ -218,11 +231,19 @@ impl Service {
             .store
             .apply_event(event, self.settings.idempotency_ttl())
             .await?;
+        self.hand_on(&outcome);
         refuse_unknown(event, outcome)
     }
 
+    /// Hands the activations an outcome fired to the dispatcher.
+    fn hand_on(&self, outcome: &EventOutcome) {
+        for fired in &outcome.fired {
+            self.dispatch.dispatch(fired.clone());
+        }
+    }
+
     /// Evaluates accepted events as one batch (see [`crate::store::EventStore::apply_events`]),
-    /// one outcome each; an unknown custom kind is that event's 400.
+    /// one outcome each, and dispatches what fired; an unknown custom kind is that event's 400.
     pub async fn ingest_batch(&self, events: &[AcceptedEvent]) -> Vec<Result<EventOutcome>> {
         if self.settings.mode == AlertsMode::Disabled {
             return events.iter().map(|_| Ok(EventOutcome::default())).collect();
@@ -231,6 +252,9 @@ impl Service {
             .store
             .apply_events(events, self.settings.idempotency_ttl())
             .await;
+        for outcome in outcomes.iter().flatten() {
+            self.hand_on(outcome);
+        }
         events
             .iter()
             .zip(outcomes)

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_core::AlertsSettings;
 
 use crate::embedded::Durability;
-use crate::notify::{DeliverySettings, SmtpSettings};
+use tocsin_adapters::notify::{DeliverySettings, SmtpSettings};
 
 /// Everything `tocsin serve` can be told.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -32,13 +32,15 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode,
 };
 use serde::{Deserialize, Serialize};
-use tocsin_core::engine::{Runtime, Window};
+use tocsin_core::engine::{
+    Changes, EventOutcome, PutAlert, Runtime, Window, WindowChange, Windows,
+};
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::{
-    ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, Changes, EventOutcome,
-    EventStore, MemoryState, PutAlert, PutOutcome, WindowChange, Windows,
+    ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, EventStore, MemoryState,
+    PutOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -709,7 +711,11 @@ mod tests {
         fn service(dir: &std::path::Path) -> Service {
             let store: Arc<dyn Store> =
                 Arc::new(EmbeddedStore::open(dir, Durability::Os).expect("opens"));
-            Service::new(store, AlertsSettings::default())
+            Service::new(
+                store,
+                AlertsSettings::default(),
+                Arc::new(tocsin_core::dispatch::Nowhere),
+            )
         }
 
         async fn send(svc: &Service, entity: &str, secs: i64, key: &str) -> usize {

@@ -1,10 +1,9 @@
-//! Tocsin's service: the embedded store, the HTTP API (MLRun-compatible), notification
-//! delivery, operator configuration, and the `tocsin` command's pieces.
+//! `tocsin serve` and the `tocsin` command: the embedded store, operator configuration, the
+//! server's wiring, and the rule commands. The HTTP router and the notifier it runs are in
+//! `tocsin-adapters`, shared with the Lambdas.
 
-pub mod api;
 pub mod client;
 pub mod config;
 pub mod embedded;
-pub mod notify;
 pub mod rules;
 pub mod serve;

@@ -9,10 +9,10 @@ use tocsin_core::Service;
 use tocsin_core::model::{AlertConfig, Span, Timestamp};
 use tocsin_core::store::{ActivationStore, Store};
 
-use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::embedded::{Durability, EmbeddedStore, OpenError};
-use crate::notify::Notifier;
+use tocsin_adapters::api::{self, AppState};
+use tocsin_adapters::notify::{self, Notifier};
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum ServeError {
     #[error("cannot load alert configs: {0}")]
     Alerts(String),
     #[error("cannot start the notifier: {0}")]
-    Notifier(#[from] crate::notify::NotifierError),
+    Notifier(#[from] tocsin_adapters::notify::NotifierError),
     #[error("the server stopped: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -103,13 +103,20 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     })?;
     let embedded = Arc::new(EmbeddedStore::open(&server.data_dir, server.durability)?);
     let store: Arc<dyn Store> = embedded.clone();
-    let service = Service::new(store.clone(), config.alerts.clone());
+    let (queue, inbox) = notify::queue(&config.notifications);
+    let service = Service::new(store.clone(), config.alerts.clone(), queue);
     if let Some(dir) = &server.alerts_dir {
         let n = load_alerts(&service, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
     }
-    let notifier =
-        Notifier::start(service.clone(), config.notifications.clone(), &config.smtp).await?;
+    // Kept for the life of the server: dropping it stops deliveries.
+    let _notifier = Notifier::start(
+        service.clone(),
+        inbox,
+        config.notifications.clone(),
+        &config.smtp,
+    )
+    .await?;
     spawn_upkeep(
         embedded.clone(),
         server.durability,
@@ -120,7 +127,6 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let app = api::router(
         AppState {
             service,
-            dispatch: Arc::new(notifier),
             queue: None,
         },
         server.max_body_bytes,

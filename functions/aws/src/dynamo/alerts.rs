@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem, Update};
-use tocsin_core::engine::{Closed, Runtime};
+use tocsin_core::engine::{Closed, PutAlert, update};
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::Timestamp;
-use tocsin_core::rule::keep_referenced_secrets;
-use tocsin_core::store::{AlertRecord, AlertStore, PutAlert, PutOutcome};
+use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
 
 use super::cache::StoredAlert;
 use super::item::{
@@ -78,16 +77,17 @@ impl DynamoStore {
         }
     }
 
-    /// Allocates the next value of a catalog counter (`next_alert`, `next_activation`).
-    pub(super) async fn next_id(&self, counter: &str) -> Result<u64> {
+    /// Allocates the next `count` values of a catalog counter (`next_alert`,
+    /// `next_activation`); returns the last of them.
+    pub(super) async fn next_ids(&self, counter: &str, count: u64) -> Result<u64> {
         let out = self
             .client
             .update_item()
             .table_name(self.table())
             .set_key(Some(key("META", "CATALOG")))
-            .update_expression("ADD #c :one")
+            .update_expression("ADD #c :count")
             .expression_attribute_names("#c", counter)
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":count", n(count))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
@@ -156,28 +156,23 @@ fn conflicts() -> Error {
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
-        let PutAlert {
-            rule,
-            force_reset,
-            max_allowed,
-            now,
-        } = put;
-        let (project, name) = (rule.project().to_owned(), rule.name().to_owned());
+        let (project, name) = (put.rule.project().to_owned(), put.rule.name().to_owned());
         for _ in 0..MAX_CONFLICTS {
-            let mut rule = rule.clone();
-            let Some(old) = self.read_alert(&project, &name).await? else {
-                keep_referenced_secrets(&mut rule, None)?;
+            let old = self.read_alert(&project, &name).await?;
+            // The limit on new alerts is enforced by the catalog's condition, in the write.
+            let plan = update::put(old.as_ref().map(|o| (&*o.rule, &o.runtime)), &put, None)?;
+            let Some(old) = old else {
                 let alert = StoredAlert {
-                    id: self.next_id("next_alert").await?,
-                    rule: Arc::new(rule),
-                    runtime: Runtime::default(),
-                    created: now,
-                    updated: now,
+                    id: self.next_ids("next_alert", 1).await?,
+                    rule: Arc::new(plan.rule),
+                    runtime: plan.runtime,
+                    created: put.now,
+                    updated: put.now,
                     v: 1,
                     generation: 1,
                 };
                 match self
-                    .write_alert(&alert, 0, self.catalog_bump(1, Some(max_allowed))?)
+                    .write_alert(&alert, 0, self.catalog_bump(1, Some(put.max_allowed))?)
                     .await?
                 {
                     Written::Done => {
@@ -190,42 +185,32 @@ impl AlertStore for DynamoStore {
                     }
                     Written::Conflict(reasons) if reasons.get(1) == Some(&true) => {
                         let (_, count) = self.catalog().await?;
-                        return Err(Error::PreconditionFailed(format!(
-                            "Allowed number of alerts exceeded: {count} alerts exist (the limit is {max_allowed})"
-                        )));
+                        return Err(update::too_many(count, put.max_allowed));
                     }
                     // Created concurrently: update it instead.
                     Written::Conflict(_) => continue,
                 }
             };
-            keep_referenced_secrets(&mut rule, Some(&old.rule))?;
-            let reset = old
-                .runtime
-                .update_resets(&old.rule, &rule, force_reset, now);
             let mut alert = old.clone();
-            let closed = if reset {
-                alert.runtime.reset(now)
-            } else {
-                None
-            };
-            if reset || old.rule.per_entity != rule.per_entity {
+            if plan.new_windows {
                 alert.generation += 1;
             }
-            alert.rule = Arc::new(rule);
-            alert.updated = now;
+            alert.rule = Arc::new(plan.rule);
+            alert.runtime = plan.runtime;
+            alert.updated = put.now;
             alert.v += 1;
             if let Written::Done = self
                 .write_alert(&alert, old.v, self.catalog_bump(0, None)?)
                 .await?
             {
-                if let Some(c) = closed {
+                if let Some(c) = plan.closed {
                     self.close_activation(c).await?;
                 }
                 self.cache.lock().await.invalidate();
                 return Ok(PutOutcome {
                     alert: alert.record(),
                     created: false,
-                    reset,
+                    reset: plan.reset,
                 });
             }
         }
@@ -282,7 +267,7 @@ impl AlertStore for DynamoStore {
     async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
         self.update_alert(project, name, |alert| {
             alert.generation += 1;
-            Ok(alert.runtime.reset(now))
+            Ok(update::reset(&mut alert.runtime, now))
         })
         .await
     }
@@ -295,7 +280,7 @@ impl AlertStore for DynamoStore {
         now: Timestamp,
     ) -> Result<bool> {
         self.update_alert(project, name, |alert| {
-            alert.runtime.acknowledge(by, now)?;
+            update::acknowledge(&mut alert.runtime, by, now)?;
             Ok(None)
         })
         .await

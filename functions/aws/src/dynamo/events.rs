@@ -1,15 +1,20 @@
-//! Event intake: windows counted with one conditional write per matched (event, alert), firing
-//! in one transaction, batches aggregated per window before writing.
+//! Event intake on DynamoDB: the store claims idempotency keys, groups a batch's events by the
+//! window they count in, runs each group through the engine's intake on a working copy of the
+//! window and the alert's runtime, and commits the change set it returns: one conditional write
+//! of the window, or, when the alert's state changed, one transaction with its runtime and the
+//! activations it fired. A write lost to a concurrent writer re-reads and runs the group again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
-use tocsin_core::engine::{self, Closed, Runtime, Window};
+use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
+use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
 use tocsin_core::error::{Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, EventKind, Span};
+use tocsin_core::model::{AcceptedEvent, Activation, Span, Timestamp};
 use tocsin_core::rule::Rule;
-use tocsin_core::store::{EventOutcome, EventStore, Fired};
+use tocsin_core::store::EventStore;
 
 use super::cache::{Cache, StoredAlert, WindowKey, at_version};
 use super::item::{
@@ -21,34 +26,80 @@ use super::{DynamoStore, MAX_CONFLICTS};
 /// moment ago on another instance is found by reloading.
 const UNKNOWN_KIND_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// At most this many events of one window are committed together: a transaction holds at most
+/// 100 items (the window, the runtime, and an activation per firing).
+const MAX_GROUP: usize = 98;
+
 fn build_err(e: impl std::fmt::Display) -> Error {
     Error::Store(format!("cannot build a DynamoDB request: {e}"))
 }
 
-/// What evaluating one event did to one alert.
-enum Step {
-    /// Not admitted (the alert is active, or in its cooldown).
-    Ignored,
-    Counted(Option<Box<(Activation, Option<AcceptedEvent>)>>),
+/// One window of one alert, as the intake sees it: every event of the group was matched to it.
+struct OneWindow<'a> {
+    alert: u64,
+    rule: &'a Arc<Rule>,
+    runtime: &'a mut Runtime,
+    window: &'a mut Window,
 }
 
-/// The uncommitted part of a window's evaluation.
-struct Pending {
-    window: Window,
+impl IntakeState for OneWindow<'_> {
+    fn each_match(&mut self, _ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_>)) {
+        f(
+            self.alert,
+            AlertSlot {
+                rule: self.rule,
+                runtime: self.runtime,
+                windows: self.window,
+            },
+        );
+    }
+}
+
+/// A group's evaluation, not yet committed.
+struct Evaluated {
     runtime: Runtime,
-    window_dirty: bool,
-    runtime_dirty: bool,
-    closed: Vec<Closed>,
-    steps: Vec<Step>,
-    /// The newest event counted: the window item expires a period after it.
-    last_at: tocsin_core::model::Timestamp,
+    window: Window,
+    changes: Changes,
+    effects: Vec<Effect>,
+}
+
+/// Runs a group's events through the engine on copies of the alert's runtime and window.
+fn evaluate(
+    alert: &StoredAlert,
+    window: &Window,
+    events: &[(usize, &AcceptedEvent)],
+    next_id: &mut impl FnMut() -> u64,
+) -> Evaluated {
+    let mut runtime = alert.runtime.clone();
+    let mut window = window.clone();
+    let mut changes = Changes::default();
+    let mut effects = Vec::new();
+    let mut state = OneWindow {
+        alert: alert.id,
+        rule: &alert.rule,
+        runtime: &mut runtime,
+        window: &mut window,
+    };
+    intake::round(
+        &mut state,
+        events.iter().copied(),
+        next_id,
+        &mut changes,
+        |e| effects.push(e),
+    );
+    Evaluated {
+        runtime,
+        window,
+        changes,
+        effects,
+    }
 }
 
 impl DynamoStore {
     /// Evaluates events in order of arrival per window: each window of each alert they match
-    /// is written once for the whole batch (and once more per firing). Returns one outcome per
-    /// event; an event whose writes failed gets the error (and its idempotency key back), the
-    /// others are unaffected.
+    /// is written once per group of its events (with the alert's runtime and activations when
+    /// it fired). Returns one outcome per event; an event whose writes failed gets the error
+    /// (and its idempotency key back), the others are unaffected.
     async fn evaluate_batch(
         &self,
         events: &[AcceptedEvent],
@@ -62,22 +113,22 @@ impl DynamoStore {
         }
         let mut candidates = Vec::with_capacity(events.len());
         for (i, ev) in events.iter().enumerate() {
-            if matches!(ev.kind, EventKind::Custom(_))
-                && !cache.matcher.listens(&ev.project, &ev.kind)
+            let mut listens = cache.matcher.listens(&ev.project, &ev.kind);
+            if intake::screen(ev, listens, false) == Screen::UnknownKind
+                && cache.age().is_none_or(|a| a >= UNKNOWN_KIND_RECHECK)
             {
-                if cache.age().is_none_or(|a| a >= UNKNOWN_KIND_RECHECK) {
-                    cache.invalidate();
-                    if let Err(e) = self.refresh(&mut cache, self.settings.config_ttl).await {
-                        outcomes[i] = Err(e);
-                        continue;
-                    }
-                }
-                if !cache.matcher.listens(&ev.project, &ev.kind) {
-                    if let Ok(o) = &mut outcomes[i] {
-                        o.unknown_kind = true;
-                    }
+                cache.invalidate();
+                if let Err(e) = self.refresh(&mut cache, self.settings.config_ttl).await {
+                    outcomes[i] = Err(e);
                     continue;
                 }
+                listens = cache.matcher.listens(&ev.project, &ev.kind);
+            }
+            if intake::screen(ev, listens, false) == Screen::UnknownKind {
+                if let Ok(o) = &mut outcomes[i] {
+                    o.unknown_kind = true;
+                }
+                continue;
             }
             candidates.push(i);
         }
@@ -93,70 +144,39 @@ impl DynamoStore {
             .collect();
         let mut round: Vec<(usize, AcceptedEvent)> = Vec::with_capacity(events.len());
         for i in candidates {
-            match claims.get(&i) {
-                None | Some(Ok(true)) => round.push((i, events[i].clone())),
-                Some(Ok(false)) => {
-                    if let Ok(o) = &mut outcomes[i] {
-                        o.duplicate = true;
-                    }
+            let held = match claims.get(&i) {
+                None | Some(Ok(true)) => false,
+                Some(Ok(false)) => true,
+                Some(Err(e)) => {
+                    outcomes[i] = Err(e.clone());
+                    continue;
                 }
-                Some(Err(e)) => outcomes[i] = Err(e.clone()),
+            };
+            if intake::screen(&events[i], true, held) == Screen::Evaluate {
+                round.push((i, events[i].clone()));
+            } else if let Ok(o) = &mut outcomes[i] {
+                o.duplicate = true;
             }
         }
         // Calculated events are evaluated in the next round, after what emitted them.
         while !round.is_empty() {
-            let mut groups: Vec<(WindowKey, Vec<usize>)> = Vec::new();
-            let mut index: HashMap<WindowKey, usize> = HashMap::new();
-            for (j, (_, ev)) in round.iter().enumerate() {
-                let Cache {
-                    matcher, alerts, ..
-                } = &*cache;
-                matcher.for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
-                    let Some(alert) = alerts.get(&id) else {
-                        return;
-                    };
-                    if engine::concerns(&alert.rule, ev).is_none() {
-                        return;
-                    }
-                    let key = WindowKey {
-                        alert: id,
-                        generation: alert.generation,
-                        entity: alert.rule.per_entity.then(|| ev.entity_id.as_str().into()),
-                    };
-                    let g = *index.entry(key.clone()).or_insert_with(|| {
-                        groups.push((key, Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[g].1.push(j);
-                });
-            }
+            let groups = group_by_window(&cache, &round);
             let mut next = Vec::new();
             for (key, members) in groups {
-                let evs: Vec<&AcceptedEvent> = members.iter().map(|&j| &round[j].1).collect();
-                match self.evaluate_window(&mut cache, key, &evs).await {
-                    Ok((rule, steps)) => {
-                        for (&j, step) in members.iter().zip(steps) {
-                            let origin = round[j].0;
-                            let Ok(outcome) = &mut outcomes[origin] else {
-                                continue;
-                            };
-                            let Step::Counted(fired) = step else {
-                                continue;
-                            };
-                            outcome.counted += 1;
-                            if let (Some(fired), Some(rule)) = (fired, &rule) {
-                                let (activation, emitted) = *fired;
-                                outcome.fired.push(Fired {
-                                    activation,
-                                    rule: rule.clone(),
-                                });
-                                next.extend(emitted.map(|e| (origin, e)));
+                for chunk in members.chunks(MAX_GROUP) {
+                    match self.evaluate_window(&mut cache, key.clone(), chunk).await {
+                        Ok(effects) => {
+                            for effect in effects {
+                                let origin = round[effect.origin].0;
+                                if let Ok(outcome) = &mut outcomes[origin] {
+                                    next.extend(outcome.absorb(effect).map(|e| (origin, e)));
+                                }
                             }
                         }
-                    }
-                    Err(e) => {
-                        for &j in &members {
-                            outcomes[round[j].0] = Err(e.clone());
+                        Err(e) => {
+                            for &(j, _) in chunk {
+                                outcomes[round[j].0] = Err(e.clone());
+                            }
                         }
                     }
                 }
@@ -265,13 +285,7 @@ impl DynamoStore {
     }
 
     /// Claims an idempotency key until `at + ttl`; false when it is held (a duplicate).
-    async fn claim(
-        &self,
-        project: &str,
-        k: &str,
-        at: tocsin_core::model::Timestamp,
-        ttl: Span,
-    ) -> Result<bool> {
+    async fn claim(&self, project: &str, k: &str, at: Timestamp, ttl: Span) -> Result<bool> {
         let item = idempotency_item(project, k, at.plus(ttl));
         let result = self
             .client
@@ -301,109 +315,64 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Evaluates, in order, the events of one window, committing at each firing and at the
-    /// end; after losing a write to a concurrent writer, reads the window and the alert again
-    /// and evaluates the uncommitted events anew.
+    /// Evaluates, in order, the events of one window (each with its index in the round) and
+    /// commits what the engine changed; after losing the write to a concurrent writer, reads
+    /// the window and the alert again and evaluates the events anew. Activation ids are
+    /// reserved once the engine has said how many firings there are, and the group evaluated
+    /// again with them: the engine is deterministic, so it fires the same way.
     async fn evaluate_window(
         &self,
         cache: &mut Cache,
         mut key: WindowKey,
-        events: &[&AcceptedEvent],
-    ) -> Result<(Option<std::sync::Arc<Rule>>, Vec<Step>)> {
-        let mut done: Vec<Step> = Vec::with_capacity(events.len());
-        let Some(mut rule) = cache.alerts.get(&key.alert).map(|a| a.rule.clone()) else {
-            return Ok((None, events.iter().map(|_| Step::Ignored).collect()));
-        };
+        events: &[(usize, &AcceptedEvent)],
+    ) -> Result<Vec<Effect>> {
+        let last_at = events
+            .iter()
+            .map(|(_, ev)| ev.at)
+            .max()
+            .unwrap_or(Timestamp(0));
         let mut conflicts = 0;
-        'attempt: loop {
+        loop {
             let Some(alert) = cache.alerts.get(&key.alert).cloned() else {
-                // Deleted meanwhile: the remaining events count nowhere.
-                done.extend(events[done.len()..].iter().map(|_| Step::Ignored));
-                return Ok((Some(rule), done));
+                // Deleted meanwhile: the events count nowhere.
+                return Ok(Vec::new());
             };
-            rule = alert.rule.clone();
             key.generation = alert.generation;
             let (window, wv) = cache.windows.get(&key).cloned().unwrap_or_default();
-            let mut wv = wv;
-            let mut alert = alert;
-            let mut p = Pending {
-                window,
-                runtime: alert.runtime.clone(),
-                window_dirty: false,
-                runtime_dirty: false,
-                closed: Vec::new(),
-                steps: Vec::new(),
-                last_at: tocsin_core::model::Timestamp(0),
-            };
-            for ev in &events[done.len()..] {
-                let Some(passes) = engine::concerns(&rule, ev) else {
-                    p.steps.push(Step::Ignored);
-                    continue;
-                };
-                let (counts, closed) = p.runtime.admit(ev.at);
-                if let Some(c) = closed {
-                    p.closed.push(c);
-                    p.runtime_dirty = true;
-                }
-                if !counts {
-                    p.steps.push(Step::Ignored);
-                    continue;
-                }
-                p.window_dirty = true;
-                p.last_at = p.last_at.max(ev.at);
-                let Some(in_window) = engine::count_in_window(&rule, &mut p.window, ev, passes)
-                else {
-                    p.steps.push(Step::Counted(None));
-                    continue;
-                };
-                let id = self.next_id("next_activation").await?;
-                let (activation, emitted) = engine::fire(&rule, &mut p.runtime, ev, id, in_window);
-                match self.commit(&key, &p, wv, &alert, Some(&activation)).await? {
-                    Some((new_wv, new_av)) => {
-                        wv = new_wv;
-                        alert.runtime = p.runtime.clone();
+            let mut provisional = 0;
+            let mut done = evaluate(&alert, &window, events, &mut || {
+                provisional += 1;
+                provisional
+            });
+            let fired = done.changes.activations.len() as u64;
+            if fired > 0 {
+                let mut id = self.next_ids("next_activation", fired).await? + 1 - fired;
+                done = evaluate(&alert, &window, events, &mut || {
+                    id += 1;
+                    id - 1
+                });
+            }
+            match self.commit(&key, &done, wv, &alert, last_at).await? {
+                Some((new_wv, new_av)) => {
+                    if !done.changes.windows.is_empty() {
+                        cache.put_window(key.clone(), (done.window, new_wv));
+                    }
+                    if !done.changes.runtimes.is_empty() {
+                        let mut alert = alert;
+                        alert.runtime = done.runtime;
                         alert.v = new_av;
-                        cache.put_window(key.clone(), (p.window.clone(), wv));
-                        cache.put_alert(alert.clone());
-                        for c in p.closed.drain(..) {
-                            self.close_activation(c).await?;
-                        }
-                        done.append(&mut p.steps);
-                        done.push(Step::Counted(Some(Box::new((activation, emitted)))));
-                        p.window_dirty = false;
-                        p.runtime_dirty = false;
+                        cache.put_alert(alert);
                     }
-                    None => {
-                        conflicts += 1;
-                        self.reload(cache, &key, conflicts).await?;
-                        continue 'attempt;
+                    for c in done.changes.closed {
+                        self.close_activation(c).await?;
                     }
+                    return Ok(done.effects);
+                }
+                None => {
+                    conflicts += 1;
+                    self.reload(cache, &key, conflicts).await?;
                 }
             }
-            if p.window_dirty || p.runtime_dirty {
-                match self.commit(&key, &p, wv, &alert, None).await? {
-                    Some((new_wv, new_av)) => {
-                        if p.window_dirty {
-                            cache.put_window(key.clone(), (p.window.clone(), new_wv));
-                        }
-                        if p.runtime_dirty {
-                            alert.runtime = p.runtime.clone();
-                            alert.v = new_av;
-                            cache.put_alert(alert);
-                        }
-                        for c in p.closed.drain(..) {
-                            self.close_activation(c).await?;
-                        }
-                    }
-                    None => {
-                        conflicts += 1;
-                        self.reload(cache, &key, conflicts).await?;
-                        continue 'attempt;
-                    }
-                }
-            }
-            done.append(&mut p.steps);
-            return Ok((Some(rule), done));
         }
     }
 
@@ -436,23 +405,27 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Writes a window's evaluation: the window alone when nothing else changed (one
-    /// `PutItem`), else one transaction with the alert's runtime and the new activation.
-    /// Returns the new versions of the window and the alert, or None when a concurrent writer
-    /// changed either first.
+    /// Writes a group's change set: nothing when nothing changed; the window alone when the
+    /// alert's state did not change (one `PutItem`); else one transaction with the window, the
+    /// alert's runtime and the new activations. Returns the new versions of the window and the
+    /// alert, or None when a concurrent writer changed either first.
     async fn commit(
         &self,
         key: &WindowKey,
-        p: &Pending,
+        done: &Evaluated,
         wv: u64,
         alert: &StoredAlert,
-        activation: Option<&Activation>,
+        last_at: Timestamp,
     ) -> Result<Option<(u64, u64)>> {
-        let rule = &alert.rule;
-        let window_item = self.window_item(key, &p.window, wv + 1, rule, p.last_at)?;
+        let window_dirty = !done.changes.windows.is_empty();
+        let runtime_dirty = !done.changes.runtimes.is_empty();
+        if !window_dirty && !runtime_dirty {
+            return Ok(Some((wv, alert.v)));
+        }
+        let window_item = self.window_item(key, &done.window, wv + 1, &alert.rule, last_at)?;
         let (condition, value) = at_version(wv);
         let values = value.map(|v| [(":expected".to_owned(), v)].into());
-        if !p.runtime_dirty && activation.is_none() {
+        if !runtime_dirty {
             let result = self
                 .client
                 .put_item()
@@ -469,7 +442,7 @@ impl DynamoStore {
             };
         }
         let mut tx = self.client.transact_write_items();
-        if p.window_dirty {
+        if window_dirty {
             let put = Put::builder()
                 .table_name(self.table())
                 .set_item(Some(window_item))
@@ -484,29 +457,31 @@ impl DynamoStore {
             .set_key(Some(key_of_alert(alert)))
             .update_expression("SET rt = :rt, v = :next")
             .condition_expression("v = :expected")
-            .expression_attribute_values(":rt", json(&p.runtime)?)
+            .expression_attribute_values(":rt", json(&done.runtime)?)
             .expression_attribute_values(":next", n(alert.v + 1))
             .expression_attribute_values(":expected", n(alert.v))
             .build()
             .map_err(build_err)?;
         tx = tx.transact_items(TransactWriteItem::builder().update(runtime).build());
-        if let Some(a) = activation {
-            let put = Put::builder()
-                .table_name(self.table())
-                .set_item(Some(self.activation_item(a, 1)?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_err)?;
-            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        for a in &done.changes.activations {
+            tx = tx.transact_items(self.activation_put(a)?);
         }
         match tx.send().await {
-            Ok(_) => Ok(Some((
-                if p.window_dirty { wv + 1 } else { wv },
-                alert.v + 1,
-            ))),
+            Ok(_) => Ok(Some((if window_dirty { wv + 1 } else { wv }, alert.v + 1))),
             Err(e) if cancelled_conditions(&e).is_some() => Ok(None),
             Err(e) => Err(sdk_err("TransactWriteItems", e)),
         }
+    }
+
+    /// The conditional put of a new activation, for a firing's transaction.
+    fn activation_put(&self, a: &Activation) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(self.activation_item(a, 1)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// A window item at version `v`, expiring when its newest event (at `last`) leaves the
@@ -517,7 +492,7 @@ impl DynamoStore {
         w: &Window,
         v: u64,
         rule: &Rule,
-        last: tocsin_core::model::Timestamp,
+        last: Timestamp,
     ) -> Result<Item> {
         let mut item = key.item_key();
         item.insert("w".into(), s(super::cache::encode_window(w)));
@@ -531,7 +506,7 @@ impl DynamoStore {
 }
 
 /// An idempotency key held until `expires`.
-fn idempotency_item(project: &str, k: &str, expires: tocsin_core::model::Timestamp) -> Item {
+fn idempotency_item(project: &str, k: &str, expires: Timestamp) -> Item {
     let mut item = key(format!("I#{project}"), k);
     item.insert("exp".into(), n(expires.0));
     item.insert("expires_at".into(), n(ttl_secs(expires)));
@@ -554,4 +529,35 @@ impl EventStore for DynamoStore {
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
         self.evaluate_batch(events, ttl).await
     }
+}
+
+/// The events of a round by the window they count in (each with its index in the round), in
+/// order of arrival within each window: the matcher decides which alerts an event matches, the
+/// engine later whether it concerns them.
+fn group_by_window<'r>(
+    cache: &Cache,
+    round: &'r [(usize, AcceptedEvent)],
+) -> Vec<(WindowKey, Vec<(usize, &'r AcceptedEvent)>)> {
+    let mut groups: Vec<(WindowKey, Vec<(usize, &AcceptedEvent)>)> = Vec::new();
+    let mut index: HashMap<WindowKey, usize> = HashMap::new();
+    for (j, (_, ev)) in round.iter().enumerate() {
+        cache
+            .matcher
+            .for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
+                let Some(alert) = cache.alerts.get(&id) else {
+                    return;
+                };
+                let key = WindowKey {
+                    alert: id,
+                    generation: alert.generation,
+                    entity: alert.rule.per_entity.then(|| ev.entity_id.as_str().into()),
+                };
+                let g = *index.entry(key.clone()).or_insert_with(|| {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].1.push((j, ev));
+            });
+    }
+    groups
 }

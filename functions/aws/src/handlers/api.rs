@@ -8,11 +8,13 @@ use std::sync::Arc;
 use axum::response::Response;
 use tower::ServiceExt;
 
-use tocsin::api::{AppState, EventQueue, router};
+use tocsin_adapters::api::{AppState, EventQueue, router};
 
 use crate::environment::{Clients, Environment};
 use crate::queue::SqsQueue;
 use crate::sns::Outbox;
+
+use super::{Wiring, wiring};
 
 pub struct ApiHandler {
     router: axum::Router,
@@ -21,16 +23,13 @@ pub struct ApiHandler {
 
 impl ApiHandler {
     pub fn new(env: &Environment, clients: &Clients) -> Self {
-        let (service, topic) = super::service(env, clients);
-        let outbox = Arc::new(Outbox::new(topic));
+        let Wiring {
+            service, outbox, ..
+        } = wiring(env, clients);
         let queue = env.queue_url.as_ref().map(|url| {
             Arc::new(SqsQueue::new(clients.sqs.clone(), url.clone())) as Arc<dyn EventQueue>
         });
-        let state = AppState {
-            service,
-            dispatch: outbox.clone(),
-            queue,
-        };
+        let state = AppState { service, queue };
         ApiHandler {
             router: router(state, env.max_body_bytes),
             outbox,

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use tocsin::notify::Dispatch;
 use tocsin_core::Service;
 use tocsin_core::model::AcceptedEvent;
 
+use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
 use crate::sns::Outbox;
 
@@ -20,11 +20,10 @@ pub struct EvaluatorHandler {
 
 impl EvaluatorHandler {
     pub fn new(env: &Environment, clients: &Clients) -> Self {
-        let (service, topic) = super::service(env, clients);
-        EvaluatorHandler {
-            service,
-            outbox: Arc::new(Outbox::new(topic)),
-        }
+        let Wiring {
+            service, outbox, ..
+        } = wiring(env, clients);
+        EvaluatorHandler { service, outbox }
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
@@ -51,16 +50,9 @@ impl EvaluatorHandler {
         }
         let outcomes = self.service.ingest_batch(&events).await;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(o) => {
-                    for fired in o.fired {
-                        self.outbox.dispatch(fired);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(message = %id, error = %e, "an event was not evaluated");
-                    failed.push(id);
-                }
+            if let Err(e) = outcome {
+                tracing::error!(message = %id, error = %e, "an event was not evaluated");
+                failed.push(id);
             }
         }
         self.outbox.flush().await;

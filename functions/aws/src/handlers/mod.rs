@@ -16,14 +16,28 @@ use tocsin_core::store::Store;
 
 use crate::dynamo::DynamoStore;
 use crate::environment::{Clients, Environment};
-use crate::sns::Topic;
+use crate::sns::{Outbox, Topic};
 use crate::subscriptions::SubscribingStore;
 
-/// The service every function runs: the DynamoDB store, with the topic's email subscriptions
-/// kept in step, and the operator's settings.
-pub fn service(env: &Environment, clients: &Clients) -> (Service, Arc<Topic>) {
+/// What every function runs on.
+pub struct Wiring {
+    /// The DynamoDB store, with the topic's email subscriptions kept in step, and the
+    /// operator's settings; what fires goes to `outbox`.
+    pub service: Service,
+    pub topic: Arc<Topic>,
+    /// Holds what an invocation fired until the handler publishes it, before answering.
+    pub outbox: Arc<Outbox>,
+}
+
+/// Builds the wiring once per container.
+pub fn wiring(env: &Environment, clients: &Clients) -> Wiring {
     let topic = Arc::new(Topic::new(clients.sns.clone(), env.topic_arn.clone()));
+    let outbox = Arc::new(Outbox::new(topic.clone()));
     let store = DynamoStore::new(clients.dynamo.clone(), env.dynamo());
     let store: Arc<dyn Store> = Arc::new(SubscribingStore::new(store, topic.clone()));
-    (Service::new(store, env.alerts.clone()), topic)
+    Wiring {
+        service: Service::new(store, env.alerts.clone(), outbox.clone()),
+        topic,
+        outbox,
+    }
 }

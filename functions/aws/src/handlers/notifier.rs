@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tocsin::notify::{DeliverySettings, Notifier, NotifierError, SmtpSettings};
+use tocsin_adapters::notify::{DeliverySettings, Notifier, NotifierError, SmtpSettings};
 use tocsin_core::Service;
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::{Span, Timestamp};
 
+use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
-use crate::sns::{Message, Topic};
+use crate::sns::{Message, Outbox, Topic};
 
 /// Activations looked at per sweep.
 const SWEEP_BATCH: usize = 100;
@@ -22,12 +23,19 @@ pub struct NotifierHandler {
     service: Service,
     notifier: Notifier,
     topic: Arc<Topic>,
+    /// What chained events fire while delivering: published before the invocation answers,
+    /// so that their notifications go out at once, not at the next sweep.
+    outbox: Arc<Outbox>,
     sweep_after: Span,
 }
 
 impl NotifierHandler {
     pub fn new(env: &Environment, clients: &Clients) -> std::result::Result<Self, NotifierError> {
-        let (service, topic) = super::service(env, clients);
+        let Wiring {
+            service,
+            topic,
+            outbox,
+        } = wiring(env, clients);
         let settings = DeliverySettings {
             give_up_after_secs: env.give_up_secs,
             email_via_sns: true,
@@ -38,6 +46,7 @@ impl NotifierHandler {
             service,
             notifier,
             topic,
+            outbox,
             sweep_after: Span::from_secs(env.sweep_after_secs),
         })
     }
@@ -53,7 +62,9 @@ impl NotifierHandler {
                         tracing::error!("an SNS record without a message");
                         continue;
                     };
-                    delivered += self.deliver(message).await?;
+                    let result = self.deliver(message).await;
+                    self.outbox.flush().await;
+                    delivered += result?;
                 }
                 Ok(json!({"delivered": delivered}))
             }
@@ -89,6 +100,7 @@ impl NotifierHandler {
             let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
                 // The alert is gone: deliver (which records the notifications as failed).
                 self.notifier.deliver_stored(a).await;
+                self.outbox.flush().await;
                 continue;
             };
             self.topic.publish(&a, &record.rule).await?;

@@ -105,7 +105,7 @@ impl Matcher {
         index
             .globs
             .iter()
-            .filter(|(g, _)| crate::store::glob_match(g, entity))
+            .filter(|(g, _)| crate::model::glob_match(g, entity))
             .for_each(|(_, id)| f(*id));
     }
 }

@@ -1,17 +1,26 @@
-//! The engine: matching events to alerts, sliding windows, and the alert state machine.
+//! The engine: the one place that decides. Matching events to alerts, sliding windows, the
+//! alert state machine, event intake ([`intake`]) and alert updates ([`update`]).
 //!
 //! It never reads the clock and never does I/O: every function takes the time and the values it
-//! decides on. Stores compose these pieces inside whatever makes them atomic (a lock and one
-//! batch write in the embedded store, conditional writes in DynamoDB), and `tocsin test` runs
-//! them on a virtual clock.
+//! decides on, and says what changed in a [`Changes`]. Stores only hold state and commit those
+//! changes inside whatever makes them atomic (a lock and one batch write in the embedded store,
+//! conditional writes in DynamoDB), and `tocsin test` runs the same code on a virtual clock.
 
+mod changes;
+pub mod intake;
 mod matcher;
 mod runtime;
+pub mod update;
 mod window;
+mod windows;
 
+pub use changes::{Changes, WindowChange};
+pub use intake::{EventOutcome, Fired};
 pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
+pub use update::PutAlert;
 pub use window::Window;
+pub use windows::{WindowSource, Windows};
 
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind};
 use crate::rule::{MAX_CHAIN, Rule};
@@ -20,7 +29,7 @@ use crate::rule::{MAX_CHAIN, Rule};
 /// None when it does not (a custom kind about another entity kind, or a failing filter without
 /// a sustained criterion); otherwise whether the filter passes (a sustained criterion also
 /// needs the events whose filter fails, to break the run).
-pub fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Option<bool> {
+pub(crate) fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Option<bool> {
     // A built-in kind fixes the entity kind (checked on acceptance); a custom one does not.
     if matches!(ev.kind, EventKind::Custom(_)) && rule.config.entities.kind != ev.entity_kind {
         return None;
@@ -35,7 +44,7 @@ pub fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Option<bool> {
 
 /// Counts an admitted event in its window. Returns how many events the activation counts when
 /// the criteria are met (the window then starts afresh), None otherwise.
-pub fn count_in_window(
+pub(crate) fn count_in_window(
     rule: &Rule,
     window: &mut Window,
     ev: &AcceptedEvent,
@@ -57,7 +66,7 @@ pub fn count_in_window(
 /// The alert fires on `ev` with activation `id`, having counted `in_window` events: the state
 /// transition, the deliveries to make (or suppress), the activation, and the event it emits if
 /// it is a calculated event.
-pub fn fire(
+pub(crate) fn fire(
     rule: &Rule,
     runtime: &mut Runtime,
     ev: &AcceptedEvent,

@@ -135,7 +135,7 @@ fn compare(got: &Value, op: CompareOp, want: &Value) -> bool {
             CompareOp::Contains => g.contains(w.as_str()),
             CompareOp::StartsWith => g.starts_with(w.as_str()),
             CompareOp::EndsWith => g.ends_with(w.as_str()),
-            _ => crate::store::glob_match(w, g),
+            _ => crate::model::glob_match(w, g),
         };
     }
     let ordering = match (got, want) {

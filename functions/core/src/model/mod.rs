@@ -5,6 +5,7 @@ mod activation;
 mod alert;
 mod event;
 mod filter;
+mod glob;
 mod kinds;
 mod template;
 mod time;
@@ -17,6 +18,7 @@ pub use alert::{
 };
 pub use event::{AcceptedEvent, Event};
 pub use filter::{CompareOp, Filter};
+pub use glob::glob_match;
 pub use kinds::{
     AlertState, CustomKind, EntityKind, EventKind, NotificationKind, NotificationSeverity,
     ResetPolicy, Severity, UnknownValue,

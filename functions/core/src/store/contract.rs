@@ -45,7 +45,11 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn service(store: Arc<dyn Store>) -> Service {
-    Service::new(store, AlertsSettings::default())
+    Service::new(
+        store,
+        AlertsSettings::default(),
+        Arc::new(crate::dispatch::Nowhere),
+    )
 }
 
 /// A job-failure alert on `entity` with `count` within `period` and a reset policy.
@@ -76,7 +80,7 @@ fn failure(entity: &str) -> Event {
     .expect("valid contract event")
 }
 
-async fn send(svc: &Service, entity: &str, t: Timestamp) -> crate::store::EventOutcome {
+async fn send(svc: &Service, entity: &str, t: Timestamp) -> crate::engine::EventOutcome {
     send_keyed(svc, entity, t, None).await
 }
 
@@ -85,7 +89,7 @@ async fn send_keyed(
     entity: &str,
     t: Timestamp,
     key: Option<&str>,
-) -> crate::store::EventOutcome {
+) -> crate::engine::EventOutcome {
     let ev = svc
         .accept_event(P, "failed", failure(entity), key.map(str::to_owned), t)
         .expect("event accepted");
@@ -348,7 +352,7 @@ pub async fn operator_limits_are_enforced(s: Arc<dyn Store>) {
         max_allowed: 2,
         ..AlertsSettings::default()
     };
-    let svc = Service::new(s, settings);
+    let svc = Service::new(s, settings, Arc::new(crate::dispatch::Nowhere));
     store(&svc, failure_alert("one", "job1", 1, None, "auto"), at(0)).await;
     store(&svc, failure_alert("two", "job1", 1, None, "auto"), at(0)).await;
     let err = svc
@@ -580,7 +584,7 @@ async fn send_values(
     entity: &str,
     values: serde_json::Value,
     t: Timestamp,
-) -> crate::store::EventOutcome {
+) -> crate::engine::EventOutcome {
     let event: Event = serde_json::from_value(json!({
         "entity": {"kind": entity_kind, "project": P, "ids": [entity]}, "value_dict": values
     }))

@@ -1,111 +1,28 @@
-//! The stateful logic of a store, on plain in-memory data: alert entries, their windows, the
-//! matching index and idempotency keys. [`MemoryStore`] is it behind a lock; the embedded store
-//! is it behind a lock plus a write-through of the [`Changes`] each operation reports, so that
-//! both behave identically by construction.
+//! The in-memory state of a store: alert entries, their windows, the matching index and
+//! idempotency keys. It decides nothing: operations go through the engine ([`intake`],
+//! [`update`]) and apply what they return. [`MemoryStore`] is it behind a lock; the embedded
+//! store is it behind a lock plus a write-through of the [`Changes`] each operation reports, so
+//! that both behave identically by construction.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 
 use super::{
-    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, Fired,
-    PutAlert, PutOutcome,
+    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, PutOutcome,
 };
-use crate::engine::{self, Closed, Matcher, Runtime, Window};
+use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
+use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, update};
 use crate::error::{Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
-use crate::rule::{Rule, keep_referenced_secrets};
-
-/// An alert's windows: one for all entities (MLRun's behaviour), or one per entity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Windows {
-    Shared(Window),
-    PerEntity(FxHashMap<Box<str>, Window>),
-}
-
-impl Windows {
-    fn for_rule(rule: &Rule) -> Self {
-        if rule.per_entity {
-            Windows::PerEntity(FxHashMap::default())
-        } else {
-            Windows::Shared(Window::default())
-        }
-    }
-
-    /// The window an event about `entity` counts in.
-    fn window_mut(&mut self, entity: &str) -> &mut Window {
-        match self {
-            Windows::Shared(w) => w,
-            Windows::PerEntity(m) => m.entry(entity.into()).or_default(),
-        }
-    }
-
-    /// The window of `entity` (None: the shared one), for persistence.
-    pub fn get(&self, entity: Option<&str>) -> Option<&Window> {
-        match (self, entity) {
-            (Windows::Shared(w), None) => Some(w),
-            (Windows::PerEntity(m), Some(e)) => m.get(e),
-            _ => None,
-        }
-    }
-
-    /// Puts back a persisted window.
-    pub fn restore(&mut self, entity: Option<&str>, window: Window) {
-        match (self, entity) {
-            (Windows::Shared(w), None) => *w = window,
-            (Windows::PerEntity(m), Some(e)) => {
-                m.insert(e.into(), window);
-            }
-            _ => {}
-        }
-    }
-}
 
 /// An alert with its windows.
 #[derive(Debug, Clone)]
 pub struct AlertEntry {
     pub record: AlertRecord,
     pub windows: Windows,
-}
-
-/// A change to persisted windows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WindowChange {
-    /// The window of this alert (for this entity, or the shared one) changed: write it.
-    Put {
-        alert: u64,
-        entity: Option<Box<str>>,
-    },
-    /// Every window of this alert is gone.
-    Clear { alert: u64 },
-}
-
-/// What an operation changed, for a store that persists: the embedded store writes exactly
-/// these in one atomic batch before the operation's answer is released.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// Alerts whose config (rule, dates) changed.
-    pub rules: Vec<u64>,
-    /// Alerts whose runtime state changed.
-    pub runtimes: Vec<u64>,
-    /// Alerts deleted (with their windows).
-    pub removed: Vec<u64>,
-    pub windows: Vec<WindowChange>,
-    /// New activations.
-    pub activations: Vec<Activation>,
-    /// Activations that a reset or a cooldown's end closed.
-    pub closed: Vec<Closed>,
-    /// Idempotency keys claimed: (project, key, expiry).
-    pub idempotency: Vec<(String, String, Timestamp)>,
-    /// Idempotency keys expired: (project, key).
-    pub idempotency_removed: Vec<(String, String)>,
-    /// Delivery outcomes to record on activations.
-    pub deliveries: Vec<(u64, Delivery)>,
-    /// Activations deleted by retention: (id, project).
-    pub activations_removed: Vec<(u64, String)>,
 }
 
 /// The in-memory state of alerts. Not thread-safe by itself: stores hold it behind a lock.
@@ -196,77 +113,60 @@ impl MemoryState {
             .collect()
     }
 
-    /// Creates or replaces an alert (see [`AlertStore::put_alert`]).
+    /// Creates or replaces an alert (see [`AlertStore::put_alert`]), as [`update::put`] plans.
     pub fn put_alert(&mut self, put: PutAlert, changes: &mut Changes) -> Result<PutOutcome> {
-        let PutAlert {
-            mut rule,
-            force_reset,
-            max_allowed,
-            now,
-        } = put;
-        let existing = self.id_of(rule.project(), rule.name());
-        let Some(id) = existing else {
-            if self.alerts.len() >= max_allowed {
-                return Err(Error::PreconditionFailed(format!(
-                    "Allowed number of alerts exceeded: {} alerts exist (the limit is {max_allowed})",
-                    self.alerts.len()
-                )));
+        let existing = self.id_of(put.rule.project(), put.rule.name());
+        let stored = existing
+            .and_then(|id| self.alerts.get(&id))
+            .map(|e| (&*e.record.rule, &e.record.runtime));
+        let plan = update::put(stored, &put, Some(self.alerts.len()))?;
+        let rule = Arc::new(plan.rule);
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = self.next_alert_id;
+                self.next_alert_id += 1;
+                let record = AlertRecord {
+                    id,
+                    rule: rule.clone(),
+                    runtime: plan.runtime.clone(),
+                    created: put.now,
+                    updated: put.now,
+                };
+                self.names
+                    .insert((rule.project().to_owned(), rule.name().to_owned()), id);
+                self.alerts.insert(
+                    id,
+                    AlertEntry {
+                        windows: Windows::for_rule(&rule),
+                        record,
+                    },
+                );
+                id
             }
-            keep_referenced_secrets(&mut rule, None)?;
-            let id = self.next_alert_id;
-            self.next_alert_id += 1;
-            let rule = Arc::new(rule);
-            let record = AlertRecord {
-                id,
-                rule: rule.clone(),
-                runtime: Runtime::default(),
-                created: now,
-                updated: now,
-            };
-            let entry = AlertEntry {
-                windows: Windows::for_rule(&rule),
-                record: record.clone(),
-            };
-            self.names
-                .insert((rule.project().to_owned(), rule.name().to_owned()), id);
-            self.matcher.insert(id, &rule);
-            self.alerts.insert(id, entry);
-            changes.rules.push(id);
-            changes.runtimes.push(id);
-            return Ok(PutOutcome {
-                alert: record,
-                created: true,
-                reset: false,
-            });
         };
         let entry = self
             .alerts
             .get_mut(&id)
             .ok_or_else(|| Error::Store(format!("alert {id} is indexed but missing")))?;
-        let old = entry.record.rule.clone();
-        keep_referenced_secrets(&mut rule, Some(&old))?;
-        let reset = entry
-            .record
-            .runtime
-            .update_resets(&old, &rule, force_reset, now);
-        let rule = Arc::new(rule);
-        if reset && let Some(closed) = entry.record.runtime.reset(now) {
-            changes.closed.push(closed);
+        if !plan.created {
+            self.matcher.remove(id, &entry.record.rule);
+            if plan.new_windows {
+                entry.windows = Windows::for_rule(&rule);
+                changes.windows.push(WindowChange::Clear { alert: id });
+            }
+            changes.closed.extend(plan.closed);
+            entry.record.rule = rule.clone();
+            entry.record.runtime = plan.runtime;
+            entry.record.updated = put.now;
         }
-        if reset || old.per_entity != rule.per_entity {
-            entry.windows = Windows::for_rule(&rule);
-            changes.windows.push(WindowChange::Clear { alert: id });
-        }
-        self.matcher.remove(id, &old);
         self.matcher.insert(id, &rule);
-        entry.record.rule = rule;
-        entry.record.updated = now;
         changes.rules.push(id);
         changes.runtimes.push(id);
         Ok(PutOutcome {
             alert: entry.record.clone(),
-            created: false,
-            reset,
+            created: plan.created,
+            reset: plan.reset,
         })
     }
 
@@ -296,9 +196,9 @@ impl MemoryState {
         let Some(entry) = self.alerts.get_mut(&id) else {
             return false;
         };
-        if let Some(closed) = entry.record.runtime.reset(now) {
-            changes.closed.push(closed);
-        }
+        changes
+            .closed
+            .extend(update::reset(&mut entry.record.runtime, now));
         entry.windows = Windows::for_rule(&entry.record.rule);
         changes.windows.push(WindowChange::Clear { alert: id });
         changes.runtimes.push(id);
@@ -320,110 +220,21 @@ impl MemoryState {
         else {
             return Ok(false);
         };
-        entry.record.runtime.acknowledge(by, now)?;
+        update::acknowledge(&mut entry.record.runtime, by, now)?;
         changes.runtimes.push(entry.record.id);
         Ok(true)
     }
 
-    /// Counts an event in the windows of the alerts it matches and fires those whose criteria
-    /// are met. The whole call is one atomic step for the caller holding the lock, which is
-    /// what makes concurrent threshold-crossing events fire exactly once.
+    /// Runs an event through the engine's [`intake::intake`]. The whole call is one atomic
+    /// step for the caller holding the lock, which is what makes concurrent threshold-crossing
+    /// events fire exactly once.
     pub fn apply_event(
         &mut self,
         ev: &AcceptedEvent,
         ttl: Span,
         changes: &mut Changes,
     ) -> EventOutcome {
-        let mut outcome = EventOutcome::default();
-        // A custom kind nothing listens to is most likely a typo: refuse it rather than count
-        // it nowhere.
-        if matches!(ev.kind, EventKind::Custom(_)) && !self.matcher.listens(&ev.project, &ev.kind) {
-            outcome.unknown_kind = true;
-            return outcome;
-        }
-        if let Some(key) = &ev.idempotency_key {
-            let k = (
-                Box::<str>::from(ev.project.as_str()),
-                Box::<str>::from(key.as_str()),
-            );
-            if self
-                .idempotency
-                .get(&k)
-                .is_some_and(|expires| *expires > ev.at)
-            {
-                outcome.duplicate = true;
-                return outcome;
-            }
-            let expires = ev.at.plus(ttl);
-            self.idempotency.insert(k, expires);
-            changes
-                .idempotency
-                .push((ev.project.clone(), key.clone(), expires));
-        }
-        let mut emitted = Vec::new();
-        self.count_event(ev, changes, &mut outcome, &mut emitted);
-        while let Some(calculated) = emitted.pop() {
-            self.count_event(&calculated, changes, &mut outcome, &mut emitted);
-        }
-        outcome
-    }
-
-    /// Counts one event (posted, or emitted by a calculated event) in the windows of the alerts
-    /// it matches; fires those whose criteria are met; queues the events they emit.
-    fn count_event(
-        &mut self,
-        ev: &AcceptedEvent,
-        changes: &mut Changes,
-        outcome: &mut EventOutcome,
-        emitted: &mut Vec<AcceptedEvent>,
-    ) {
-        let Self {
-            matcher,
-            alerts,
-            next_activation_id,
-            ..
-        } = self;
-        matcher.for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
-            let Some(entry) = alerts.get_mut(&id) else {
-                return;
-            };
-            let record = &mut entry.record;
-            let rule = &record.rule;
-            let Some(passes) = engine::concerns(rule, ev) else {
-                return;
-            };
-            let (counts, closed) = record.runtime.admit(ev.at);
-            if let Some(closed) = closed {
-                changes.closed.push(closed);
-                changes.runtimes.push(id);
-            }
-            if !counts {
-                return;
-            }
-            outcome.counted += 1;
-            let window = entry.windows.window_mut(&ev.entity_id);
-            let met = engine::count_in_window(rule, window, ev, passes);
-            let entity = rule
-                .per_entity
-                .then(|| Box::<str>::from(ev.entity_id.as_str()));
-            changes
-                .windows
-                .push(WindowChange::Put { alert: id, entity });
-            let Some(in_window) = met else {
-                return;
-            };
-            let activation_id = *next_activation_id;
-            *next_activation_id += 1;
-            let (activation, calculated) =
-                engine::fire(rule, &mut record.runtime, ev, activation_id, in_window);
-            changes.runtimes.push(id);
-            emitted.extend(calculated);
-            changes.activations.push(activation.clone());
-            outcome.fired.push(Fired {
-                activation,
-                rule: rule.clone(),
-            });
-        });
+        intake::intake(self, ev, ttl, changes)
     }
 
     /// Forgets idempotency keys that expired by `now`; returns them for deletion from disk.
@@ -438,6 +249,59 @@ impl MemoryState {
             self.idempotency.remove(k);
         }
         expired
+    }
+}
+
+/// The alerts of a [`MemoryState`] as the intake matches against them.
+pub struct MatchedAlerts<'a> {
+    matcher: &'a Matcher,
+    alerts: &'a mut FxHashMap<u64, AlertEntry>,
+}
+
+impl IntakeState for MatchedAlerts<'_> {
+    fn each_match(&mut self, ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_>)) {
+        let alerts = &mut *self.alerts;
+        self.matcher
+            .for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
+                if let Some(entry) = alerts.get_mut(&id) {
+                    let slot = AlertSlot {
+                        rule: &entry.record.rule,
+                        runtime: &mut entry.record.runtime,
+                        windows: &mut entry.windows,
+                    };
+                    f(id, slot);
+                }
+            });
+    }
+}
+
+impl HeldState for MemoryState {
+    type Alerts<'a> = MatchedAlerts<'a>;
+
+    fn listens(&self, project: &str, kind: &EventKind) -> bool {
+        self.matcher.listens(project, kind)
+    }
+
+    fn key_held_until(&self, project: &str, key: &str) -> Option<Timestamp> {
+        // A borrowed tuple key would need a custom Borrow impl; keys are short.
+        self.idempotency
+            .get(&(Box::<str>::from(project), Box::<str>::from(key)))
+            .copied()
+    }
+
+    fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp) {
+        self.idempotency
+            .insert((project.into(), key.into()), expires);
+    }
+
+    fn alerts_and_ids(&mut self) -> (MatchedAlerts<'_>, &mut u64) {
+        (
+            MatchedAlerts {
+                matcher: &self.matcher,
+                alerts: &mut self.alerts,
+            },
+            &mut self.next_activation_id,
+        )
     }
 }
 

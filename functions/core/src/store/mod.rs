@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use memory::{AlertEntry, Changes, MemoryState, MemoryStore, WindowChange, Windows};
-pub use query::{ActivationQuery, EntityFilter, NameFilter, glob_match};
+pub use memory::{AlertEntry, MemoryState, MemoryStore};
+pub use query::{ActivationQuery, EntityFilter, NameFilter};
 
+use crate::engine::{EventOutcome, PutAlert};
 use crate::error::Result;
 use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Span, Timestamp};
 use crate::rule::Rule;
@@ -45,16 +46,6 @@ impl AlertRecord {
     }
 }
 
-/// A store request to create or replace an alert.
-#[derive(Debug, Clone)]
-pub struct PutAlert {
-    pub rule: Rule,
-    pub force_reset: bool,
-    /// A new alert is refused (412) when this many already exist, across all projects.
-    pub max_allowed: usize,
-    pub now: Timestamp,
-}
-
 /// What a put did.
 #[derive(Debug, Clone)]
 pub struct PutOutcome {
@@ -62,26 +53,6 @@ pub struct PutOutcome {
     pub created: bool,
     /// Whether the alert's state was reset (see [`crate::engine::Runtime::update_resets`]).
     pub reset: bool,
-}
-
-/// An activation, with the rule it fired for (what the notifier needs to deliver it).
-#[derive(Debug, Clone)]
-pub struct Fired {
-    pub activation: Activation,
-    pub rule: Arc<Rule>,
-}
-
-/// What an event did.
-#[derive(Debug, Clone, Default)]
-pub struct EventOutcome {
-    /// Its idempotency key was seen before: it was not counted again.
-    pub duplicate: bool,
-    /// Alerts whose window it was counted in.
-    pub counted: usize,
-    pub fired: Vec<Fired>,
-    /// The event's kind is a custom one that no alert of its project triggers on: it was
-    /// refused (not counted, its idempotency key not claimed), for the caller to answer 400.
-    pub unknown_kind: bool,
 }
 
 /// Alert configs and their runtime state.

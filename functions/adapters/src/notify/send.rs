@@ -150,17 +150,14 @@ impl Courier {
             )
             .map_err(|e| Failure::Permanent(e.to_string()))?;
         accepted.chain = [a.chain.as_slice(), std::slice::from_ref(&me)].concat();
-        let outcome = self
-            .service
+        // The service dispatches what the chained event fires, like any other event's.
+        self.service
             .ingest(&accepted)
             .await
             .map_err(|e| Failure::Retry {
                 reason: e.to_string(),
                 after: None,
             })?;
-        for fired in outcome.fired {
-            self.enqueue(&self.queue, fired);
-        }
         Ok(())
     }
 

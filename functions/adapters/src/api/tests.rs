@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use tocsin_core::store::{Fired, MemoryStore};
-use tocsin_core::{AlertsSettings, Service};
+use tocsin_core::engine::Fired;
+use tocsin_core::store::MemoryStore;
+use tocsin_core::{AlertsSettings, Dispatch, Service};
 use tower::ServiceExt;
 
 use super::{AppState, OPENAPI, ROUTES, router};
-use crate::notify::Dispatch;
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Fired>>);
@@ -23,12 +23,15 @@ impl Dispatch for Collect {
 
 fn app() -> (axum::Router, Arc<Collect>) {
     let collect = Arc::new(Collect::default());
-    let service = Service::new(Arc::new(MemoryStore::new()), AlertsSettings::default());
+    let service = Service::new(
+        Arc::new(MemoryStore::new()),
+        AlertsSettings::default(),
+        collect.clone(),
+    );
     (
         router(
             AppState {
                 service,
-                dispatch: collect.clone(),
                 queue: None,
             },
             64 * 1024,

@@ -2,8 +2,9 @@
 //!
 //! When an alert fires, its activation records a delivery per notification (pending, or
 //! suppressed by the notification's cooldown) in the same commit as the activation, and the
-//! store keeps pending activations in an outbox. The API hands each fired activation to a
-//! [`Dispatch`] and answers at once; the [`Notifier`] delivers every pending notification with
+//! store keeps pending activations in an outbox. The service hands each fired activation to its
+//! dispatcher, here a [`NotifierQueue`], and the API answers at once; the [`Notifier`] delivers
+//! every pending notification with
 //! retries (exponential backoff with jitter; `Retry-After` honoured), and records each outcome
 //! on the activation, from which MLRun's per-kind summary is derived. At start the outbox is
 //! delivered again: at least once, with a delivery key (`Idempotency-Key: {activation}:{name}`)
@@ -20,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tocsin_core::Service;
+use tocsin_core::engine::Fired;
 use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
 use tocsin_core::rule::Rule;
-use tocsin_core::store::Fired;
+use tocsin_core::{Dispatch, Service};
 
 /// The longest chain of alerts firing each other through `event` notifications (shared with
 /// calculated events in the engine).
@@ -37,38 +38,80 @@ pub use preview::preview;
 pub use retry::DeliverySettings;
 use retry::{Failure, backoff};
 
-/// Where fired activations go. Must not block: it is called on the request path.
-pub trait Dispatch: Send + Sync {
-    fn dispatch(&self, fired: Fired);
-}
-
 /// How many outbox activations one drain loads at a time.
 const DRAIN_BATCH: usize = 256;
 
 /// Delivers notifications from background tasks, with bounded memory: a bounded queue in
 /// front, a bounded number of activations in delivery, and the durable outbox behind both.
 pub struct Notifier {
-    queue: mpsc::Sender<Fired>,
     courier: Arc<Courier>,
 }
 
-impl Dispatch for Notifier {
+/// The front of the notifier: the service's dispatcher in `tocsin serve`. It never blocks; an
+/// activation that does not fit is left to the outbox, which the notifier drains next.
+pub struct NotifierQueue {
+    tx: mpsc::Sender<Fired>,
+    backlog: Arc<Backlog>,
+}
+
+/// The other end of a [`NotifierQueue`], for [`Notifier::start`].
+pub struct Inbox {
+    rx: mpsc::Receiver<Fired>,
+    backlog: Arc<Backlog>,
+}
+
+/// That the outbox holds work the queue could not take, and how to wake the worker for it.
+struct Backlog {
+    /// Set when an activation did not fit in the queue (and at start).
+    pending: AtomicBool,
+    wake: Notify,
+}
+
+impl Backlog {
+    fn note(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// A notifier's queue, holding up to `settings.queue_capacity` activations.
+pub fn queue(settings: &DeliverySettings) -> (Arc<NotifierQueue>, Inbox) {
+    let (tx, rx) = mpsc::channel::<Fired>(settings.queue_capacity.max(1));
+    let backlog = Arc::new(Backlog {
+        pending: AtomicBool::new(true),
+        wake: Notify::new(),
+    });
+    (
+        Arc::new(NotifierQueue {
+            tx,
+            backlog: backlog.clone(),
+        }),
+        Inbox { rx, backlog },
+    )
+}
+
+impl Dispatch for NotifierQueue {
     fn dispatch(&self, fired: Fired) {
-        self.courier.enqueue(&self.queue, fired);
+        match self.tx.try_send(fired) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.backlog.note(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!(
+                    "the notifier has stopped; the activation stays in the outbox until restart"
+                );
+            }
+        }
     }
 }
 
 /// What every delivery task shares.
 struct Courier {
     client: reqwest::Client,
-    /// Posts chained events (`event` notifications) and reaches the store.
+    /// Posts chained events (`event` notifications), whose firings it dispatches, and reaches
+    /// the store.
     service: Service,
-    /// The queue's sender, for the activations that chained events fire.
-    queue: mpsc::Sender<Fired>,
-    /// Set when an activation did not fit in the queue (and at start): the outbox holds work.
-    backlog: AtomicBool,
-    /// Wakes the worker to drain the outbox.
-    wake: Notify,
+    /// Outbox work the queue could not take (a standalone notifier has none).
+    backlog: Option<Arc<Backlog>>,
     /// Activations being delivered or lately delivered: a drain of the outbox skips them.
     tracker: Mutex<Tracker>,
     /// Bounds the activations in delivery at once.
@@ -128,26 +171,30 @@ pub enum NotifierError {
 }
 
 impl Notifier {
-    /// Starts delivering on the current tokio runtime, beginning with the store's outbox
+    /// Starts delivering what `inbox` receives (the other end of the queue the service
+    /// dispatches to) on the current tokio runtime, beginning with the store's outbox
     /// (activations whose notifications were pending when the server last stopped).
     pub async fn start(
         service: Service,
+        inbox: Inbox,
         settings: DeliverySettings,
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
-        let (notifier, rx) = Self::build(service, settings, smtp)?;
+        let Inbox { rx, backlog } = inbox;
+        let notifier = Self::build(service, Some(backlog), settings, smtp)?;
         tokio::spawn(notifier.courier.clone().run(rx));
         Ok(notifier)
     }
 
-    /// A notifier without its background worker, for a host that delivers one activation at a
-    /// time and waits (the notifier Lambda, which is frozen between invocations).
+    /// A notifier without a queue or a background worker, for a host that delivers one
+    /// activation at a time and waits (the notifier Lambda, which is frozen between
+    /// invocations). What chained events fire goes to the service's own dispatcher.
     pub fn standalone(
         service: Service,
         settings: DeliverySettings,
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
-        Ok(Self::build(service, settings, smtp)?.0)
+        Self::build(service, None, settings, smtp)
     }
 
     /// Delivers every pending notification of a stored activation with the alert's current
@@ -159,22 +206,20 @@ impl Notifier {
 
     fn build(
         service: Service,
+        backlog: Option<Arc<Backlog>>,
         settings: DeliverySettings,
         smtp: &SmtpSettings,
-    ) -> Result<(Self, mpsc::Receiver<Fired>), NotifierError> {
+    ) -> Result<Self, NotifierError> {
         let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .connect_timeout(Duration::from_millis(settings.request_timeout_ms.min(3000)))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let (queue, rx) = mpsc::channel::<Fired>(settings.queue_capacity.max(1));
         let courier = Arc::new(Courier {
             client,
             service,
-            queue: queue.clone(),
-            backlog: AtomicBool::new(true),
-            wake: Notify::new(),
+            backlog,
             tracker: Mutex::new(Tracker::default()),
             slots: Arc::new(Semaphore::new(settings.max_activations_in_delivery.max(1))),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
@@ -183,32 +228,19 @@ impl Notifier {
             jitter: Mutex::new(retry::Jitter::new()),
             mailer,
         });
-        Ok((Notifier { queue, courier }, rx))
+        Ok(Notifier { courier })
     }
 }
 
 impl Courier {
-    /// Queues a fired activation, or, when the queue is full, leaves it to the outbox.
-    fn enqueue(&self, queue: &mpsc::Sender<Fired>, fired: Fired) {
-        match queue.try_send(fired) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.backlog.store(true, Ordering::Release);
-                self.wake.notify_one();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!(
-                    "the notifier has stopped; the activation stays in the outbox until restart"
-                );
-            }
-        }
-    }
-
     /// The worker: takes queued activations, and drains the outbox whenever the queue is empty
     /// and a backlog was noted; each activation needs a slot before its delivery starts.
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Fired>) {
+        let Some(backlog) = self.backlog.clone() else {
+            return;
+        };
         loop {
-            let next = if self.backlog.load(Ordering::Acquire) {
+            let next = if backlog.pending.load(Ordering::Acquire) {
                 match rx.try_recv() {
                     Ok(fired) => Some(fired),
                     Err(mpsc::error::TryRecvError::Empty) => {
@@ -223,7 +255,7 @@ impl Courier {
                         Some(f) => Some(f),
                         None => return,
                     },
-                    () = self.wake.notified() => None,
+                    () = backlog.wake.notified() => None,
                 }
             };
             if let Some(fired) = next {
@@ -258,7 +290,9 @@ impl Courier {
         if fresh.is_empty() {
             // Everything pending is being delivered (or nothing is): the backlog is cleared
             // until the queue overflows again.
-            self.backlog.store(false, Ordering::Release);
+            if let Some(backlog) = &self.backlog {
+                backlog.pending.store(false, Ordering::Release);
+            }
             return;
         }
         tracing::info!(

@@ -1,6 +1,6 @@
 //! `POST /projects/{project}/events/{kind}`: the event is evaluated before the answer (MLRun's
-//! client reads alert state right after), and its activations are handed to the notifier, which
-//! delivers after the answer.
+//! client reads alert state right after); the service hands its activations to the notifier,
+//! which delivers after the answer.
 //!
 //! `POST /projects/{project}/events` (Tocsin's extension) takes a batch: evaluated before the
 //! answer, or, where a queue is configured (AWS), queued for the evaluator and answered 202.
@@ -29,10 +29,7 @@ pub async fn post(
     let accepted = s
         .service
         .accept_event(&project, &kind, event, key, Timestamp::now())?;
-    let outcome = s.service.ingest(&accepted).await?;
-    for fired in outcome.fired {
-        s.dispatch.dispatch(fired);
-    }
+    s.service.ingest(&accepted).await?;
     Ok(Json(Value::Null))
 }
 
@@ -87,9 +84,6 @@ pub async fn post_batch(
         results.push(match outcome {
             Ok(o) => {
                 let fired: Vec<u64> = o.fired.iter().map(|f| f.activation.id).collect();
-                for f in o.fired {
-                    s.dispatch.dispatch(f);
-                }
                 json!({"counted": o.counted, "fired": fired, "duplicate": o.duplicate})
             }
             Err(e) => {

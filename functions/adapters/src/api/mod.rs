@@ -1,5 +1,5 @@
 //! The HTTP API: MLRun's alerts REST API under `/api/v1`, as one axum router that both
-//! `tocsin serve` and (later) the API Lambda run.
+//! `tocsin serve` and the API Lambda run.
 //!
 //! MLRun's client sends JSON bodies without a `Content-Type` header, so bodies are read as bytes
 //! and decoded here: malformed JSON is a 400, JSON of the wrong shape a 422, each with a
@@ -27,17 +27,14 @@ use tocsin_core::Service;
 pub use body::JsonBody;
 pub use error::ApiError;
 
-use crate::notify::Dispatch;
-
 /// The MLRun version whose client this API is checked against; answered by `client-spec`.
 pub const MLRUN_COMPAT_VERSION: &str = "1.12.1";
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The service, which also dispatches what fires (off the request path).
     pub service: Service,
-    /// Where fired activations go for delivery (off the request path).
-    pub dispatch: Arc<dyn Dispatch>,
     /// Where batches of events go when they are evaluated elsewhere (the AWS deployment's SQS
     /// queue); None evaluates them before answering.
     pub queue: Option<Arc<dyn EventQueue>>,

@@ -1,0 +1,59 @@
+//! The change set: exactly what an operation changed, named so that a store can commit it
+//! without deciding anything. The memory store applies it, the embedded store persists it in
+//! one batch, and DynamoDB turns it into conditional writes.
+
+use super::Closed;
+use crate::model::{Activation, Delivery, Timestamp};
+
+/// A change to persisted windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowChange {
+    /// The window of this alert (for this entity, or the shared one) changed: write it.
+    Put {
+        alert: u64,
+        entity: Option<Box<str>>,
+    },
+    /// Every window of this alert is gone.
+    Clear { alert: u64 },
+}
+
+/// What an operation changed. Ids may repeat (an alert fired twice in one batch): a store
+/// writes each named thing once, as it is after the operation.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Alerts whose config (rule, dates) changed.
+    pub rules: Vec<u64>,
+    /// Alerts whose runtime state changed.
+    pub runtimes: Vec<u64>,
+    /// Alerts deleted (with their windows).
+    pub removed: Vec<u64>,
+    pub windows: Vec<WindowChange>,
+    /// New activations.
+    pub activations: Vec<Activation>,
+    /// Activations that a reset or a cooldown's end closed.
+    pub closed: Vec<Closed>,
+    /// Idempotency keys claimed: (project, key, expiry).
+    pub idempotency: Vec<(String, String, Timestamp)>,
+    /// Idempotency keys expired: (project, key).
+    pub idempotency_removed: Vec<(String, String)>,
+    /// Delivery outcomes to record on activations.
+    pub deliveries: Vec<(u64, Delivery)>,
+    /// Activations deleted by retention: (id, project).
+    pub activations_removed: Vec<(u64, String)>,
+}
+
+impl Changes {
+    /// Whether the operation changed nothing that needs writing.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+            && self.runtimes.is_empty()
+            && self.removed.is_empty()
+            && self.windows.is_empty()
+            && self.activations.is_empty()
+            && self.closed.is_empty()
+            && self.idempotency.is_empty()
+            && self.idempotency_removed.is_empty()
+            && self.deliveries.is_empty()
+            && self.activations_removed.is_empty()
+    }
+}

@@ -1,0 +1,272 @@
+//! Event intake, decided once: what an accepted event does to the alerts it matches.
+//!
+//! Every store runs an event through here. The store brings the state (the alerts the matcher
+//! matched, with their runtime and windows) and the activation ids; the intake decides, in
+//! this order:
+//! 1. [`screen`]: a custom kind nothing listens to is refused, a held idempotency key makes a
+//!    duplicate;
+//! 2. per matched alert, [`round`]: whether the event concerns it (kind, filter), whether the
+//!    alert admits it (manual and active, in cooldown), counting it in its window, and firing;
+//! 3. the calculated events that firings emit, evaluated as further rounds.
+//!
+//! Each decision is recorded in a [`Changes`] that names exactly what changed, for the store
+//! to commit, and summed up per event in an [`EventOutcome`]. Nothing here does I/O or reads
+//! the clock: time comes from the event, which is what makes `tocsin test` and a replay exact.
+
+use std::sync::Arc;
+
+use super::{Changes, Runtime, WindowChange, WindowSource, concerns, count_in_window, fire};
+use crate::model::{AcceptedEvent, Activation, EventKind, Span, Timestamp};
+use crate::rule::Rule;
+
+/// An activation, with the rule it fired for (what the notifier needs to deliver it).
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub activation: Activation,
+    pub rule: Arc<Rule>,
+}
+
+/// What an event did.
+#[derive(Debug, Clone, Default)]
+pub struct EventOutcome {
+    /// Its idempotency key was seen before: it was not counted again.
+    pub duplicate: bool,
+    /// Alerts whose window it was counted in (calculated events it caused included).
+    pub counted: usize,
+    pub fired: Vec<Fired>,
+    /// The event's kind is a custom one that no alert of its project triggers on: it was
+    /// refused (not counted, its idempotency key not claimed), for the caller to answer 400.
+    pub unknown_kind: bool,
+}
+
+/// Whether an event is evaluated at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// A custom kind that no alert of the project triggers on: most likely a typo, refused
+    /// rather than counted nowhere.
+    UnknownKind,
+    /// Its idempotency key is held: counted before.
+    Duplicate,
+    Evaluate,
+}
+
+/// Screens an event before it is evaluated. `listens`: whether an alert of the event's project
+/// triggers on its kind; `key_held`: whether its idempotency key is held (see [`key_expiry`]).
+pub fn screen(ev: &AcceptedEvent, listens: bool, key_held: bool) -> Screen {
+    if matches!(ev.kind, EventKind::Custom(_)) && !listens {
+        Screen::UnknownKind
+    } else if key_held {
+        Screen::Duplicate
+    } else {
+        Screen::Evaluate
+    }
+}
+
+/// Until when an evaluated event holds its idempotency key: `ttl` after the event. A key held
+/// until `expires` is held for an event at `at` while `expires > at`.
+pub fn key_expiry(ev: &AcceptedEvent, ttl: Span) -> Timestamp {
+    ev.at.plus(ttl)
+}
+
+/// One matched alert as the intake sees it: the rule that decides, and the state it changes.
+pub struct AlertSlot<'a> {
+    pub rule: &'a Arc<Rule>,
+    pub runtime: &'a mut Runtime,
+    pub windows: &'a mut dyn WindowSource,
+}
+
+/// The state a round runs on: the store's own (memory, embedded) or a working copy of one
+/// window (DynamoDB).
+pub trait IntakeState {
+    /// Calls `f` with the id and the slot of each alert that `ev` matches, in a stable order.
+    fn each_match(&mut self, ev: &AcceptedEvent, f: impl FnMut(u64, AlertSlot<'_>));
+}
+
+/// What one event did to one alert it matched.
+#[derive(Debug)]
+pub enum Step {
+    /// It does not concern the alert (another entity kind, a failing filter), or the alert
+    /// does not admit it (manual and active, or in its cooldown).
+    Ignored,
+    /// Counted in the alert's window.
+    Counted,
+    /// Counted, and the criteria were met: the alert fired.
+    Fires(Box<Firing>),
+}
+
+/// A firing: its activation, and the calculated event it emits, if any.
+#[derive(Debug)]
+pub struct Firing {
+    pub activation: Activation,
+    pub emits: Option<AcceptedEvent>,
+}
+
+/// A step that changed something, of the event at `origin` in its round.
+#[derive(Debug)]
+pub struct Effect {
+    pub origin: usize,
+    pub alert: u64,
+    pub rule: Arc<Rule>,
+    pub step: Step,
+}
+
+/// Evaluates one event against one alert: concerns, admit, count, fire. Records what changed.
+fn evaluate(
+    alert: u64,
+    slot: AlertSlot<'_>,
+    ev: &AcceptedEvent,
+    next_id: &mut impl FnMut() -> u64,
+    changes: &mut Changes,
+) -> Step {
+    let AlertSlot {
+        rule,
+        runtime,
+        windows,
+    } = slot;
+    let Some(passes) = concerns(rule, ev) else {
+        return Step::Ignored;
+    };
+    let (counts, closed) = runtime.admit(ev.at);
+    if let Some(closed) = closed {
+        changes.closed.push(closed);
+        changes.runtimes.push(alert);
+    }
+    if !counts {
+        return Step::Ignored;
+    }
+    let met = count_in_window(rule, windows.window_mut(&ev.entity_id), ev, passes);
+    let entity = rule
+        .per_entity
+        .then(|| Box::<str>::from(ev.entity_id.as_str()));
+    changes.windows.push(WindowChange::Put { alert, entity });
+    let Some(in_window) = met else {
+        return Step::Counted;
+    };
+    let (activation, emits) = fire(rule, runtime, ev, next_id(), in_window);
+    changes.runtimes.push(alert);
+    changes.activations.push(activation.clone());
+    Step::Fires(Box::new(Firing { activation, emits }))
+}
+
+/// One round: each event, in order, against every alert it matches in `state`. `next_id`
+/// gives each firing its activation id. `effect` gets every step that counted or fired; the
+/// events that firings emit are in them, for the caller's next round.
+pub fn round<'e>(
+    state: &mut impl IntakeState,
+    events: impl IntoIterator<Item = (usize, &'e AcceptedEvent)>,
+    next_id: &mut impl FnMut() -> u64,
+    changes: &mut Changes,
+    mut effect: impl FnMut(Effect),
+) {
+    for (origin, ev) in events {
+        state.each_match(ev, |alert, slot| {
+            let rule = slot.rule.clone();
+            match evaluate(alert, slot, ev, next_id, changes) {
+                Step::Ignored => {}
+                step => effect(Effect {
+                    origin,
+                    alert,
+                    rule,
+                    step,
+                }),
+            }
+        });
+    }
+}
+
+impl EventOutcome {
+    /// Adds one effect to the outcome of the event that caused it; returns the calculated event
+    /// it emits, for the next round.
+    pub fn absorb(&mut self, effect: Effect) -> Option<AcceptedEvent> {
+        match effect.step {
+            Step::Ignored => None,
+            Step::Counted => {
+                self.counted += 1;
+                None
+            }
+            Step::Fires(firing) => {
+                self.counted += 1;
+                let Firing { activation, emits } = *firing;
+                self.fired.push(Fired {
+                    activation,
+                    rule: effect.rule,
+                });
+                emits
+            }
+        }
+    }
+}
+
+/// A state that holds everything an event needs (the memory and the embedded store): the
+/// intake runs whole on it, in one atomic step for the caller holding its lock.
+pub trait HeldState {
+    /// The alerts, as a round matches against them.
+    type Alerts<'a>: IntakeState
+    where
+        Self: 'a;
+    /// Whether an alert of `project` triggers on `kind`.
+    fn listens(&self, project: &str, kind: &EventKind) -> bool;
+    /// Until when an idempotency key of `project` is held, if it is.
+    fn key_held_until(&self, project: &str, key: &str) -> Option<Timestamp>;
+    /// Holds an idempotency key until `expires`.
+    fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp);
+    /// The alerts, and the next activation id (ids are never reused), borrowed together.
+    fn alerts_and_ids(&mut self) -> (Self::Alerts<'_>, &mut u64);
+}
+
+/// The whole intake of one event on a state that holds everything: screening, claiming its
+/// key, and the rounds of the calculated events its firings emit (each evaluated right after
+/// the firing that emitted it, the newest first).
+pub fn intake(
+    state: &mut impl HeldState,
+    ev: &AcceptedEvent,
+    ttl: Span,
+    changes: &mut Changes,
+) -> EventOutcome {
+    let mut outcome = EventOutcome::default();
+    let held = ev.idempotency_key.as_deref().is_some_and(|k| {
+        state
+            .key_held_until(&ev.project, k)
+            .is_some_and(|expires| expires > ev.at)
+    });
+    match screen(ev, state.listens(&ev.project, &ev.kind), held) {
+        Screen::UnknownKind => {
+            outcome.unknown_kind = true;
+            return outcome;
+        }
+        Screen::Duplicate => {
+            outcome.duplicate = true;
+            return outcome;
+        }
+        Screen::Evaluate => {}
+    }
+    if let Some(key) = &ev.idempotency_key {
+        let expires = key_expiry(ev, ttl);
+        state.hold_key(&ev.project, key, expires);
+        changes
+            .idempotency
+            .push((ev.project.clone(), key.clone(), expires));
+    }
+    let (mut alerts, next) = state.alerts_and_ids();
+    let mut ids = || {
+        let id = *next;
+        *next += 1;
+        id
+    };
+    let mut emitted: Vec<AcceptedEvent> = Vec::new();
+    round(&mut alerts, [(0, ev)], &mut ids, changes, |effect| {
+        emitted.extend(outcome.absorb(effect));
+    });
+    while let Some(calculated) = emitted.pop() {
+        round(
+            &mut alerts,
+            [(0, &calculated)],
+            &mut ids,
+            changes,
+            |effect| {
+                emitted.extend(outcome.absorb(effect));
+            },
+        );
+    }
+    outcome
+}
