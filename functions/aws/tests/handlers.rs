@@ -318,3 +318,86 @@ async fn the_sweep_republishes_activations_left_pending() {
     assert_eq!(late["republished"], 1);
     assert_eq!(drain(&observer).await.len(), 1);
 }
+
+/// An `event` notification's chained event fires a second alert inside the notifier Lambda:
+/// that activation is published at once (not left for the sweep), and delivered when SNS hands
+/// it to the notifier.
+#[tokio::test]
+async fn a_chained_event_fired_in_the_notifier_is_published_and_delivered_without_the_sweep() {
+    let d = Deployment::new().await;
+    let observer = d.observe_topic().await;
+    let (receiver, hook) = Receiver::start().await;
+    let env = d.env(false);
+    let api = ApiHandler::new(&env, &clients(None));
+    let first = json!({
+        "project": "fraud", "name": "job-failed", "summary": "Job {{entity}} failed",
+        "severity": "high", "reset_policy": "auto",
+        "criteria": {"count": 1},
+        "trigger": {"events": ["failed"]},
+        "entities": {"kind": "job", "project": "fraud", "ids": ["*"]},
+        "notifications": [{"notification": {"kind": "event", "name": "escalate",
+            "params": {"event_kind": "job-escalated", "entity_id": "{{entity}}"}}}]
+    });
+    let second = json!({
+        "project": "fraud", "name": "escalations", "summary": "Escalated: {{entity}}",
+        "severity": "high", "reset_policy": "auto",
+        "criteria": {"count": 1},
+        "trigger": {"events": ["job-escalated"]},
+        "entities": {"kind": "job", "project": "fraud", "ids": ["*"]},
+        "notifications": [{"notification": {"kind": "webhook", "name": "hook",
+            "secret_params": {"url": format!("{hook}/escalated")}}}]
+    });
+    for (name, body) in [("job-failed", first), ("escalations", second)] {
+        let path = format!("/api/v1/projects/fraud/alerts/{name}");
+        let (status, stored) = call(&api, "PUT", &path, Some(body)).await;
+        assert_eq!(status, 200, "{stored}");
+    }
+    let (status, body) = call(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/events/failed",
+        Some(failure("train-7")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let published = drain(&observer).await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the first alert's activation: {published:?}"
+    );
+    let message = |body: &str| -> String {
+        let envelope: Value = serde_json::from_str(body).expect("SNS envelope");
+        envelope["Message"].as_str().expect("message").to_owned()
+    };
+    let notifier = NotifierHandler::new(&env, &clients(None)).expect("notifier");
+    let record =
+        |m: String| json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": m}}]});
+    let result = notifier
+        .handle(record(message(&published[0].1)))
+        .await
+        .expect("notify");
+    assert_eq!(result["delivered"], 1);
+
+    // The chained event fired the second alert, and its activation went to the topic.
+    let published = drain(&observer).await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the second alert's activation is published by the invocation that fired it: {published:?}"
+    );
+    let chained: Value = serde_json::from_str(&message(&published[0].1)).expect("message");
+    assert_eq!(chained["activation"]["name"], "escalations");
+    assert_eq!(chained["activation"]["entity_id"], "train-7");
+    assert!(receiver.requests().is_empty(), "nothing delivered yet");
+    let result = notifier
+        .handle(record(message(&published[0].1)))
+        .await
+        .expect("notify the second");
+    assert_eq!(result["delivered"], 1);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].0, "/escalated");
+    let id = chained["activation"]["id"].as_u64().expect("id");
+    assert_eq!(requests[0].1, format!("{id}:hook"), "the delivery key");
+}
