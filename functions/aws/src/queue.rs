@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use tocsin_adapters::api::EventQueue;
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::AcceptedEvent;
 
 /// SQS takes at most 10 messages, and 256 KiB, per `SendMessageBatch`.
@@ -34,7 +34,7 @@ impl SqsQueue {
                     .id(i.to_string())
                     .message_body(body)
                     .build()
-                    .map_err(|e| Error::Store(e.to_string()))
+                    .map_err(|e| Error::backend(Backend::Sqs, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
         let out = self
@@ -45,18 +45,24 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| {
-                Error::Store(format!(
-                    "SQS SendMessageBatch failed: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                ))
+                Error::backend(
+                    Backend::Sqs,
+                    format!(
+                        "SQS SendMessageBatch failed: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                    ),
+                )
             })?;
         if let Some(f) = out.failed().first() {
-            return Err(Error::Store(format!(
-                "SQS refused {} of {} events: {}",
-                out.failed().len(),
-                bodies.len(),
-                f.message().unwrap_or(f.code())
-            )));
+            return Err(Error::backend(
+                Backend::Sqs,
+                format!(
+                    "SQS refused {} of {} events: {}",
+                    out.failed().len(),
+                    bodies.len(),
+                    f.message().unwrap_or(f.code())
+                ),
+            ));
         }
         Ok(())
     }
@@ -71,7 +77,8 @@ impl EventQueue for SqsQueue {
         let mut batch: Vec<String> = Vec::with_capacity(MAX_ENTRIES);
         let mut bytes = 0;
         for ev in events {
-            let body = serde_json::to_string(ev).map_err(|e| Error::Store(e.to_string()))?;
+            let body = serde_json::to_string(ev)
+                .map_err(|e| Error::backend(Backend::Sqs, e.to_string()))?;
             if batch.len() == MAX_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES {
                 self.send(&batch).await?;
                 batch.clear();

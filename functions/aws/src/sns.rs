@@ -8,7 +8,7 @@ use serde_json::json;
 use tocsin_adapters::notify::render_mail;
 use tocsin_core::Dispatch;
 use tocsin_core::engine::Fired;
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{Activation, NotificationKind};
 use tocsin_core::rule::Rule;
 
@@ -27,7 +27,12 @@ fn attribute(kind: &str, value: impl Into<String>) -> Result<MessageAttributeVal
         .data_type(kind)
         .string_value(value)
         .build()
-        .map_err(|e| Error::Store(format!("cannot build an SNS message attribute: {e}")))
+        .map_err(|e| {
+            Error::backend(
+                Backend::Sns,
+                format!("cannot build an SNS message attribute: {e}"),
+            )
+        })
 }
 
 /// An SNS subject: printable ASCII on one line, at most 100 characters.
@@ -78,7 +83,7 @@ impl Topic {
         let default = serde_json::to_string(&Message {
             activation: activation.clone(),
         })
-        .map_err(|e| Error::Store(e.to_string()))?;
+        .map_err(|e| Error::backend(Backend::Sns, e.to_string()))?;
         let mail = rule
             .config
             .notifications
@@ -113,10 +118,10 @@ impl Topic {
             .send()
             .await
             .map_err(|e| {
-                Error::Store(format!(
-                    "SNS Publish failed: {}",
-                    aws_sdk_sns::error::DisplayErrorContext(&e)
-                ))
+                Error::backend(
+                    Backend::Sns,
+                    format!("Publish: {}", aws_sdk_sns::error::DisplayErrorContext(&e)),
+                )
             })?;
         Ok(())
     }

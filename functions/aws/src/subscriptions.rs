@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use tocsin_adapters::notify::email_recipients;
 use tocsin_core::engine::{EventOutcome, PutAlert};
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::store::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventStore, PutOutcome,
@@ -21,10 +21,13 @@ use crate::dynamo::item::{Item, alert_sk, key, sdk_err};
 use crate::sns::Topic;
 
 fn sns_err(what: &str, e: impl std::error::Error + 'static) -> Error {
-    Error::Store(format!(
-        "SNS {what} failed: {}",
-        aws_sdk_sns::error::DisplayErrorContext(e)
-    ))
+    Error::backend(
+        Backend::Sns,
+        format!(
+            "SNS {what} failed: {}",
+            aws_sdk_sns::error::DisplayErrorContext(e)
+        ),
+    )
 }
 
 /// The DynamoDB store with the topic's email subscriptions managed alongside the alerts.

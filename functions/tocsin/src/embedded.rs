@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tocsin_core::engine::{
     Changes, EventOutcome, PutAlert, Runtime, Window, WindowChange, Windows,
 };
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::{
@@ -119,7 +119,7 @@ struct Disk {
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
-    Error::Store(e.to_string())
+    Error::backend(Backend::Embedded, e.to_string())
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -151,7 +151,7 @@ fn window_key(alert: u64, entity: Option<&str>) -> Vec<u8> {
 }
 
 fn stopped() -> Error {
-    Error::Store("the store's writer has stopped".into())
+    Error::backend(Backend::Embedded, "the store's writer has stopped")
 }
 
 impl EmbeddedStore {

@@ -30,8 +30,8 @@ impl From<tocsin_core::Error> for ApiError {
             E::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            E::Store(detail) => {
-                tracing::error!(%detail, "store failure");
+            E::Backend { .. } => {
+                tracing::error!(error = %e, "store failure");
                 return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The store failed; the request was not applied. Retry later.",

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{Activation, Delivery, Timestamp};
 use tocsin_core::store::{ActivationQuery, ActivationStore};
 
@@ -147,9 +147,12 @@ impl ActivationStore for DynamoStore {
                 Err(e) => return Err(sdk_err("PutItem", e)),
             }
         }
-        Err(Error::Store(format!(
-            "gave up recording a delivery of activation {id} after {MAX_CONFLICTS} conflicts"
-        )))
+        Err(Error::backend(
+            Backend::DynamoDb,
+            format!(
+                "gave up recording a delivery of activation {id} after {MAX_CONFLICTS} conflicts"
+            ),
+        ))
     }
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
@@ -202,7 +205,7 @@ impl ActivationStore for DynamoStore {
                         .set_key(Some(k.clone()))
                         .build()
                         .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| Error::Store(e.to_string()))
+                        .map_err(|e| Error::backend(Backend::DynamoDb, e.to_string()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let mut pending = Some(requests);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem, Update};
 use tocsin_core::engine::{Closed, PutAlert, update};
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::Timestamp;
 use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
 
@@ -17,7 +17,10 @@ use super::item::{
 use super::{DynamoStore, MAX_CONFLICTS};
 
 fn build_err(e: impl std::fmt::Display) -> Error {
-    Error::Store(format!("cannot build a DynamoDB request: {e}"))
+    Error::backend(
+        Backend::DynamoDb,
+        format!("cannot build a DynamoDB request: {e}"),
+    )
 }
 
 /// What a write of an alert did.
@@ -93,7 +96,7 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_err("UpdateItem", e))?;
         out.attributes()
-            .ok_or_else(|| Error::Store("the catalog counter came back empty".into()))
+            .ok_or_else(|| Error::backend(Backend::DynamoDb, "the catalog counter came back empty"))
             .and_then(|a| get_n(a, counter))
     }
 
@@ -148,9 +151,10 @@ impl DynamoStore {
 }
 
 fn conflicts() -> Error {
-    Error::Store(format!(
-        "gave up after {MAX_CONFLICTS} conflicting concurrent writes to one alert"
-    ))
+    Error::backend(
+        Backend::DynamoDb,
+        format!("gave up after {MAX_CONFLICTS} conflicting concurrent writes to one alert"),
+    )
 }
 
 #[async_trait]

@@ -281,7 +281,10 @@ pub fn decode_window(s: &str) -> Result<Window> {
     let mut last: Option<i64> = None;
     for part in s.split(',').filter(|p| !p.is_empty()) {
         let v: i64 = part.parse().map_err(|_| {
-            tocsin_core::error::Error::Store(format!("a stored window is unreadable: `{part}`"))
+            tocsin_core::error::Error::backend(
+                tocsin_core::error::Backend::DynamoDb,
+                format!("a stored window is unreadable: `{part}`"),
+            )
         })?;
         let t = last.map_or(v, |prev| prev.saturating_add(v));
         times.push(tocsin_core::model::Timestamp(t));

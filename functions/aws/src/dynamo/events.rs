@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
 use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Span, Timestamp};
 use tocsin_core::rule::Rule;
 use tocsin_core::store::EventStore;
@@ -31,7 +31,10 @@ const UNKNOWN_KIND_RECHECK: std::time::Duration = std::time::Duration::from_secs
 const MAX_GROUP: usize = 98;
 
 fn build_err(e: impl std::fmt::Display) -> Error {
-    Error::Store(format!("cannot build a DynamoDB request: {e}"))
+    Error::backend(
+        Backend::DynamoDb,
+        format!("cannot build a DynamoDB request: {e}"),
+    )
 }
 
 /// One window of one alert, as the intake sees it: every event of the group was matched to it.
@@ -276,8 +279,9 @@ impl DynamoStore {
                 }
             }
             for j in open {
-                results[j] = Err(Error::Store(
-                    "gave up claiming idempotency keys after repeated conflicts".into(),
+                results[j] = Err(Error::backend(
+                    Backend::DynamoDb,
+                    "gave up claiming idempotency keys after repeated conflicts",
                 ));
             }
         }
@@ -379,9 +383,12 @@ impl DynamoStore {
     /// After a lost write: the alert and the window as they are now.
     async fn reload(&self, cache: &mut Cache, key: &WindowKey, conflicts: usize) -> Result<()> {
         if conflicts > MAX_CONFLICTS {
-            return Err(Error::Store(format!(
-                "gave up after {MAX_CONFLICTS} conflicting concurrent writes to one window"
-            )));
+            return Err(Error::backend(
+                Backend::DynamoDb,
+                format!(
+                    "gave up after {MAX_CONFLICTS} conflicting concurrent writes to one window"
+                ),
+            ));
         }
         let Some(current) = cache.alerts.get(&key.alert) else {
             return Ok(());

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 
 /// An item as the SDK holds it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -27,11 +27,14 @@ pub fn n(v: impl Display) -> AttributeValue {
 pub fn json<T: Serialize>(v: &T) -> Result<AttributeValue> {
     serde_json::to_string(v)
         .map(AttributeValue::S)
-        .map_err(|e| Error::Store(format!("cannot encode an item: {e}")))
+        .map_err(|e| Error::backend(Backend::DynamoDb, format!("cannot encode an item: {e}")))
 }
 
 fn corrupt(key: &str, what: &str) -> Error {
-    Error::Store(format!("a stored item has no readable `{key}` ({what})"))
+    Error::backend(
+        Backend::DynamoDb,
+        format!("a stored item has no readable `{key}` ({what})"),
+    )
 }
 
 /// A string attribute.
@@ -76,7 +79,7 @@ pub fn sdk_err<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
         ),
         None => aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
     };
-    Error::Store(format!("DynamoDB {what} failed: {detail}"))
+    Error::backend(Backend::DynamoDb, format!("{what}: {detail}"))
 }
 
 /// Whether a failure is a lost condition (a concurrent writer got there first).

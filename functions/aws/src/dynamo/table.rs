@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
-use tocsin_core::error::{Error, Result};
+use tocsin_core::error::{Backend, Error, Result};
 
 use super::item::sdk_err;
 
@@ -15,7 +15,7 @@ fn attr(name: &str) -> Result<AttributeDefinition> {
         .attribute_name(name)
         .attribute_type(ScalarAttributeType::S)
         .build()
-        .map_err(|e| Error::Store(e.to_string()))
+        .map_err(|e| Error::backend(Backend::DynamoDb, e.to_string()))
 }
 
 fn keys(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>> {
@@ -24,7 +24,7 @@ fn keys(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>> {
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| Error::Store(e.to_string()))
+            .map_err(|e| Error::backend(Backend::DynamoDb, e.to_string()))
     };
     Ok(vec![el(hash, KeyType::Hash)?, el(range, KeyType::Range)?])
 }
@@ -39,7 +39,7 @@ fn index(name: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex> {
                 .build(),
         )
         .build()
-        .map_err(|e| Error::Store(e.to_string()))
+        .map_err(|e| Error::backend(Backend::DynamoDb, e.to_string()))
 }
 
 /// Creates the table (on demand, both indexes) and turns TTL on for `expires_at`.
@@ -68,7 +68,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<()> {
                 .enabled(true)
                 .attribute_name("expires_at")
                 .build()
-                .map_err(|e| Error::Store(e.to_string()))?,
+                .map_err(|e| Error::backend(Backend::DynamoDb, e.to_string()))?,
         )
         .send()
         .await

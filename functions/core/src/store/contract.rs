@@ -34,7 +34,39 @@ macro_rules! store_contract_tests {
                 $crate::store::contract::$case(store).await;
             }
         )+
+
+        /// A case added to the suite but not to the list above would silently never run.
+        #[test]
+        fn the_contract_suite_lists_every_case() {
+            $crate::store::contract::check_listed(&[$(stringify!($case)),+]);
+        }
     };
+}
+
+/// Checks that `listed` names every case of this suite: each `pub async fn` of this file.
+pub fn check_listed(listed: &[&str]) {
+    let cases: Vec<&str> = include_str!("contract.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub async fn "))
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    let mut missing: Vec<&str> = cases
+        .iter()
+        .copied()
+        .filter(|c| !listed.contains(c))
+        .collect();
+    missing.sort_unstable();
+    assert!(
+        missing.is_empty(),
+        "contract cases not listed in store_contract_tests!: {missing:?}"
+    );
+    assert_eq!(
+        listed.len(),
+        cases.len(),
+        "store_contract_tests! lists {} cases; the suite has {}",
+        listed.len(),
+        cases.len()
+    );
 }
 
 const P: &str = "proj";

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
 use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, update};
-use crate::error::{Error, Result};
+use crate::error::{Backend, Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
 
 /// An alert with its windows.
@@ -145,10 +145,12 @@ impl MemoryState {
                 id
             }
         };
-        let entry = self
-            .alerts
-            .get_mut(&id)
-            .ok_or_else(|| Error::Store(format!("alert {id} is indexed but missing")))?;
+        let entry = self.alerts.get_mut(&id).ok_or_else(|| {
+            Error::backend(
+                Backend::Memory,
+                format!("alert {id} is indexed but missing"),
+            )
+        })?;
         if !plan.created {
             self.matcher.remove(id, &entry.record.rule);
             if plan.new_windows {
