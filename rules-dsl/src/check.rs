@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
+use tocsin_core::engine::PLACEHOLDERS;
 use tocsin_core::model::{
     AlertConfig, AlertNotification, CompareOp, Criteria, Entities, EntityKind, EventKind, Filter,
     Notification, NotificationKind, NotificationSeverity, ResetPolicy, Severity, Trigger,
@@ -85,19 +86,6 @@ pub fn check(file: &File, secret: &Resolver) -> Checked {
     };
     c.run(file)
 }
-
-const PLACEHOLDERS: &[&str] = &[
-    "project",
-    "name",
-    "entity",
-    "severity",
-    "count",
-    "window",
-    "event_kind",
-    "entity_kind",
-    "activation",
-    "summary",
-];
 
 #[derive(Clone)]
 struct Checker<'f> {
@@ -1081,13 +1069,8 @@ impl<'f> Checker<'f> {
         params: &[Param],
         unresolved: &mut Vec<String>,
     ) -> Option<AlertNotification> {
-        const KINDS: &[&str] = &["slack", "webhook", "email", "event", "git"];
-        let kind_word = if kind.node == "mail" {
-            "email"
-        } else {
-            kind.node.as_str()
-        };
-        if !KINDS.contains(&kind_word) {
+        let kinds = || NotificationKind::ALL.iter().map(|k| k.rule_name());
+        let Some(wire_kind) = NotificationKind::from_rule_name(&kind.node) else {
             self.diags.push(
                 Diagnostic::error(
                     "E030",
@@ -1095,26 +1078,23 @@ impl<'f> Checker<'f> {
                     format!("unknown notification kind `{}`", kind.node),
                 )
                 .label("not a notification kind")
-                .suggest(did_you_mean(&kind.node, KINDS.iter().copied()))
-                .help_if_none(format!("notification kinds: {}", KINDS.join(", "))),
+                .suggest(did_you_mean(&kind.node, kinds()))
+                .help_if_none(format!(
+                    "notification kinds: {}",
+                    kinds().collect::<Vec<_>>().join(", ")
+                )),
             );
             return None;
-        }
+        };
+        let kind_word = wire_kind.rule_name();
         if !valid_name(&name.node) {
             self.diags.push(name_error(name));
         }
         // (key, secret?, required?)
-        let own: &[(&str, bool, bool)] = match kind_word {
-            "slack" => &[("webhook", true, true), ("link", false, false)],
-            "webhook" => &[("url", true, true), ("method", false, false)],
-            "email" => &[("to", false, true)],
-            "event" => &[("kind", false, true), ("entity", false, false)],
-            _ => &[
-                ("repo", false, true),
-                ("issue", false, false),
-                ("token", true, false),
-            ],
-        };
+        let own: Vec<(&str, bool, bool)> = wire_kind
+            .rule_params()
+            .map(|(key, spec)| (key, spec.secret, spec.required))
+            .collect();
         let common = [
             ("message", false, false),
             ("severity", false, false),
@@ -1163,7 +1143,7 @@ impl<'f> Checker<'f> {
             if secret {
                 match &v.node {
                     Value::Secret(s) => {
-                        let wire_key = if key == "webhook" { "webhook" } else { key };
+                        let wire_key = wire_kind.param_by_rule_name(key).map_or(key, |p| p.wire);
                         match (self.secret)(s) {
                             Some(value) => {
                                 secret_params.insert(wire_key.to_owned(), Json::from(value));
@@ -1182,6 +1162,11 @@ impl<'f> Checker<'f> {
                 }
                 continue;
             }
+            // The key on the wire, from the table of notification parameters.
+            let wire_key = wire_kind
+                .param_by_rule_name(key)
+                .map_or(key, |p| p.wire)
+                .to_owned();
             match (key, &v.node) {
                 ("message", Value::Str(s)) => {
                     self.placeholders(&Spanned::new(s.clone(), v.span.clone()), true);
@@ -1198,24 +1183,24 @@ impl<'f> Checker<'f> {
                     cooldown = self.duration(&Spanned::new(d.clone(), v.span.clone()))
                 }
                 ("to", Value::Str(s)) => {
-                    out_params.insert("email_addresses".into(), json!([s]));
+                    out_params.insert(wire_key, json!([s]));
                 }
                 ("to", Value::List(l)) if !l.is_empty() => {
-                    out_params.insert("email_addresses".into(), json!(l));
+                    out_params.insert(wire_key, json!(l));
                 }
                 ("kind", Value::Word(w) | Value::Str(w)) => {
                     if let Some(k) = self.event_kind(&Spanned::new(w.clone(), v.span.clone())) {
-                        out_params.insert("event_kind".into(), Json::from(k.as_str().to_owned()));
+                        out_params.insert(wire_key, Json::from(k.as_str().to_owned()));
                     }
                 }
                 ("entity", Value::Str(s)) => {
-                    out_params.insert("entity_id".into(), Json::from(s.clone()));
+                    out_params.insert(wire_key, Json::from(s.clone()));
                 }
                 ("link" | "repo" | "method", Value::Str(s) | Value::Word(s)) => {
-                    out_params.insert(key.to_owned(), Json::from(s.clone()));
+                    out_params.insert(wire_key, Json::from(s.clone()));
                 }
                 ("issue", Value::Number(n) | Value::Str(n)) => {
-                    out_params.insert(key.to_owned(), number_or_string(n));
+                    out_params.insert(wire_key, number_or_string(n));
                 }
                 _ => self.diags.push(
                     Diagnostic::error("E035", v.span.clone(), format!("invalid value for `{key}`"))
@@ -1224,7 +1209,7 @@ impl<'f> Checker<'f> {
                 ),
             }
         }
-        for (key, _, required) in own {
+        for (key, _, required) in &own {
             if *required && !seen.contains(key) {
                 self.diags.push(
                     Diagnostic::error(
@@ -1237,13 +1222,6 @@ impl<'f> Checker<'f> {
                 );
             }
         }
-        let wire_kind = match kind_word {
-            "slack" => NotificationKind::Slack,
-            "webhook" => NotificationKind::Webhook,
-            "email" => NotificationKind::Email,
-            "event" => NotificationKind::Event,
-            _ => NotificationKind::Git,
-        };
         let secret_params = if secret_missing {
             Some(secret_reference(&self.project, alert, &name.node))
         } else if secret_params.is_empty() {

@@ -172,37 +172,45 @@ fn notify(
             value: Spanned::new(value, 0..0),
         })
     };
-    let secret_key = match note.kind {
-        NotificationKind::Slack => Some("webhook"),
-        NotificationKind::Webhook => Some("url"),
-        NotificationKind::Git => Some("token"),
-        _ => None,
-    };
+    let secret_key = note.kind.secret_param().map(|p| p.wire);
     let plain = note.params.clone().unwrap_or_default();
     let secret_held = note.secret_params.as_ref().is_some_and(|m| !m.is_empty())
         || secret_key.is_some_and(|k| plain.contains_key(k));
-    if let Some(k) = secret_key
+    if let Some(spec) = note.kind.secret_param()
         && secret_held
     {
+        let k = spec.rule.unwrap_or(spec.wire);
         param(k, Value::Secret(secret_name(&c.name, &note.name, k)));
     }
     for (k, v) in &plain {
         let as_str = v.as_str().map(str::to_owned);
-        match (k.as_str(), v) {
-            ("email_addresses", Json::Array(list)) => param(
-                "to",
+        // The parameter's name in the rule language, from the table of notification parameters
+        // ("" for one that has none, which is left out below).
+        let rule_key = note
+            .kind
+            .param_by_wire(k)
+            .and_then(|p| p.rule)
+            .unwrap_or("");
+        match (rule_key, v) {
+            ("to", Json::Array(list)) => param(
+                rule_key,
                 Value::List(
                     list.iter()
                         .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
                         .collect(),
                 ),
             ),
-            ("email_addresses", Json::String(one)) => param("to", Value::List(vec![one.clone()])),
-            ("event_kind", Json::String(kind)) => param("kind", Value::Word(kind.clone())),
-            ("entity_id", Json::String(e)) => param("entity", Value::Str(e.clone())),
-            ("link" | "repo" | "method", Json::String(x)) => param(k, Value::Str(x.clone())),
-            ("issue", Json::Number(x)) => param("issue", Value::Number(x.to_string())),
-            (key, _) if Some(key) == secret_key => {
+            ("to", Json::String(one)) => param(rule_key, Value::List(vec![one.clone()])),
+            ("kind", Json::String(kind)) => param(rule_key, Value::Word(kind.clone())),
+            ("entity", Json::String(e)) => param(rule_key, Value::Str(e.clone())),
+            ("link" | "repo" | "method", Json::String(x)) => param(rule_key, Value::Str(x.clone())),
+            ("issue", Json::Number(x)) => param(rule_key, Value::Number(x.to_string())),
+            (key, _)
+                if note
+                    .kind
+                    .secret_param()
+                    .is_some_and(|p| p.rule == Some(key)) =>
+            {
                 notes.push(format!(
                     "alert `{}`, notification `{}`: `{key}` was inline; set {} where you apply",
                     c.name,

@@ -388,10 +388,6 @@ fn check_notification_target(
         present(secret) || params.is_some_and(present)
     };
     let needed = match kind {
-        NotificationKind::Slack => "webhook",
-        NotificationKind::Webhook => "url",
-        NotificationKind::Git => "repo",
-        NotificationKind::Email => "email_addresses",
         NotificationKind::Event => {
             let kind = params
                 .and_then(|p| p.get("event_kind"))
@@ -405,6 +401,7 @@ fn check_notification_target(
                 .map_err(|e| Error::bad(format!("event notification `{name}`: {e}")))?;
             return Ok(());
         }
+        other => other.target().wire,
     };
     if has(needed) {
         Ok(())

@@ -21,18 +21,21 @@ impl Courier {
         secret: Option<&Map<String, Value>>,
         a: &Activation,
     ) -> Result<(), Failure> {
+        // The target (webhook, URL, addresses, event kind) by its key in the table of
+        // notification parameters.
+        let target = note.kind.target().wire;
         let request = match note.kind {
             NotificationKind::Slack => {
-                let url = param("webhook", secret, note)
+                let url = param(target, secret, note)
                     .and_then(Value::as_str)
-                    .ok_or_else(|| missing("webhook"))?;
+                    .ok_or_else(|| missing(target))?;
                 self.slack_slot(url).await;
                 self.client.post(url).json(&slack_payload(note, a))
             }
             NotificationKind::Webhook => {
-                let url = param("url", secret, note)
+                let url = param(target, secret, note)
                     .and_then(Value::as_str)
-                    .ok_or_else(|| missing("url"))?;
+                    .ok_or_else(|| missing(target))?;
                 let method = param("method", secret, note)
                     .and_then(Value::as_str)
                     .unwrap_or("POST");
@@ -61,8 +64,7 @@ impl Courier {
                         "email is not configured on this server (set [smtp] host)".into(),
                     )
                 })?;
-                let to = param("email_addresses", secret, note)
-                    .ok_or_else(|| missing("email_addresses"))?;
+                let to = param(target, secret, note).ok_or_else(|| missing(target))?;
                 return mailer.send(note, to, a).await;
             }
             NotificationKind::Git => {
@@ -106,10 +108,11 @@ impl Courier {
             )));
         }
         let params = note.params.clone().unwrap_or_default();
+        let target = NotificationKind::Event.target().wire;
         let kind: EventKind = params
-            .get("event_kind")
+            .get(target)
             .and_then(Value::as_str)
-            .ok_or_else(|| missing("event_kind"))?
+            .ok_or_else(|| missing(target))?
             .parse()
             .map_err(|e: tocsin_core::model::UnknownValue| Failure::Permanent(e.to_string()))?;
         let entity_template = params

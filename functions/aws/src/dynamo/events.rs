@@ -46,7 +46,9 @@ struct OneWindow<'a> {
 }
 
 impl IntakeState for OneWindow<'_> {
-    fn each_match(&mut self, _ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_>)) {
+    type Windows = Window;
+
+    fn each_match(&mut self, _ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_, Window>)) {
         f(
             self.alert,
             AlertSlot {
@@ -88,7 +90,7 @@ fn evaluate(
         events.iter().copied(),
         next_id,
         &mut changes,
-        |e| effects.push(e),
+        |e, _| effects.push(e),
     );
     Evaluated {
         runtime,
@@ -117,7 +119,7 @@ impl DynamoStore {
         let mut candidates = Vec::with_capacity(events.len());
         for (i, ev) in events.iter().enumerate() {
             let mut listens = cache.matcher.listens(&ev.project, &ev.kind);
-            if intake::screen(ev, listens, false) == Screen::UnknownKind
+            if intake::screen(ev, || listens, false) == Screen::UnknownKind
                 && cache.age().is_none_or(|a| a >= UNKNOWN_KIND_RECHECK)
             {
                 cache.invalidate();
@@ -127,7 +129,7 @@ impl DynamoStore {
                 }
                 listens = cache.matcher.listens(&ev.project, &ev.kind);
             }
-            if intake::screen(ev, listens, false) == Screen::UnknownKind {
+            if intake::screen(ev, || listens, false) == Screen::UnknownKind {
                 if let Ok(o) = &mut outcomes[i] {
                     o.unknown_kind = true;
                 }
@@ -155,7 +157,7 @@ impl DynamoStore {
                     continue;
                 }
             };
-            if intake::screen(&events[i], true, held) == Screen::Evaluate {
+            if intake::screen(&events[i], || true, held) == Screen::Evaluate {
                 round.push((i, events[i].clone()));
             } else if let Ok(o) = &mut outcomes[i] {
                 o.duplicate = true;
@@ -168,11 +170,12 @@ impl DynamoStore {
             for (key, members) in groups {
                 for chunk in members.chunks(MAX_GROUP) {
                     match self.evaluate_window(&mut cache, key.clone(), chunk).await {
-                        Ok(effects) => {
+                        Ok((effects, activations)) => {
                             for effect in effects {
                                 let origin = round[effect.origin].0;
                                 if let Ok(outcome) = &mut outcomes[origin] {
-                                    next.extend(outcome.absorb(effect).map(|e| (origin, e)));
+                                    let emits = outcome.absorb(effect, &activations);
+                                    next.extend(emits.map(|e| (origin, e)));
                                 }
                             }
                         }
@@ -320,7 +323,8 @@ impl DynamoStore {
     }
 
     /// Evaluates, in order, the events of one window (each with its index in the round) and
-    /// commits what the engine changed; after losing the write to a concurrent writer, reads
+    /// commits what the engine changed (returning its effects and the activations they refer
+    /// to); after losing the write to a concurrent writer, reads
     /// the window and the alert again and evaluates the events anew. Activation ids are
     /// reserved once the engine has said how many firings there are, and the group evaluated
     /// again with them: the engine is deterministic, so it fires the same way.
@@ -329,7 +333,7 @@ impl DynamoStore {
         cache: &mut Cache,
         mut key: WindowKey,
         events: &[(usize, &AcceptedEvent)],
-    ) -> Result<Vec<Effect>> {
+    ) -> Result<(Vec<Effect>, Vec<Activation>)> {
         let last_at = events
             .iter()
             .map(|(_, ev)| ev.at)
@@ -339,7 +343,7 @@ impl DynamoStore {
         loop {
             let Some(alert) = cache.alerts.get(&key.alert).cloned() else {
                 // Deleted meanwhile: the events count nowhere.
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             };
             key.generation = alert.generation;
             let (window, wv) = cache.windows.get(&key).cloned().unwrap_or_default();
@@ -370,7 +374,7 @@ impl DynamoStore {
                     for c in done.changes.closed {
                         self.close_activation(c).await?;
                     }
-                    return Ok(done.effects);
+                    return Ok((done.effects, done.changes.activations));
                 }
                 None => {
                     conflicts += 1;

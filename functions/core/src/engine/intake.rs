@@ -51,9 +51,10 @@ pub enum Screen {
 }
 
 /// Screens an event before it is evaluated. `listens`: whether an alert of the event's project
-/// triggers on its kind; `key_held`: whether its idempotency key is held (see [`key_expiry`]).
-pub fn screen(ev: &AcceptedEvent, listens: bool, key_held: bool) -> Screen {
-    if matches!(ev.kind, EventKind::Custom(_)) && !listens {
+/// triggers on its kind (asked only for a custom kind); `key_held`: whether its idempotency key
+/// is held (see [`key_expiry`]).
+pub fn screen(ev: &AcceptedEvent, listens: impl FnOnce() -> bool, key_held: bool) -> Screen {
+    if matches!(ev.kind, EventKind::Custom(_)) && !listens() {
         Screen::UnknownKind
     } else if key_held {
         Screen::Duplicate
@@ -69,17 +70,19 @@ pub fn key_expiry(ev: &AcceptedEvent, ttl: Span) -> Timestamp {
 }
 
 /// One matched alert as the intake sees it: the rule that decides, and the state it changes.
-pub struct AlertSlot<'a> {
+pub struct AlertSlot<'a, W: WindowSource> {
     pub rule: &'a Arc<Rule>,
     pub runtime: &'a mut Runtime,
-    pub windows: &'a mut dyn WindowSource,
+    pub windows: &'a mut W,
 }
 
 /// The state a round runs on: the store's own (memory, embedded) or a working copy of one
 /// window (DynamoDB).
 pub trait IntakeState {
+    /// Where an alert's windows are.
+    type Windows: WindowSource;
     /// Calls `f` with the id and the slot of each alert that `ev` matches, in a stable order.
-    fn each_match(&mut self, ev: &AcceptedEvent, f: impl FnMut(u64, AlertSlot<'_>));
+    fn each_match(&mut self, ev: &AcceptedEvent, f: impl FnMut(u64, AlertSlot<'_, Self::Windows>));
 }
 
 /// What one event did to one alert it matched.
@@ -90,15 +93,14 @@ pub enum Step {
     Ignored,
     /// Counted in the alert's window.
     Counted,
-    /// Counted, and the criteria were met: the alert fired.
-    Fires(Box<Firing>),
-}
-
-/// A firing: its activation, and the calculated event it emits, if any.
-#[derive(Debug)]
-pub struct Firing {
-    pub activation: Activation,
-    pub emits: Option<AcceptedEvent>,
+    /// Counted, and the criteria were met: the alert fired. The activation is the change set's
+    /// `activations[activation]` (kept once, not copied around).
+    Fires {
+        activation: usize,
+        rule: Arc<Rule>,
+        /// The calculated event the firing emits, for the next round.
+        emits: Option<Box<AcceptedEvent>>,
+    },
 }
 
 /// A step that changed something, of the event at `origin` in its round.
@@ -106,14 +108,13 @@ pub struct Firing {
 pub struct Effect {
     pub origin: usize,
     pub alert: u64,
-    pub rule: Arc<Rule>,
     pub step: Step,
 }
 
 /// Evaluates one event against one alert: concerns, admit, count, fire. Records what changed.
 fn evaluate(
     alert: u64,
-    slot: AlertSlot<'_>,
+    slot: AlertSlot<'_, impl WindowSource>,
     ev: &AcceptedEvent,
     next_id: &mut impl FnMut() -> u64,
     changes: &mut Changes,
@@ -144,54 +145,70 @@ fn evaluate(
     };
     let (activation, emits) = fire(rule, runtime, ev, next_id(), in_window);
     changes.runtimes.push(alert);
-    changes.activations.push(activation.clone());
-    Step::Fires(Box::new(Firing { activation, emits }))
+    // Most events fire at most once: room for one activation, not the four a first push
+    // reserves (a request that large also costs the allocator a consolidation pass).
+    changes.activations.reserve_exact(1);
+    changes.activations.push(activation);
+    Step::Fires {
+        activation: changes.activations.len() - 1,
+        rule: rule.clone(),
+        emits: emits.map(Box::new),
+    }
 }
 
 /// One round: each event, in order, against every alert it matches in `state`. `next_id`
-/// gives each firing its activation id. `effect` gets every step that counted or fired; the
-/// events that firings emit are in them, for the caller's next round.
+/// gives each firing its activation id. `effect` gets every step that counted or fired, with
+/// the change set so far (which holds the activations); the events that firings emit are in
+/// them, for the caller's next round.
 pub fn round<'e>(
     state: &mut impl IntakeState,
     events: impl IntoIterator<Item = (usize, &'e AcceptedEvent)>,
     next_id: &mut impl FnMut() -> u64,
     changes: &mut Changes,
-    mut effect: impl FnMut(Effect),
+    mut effect: impl FnMut(Effect, &Changes),
 ) {
     for (origin, ev) in events {
         state.each_match(ev, |alert, slot| {
-            let rule = slot.rule.clone();
             match evaluate(alert, slot, ev, next_id, changes) {
                 Step::Ignored => {}
-                step => effect(Effect {
-                    origin,
-                    alert,
-                    rule,
-                    step,
-                }),
+                step => effect(
+                    Effect {
+                        origin,
+                        alert,
+                        step,
+                    },
+                    changes,
+                ),
             }
         });
     }
 }
 
 impl EventOutcome {
-    /// Adds one effect to the outcome of the event that caused it; returns the calculated event
-    /// it emits, for the next round.
-    pub fn absorb(&mut self, effect: Effect) -> Option<AcceptedEvent> {
+    /// Adds one effect to the outcome of the event that caused it (`activations`: the change
+    /// set's, which the effect refers to); returns the calculated event it emits, for the next
+    /// round.
+    pub fn absorb(&mut self, effect: Effect, activations: &[Activation]) -> Option<AcceptedEvent> {
         match effect.step {
             Step::Ignored => None,
             Step::Counted => {
                 self.counted += 1;
                 None
             }
-            Step::Fires(firing) => {
+            Step::Fires {
+                activation,
+                rule,
+                emits,
+            } => {
                 self.counted += 1;
-                let Firing { activation, emits } = *firing;
-                self.fired.push(Fired {
-                    activation,
-                    rule: effect.rule,
-                });
-                emits
+                if let Some(a) = activations.get(activation) {
+                    self.fired.reserve_exact(1);
+                    self.fired.push(Fired {
+                        activation: a.clone(),
+                        rule,
+                    });
+                }
+                emits.map(|e| *e)
             }
         }
     }
@@ -229,7 +246,7 @@ pub fn intake(
             .key_held_until(&ev.project, k)
             .is_some_and(|expires| expires > ev.at)
     });
-    match screen(ev, state.listens(&ev.project, &ev.kind), held) {
+    match screen(ev, || state.listens(&ev.project, &ev.kind), held) {
         Screen::UnknownKind => {
             outcome.unknown_kind = true;
             return outcome;
@@ -254,17 +271,23 @@ pub fn intake(
         id
     };
     let mut emitted: Vec<AcceptedEvent> = Vec::new();
-    round(&mut alerts, [(0, ev)], &mut ids, changes, |effect| {
-        emitted.extend(outcome.absorb(effect));
-    });
+    round(
+        &mut alerts,
+        [(0, ev)],
+        &mut ids,
+        changes,
+        |effect, c: &Changes| {
+            emitted.extend(outcome.absorb(effect, &c.activations));
+        },
+    );
     while let Some(calculated) = emitted.pop() {
         round(
             &mut alerts,
             [(0, &calculated)],
             &mut ids,
             changes,
-            |effect| {
-                emitted.extend(outcome.absorb(effect));
+            |effect, c: &Changes| {
+                emitted.extend(outcome.absorb(effect, &c.activations));
             },
         );
     }

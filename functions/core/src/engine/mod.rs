@@ -117,6 +117,21 @@ pub fn render(template: &str, a: &Activation) -> String {
     render_with(template, |key| placeholder(a, key))
 }
 
+/// Every placeholder [`render`] knows besides `{{value.KEY}}`: what the rule checker accepts
+/// (`summary` only in notification messages).
+pub const PLACEHOLDERS: &[&str] = &[
+    "project",
+    "name",
+    "entity",
+    "severity",
+    "count",
+    "window",
+    "event_kind",
+    "entity_kind",
+    "activation",
+    "summary",
+];
+
 fn placeholder(a: &Activation, key: &str) -> Option<String> {
     Some(match key {
         "project" => a.project.clone(),
@@ -230,6 +245,19 @@ mod tests {
             "{{name}}",
             "no re-expansion"
         );
+    }
+
+    #[test]
+    fn every_listed_placeholder_renders() {
+        let mut a = activation("ep1");
+        a.summary = Some("drift".into());
+        for key in PLACEHOLDERS {
+            assert!(
+                placeholder(&a, key).is_some(),
+                "`{{{{{key}}}}}` is listed but not rendered"
+            );
+        }
+        assert!(placeholder(&a, "nope").is_none());
     }
 
     #[test]

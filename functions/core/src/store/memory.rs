@@ -261,7 +261,9 @@ pub struct MatchedAlerts<'a> {
 }
 
 impl IntakeState for MatchedAlerts<'_> {
-    fn each_match(&mut self, ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_>)) {
+    type Windows = Windows;
+
+    fn each_match(&mut self, ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_, Windows>)) {
         let alerts = &mut *self.alerts;
         self.matcher
             .for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {

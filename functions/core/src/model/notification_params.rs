@@ -1,0 +1,150 @@
+//! What each notification kind takes, in one table: its parameters' names on the wire (MLRun's
+//! `params` / `secret_params` keys) and in the rule language, whether each is a secret, and
+//! whether it is required. The rule compiler and checker, `export`, delivery and preview read
+//! this table rather than each keeping its own list.
+
+use super::NotificationKind;
+
+/// One parameter of a notification kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Its key in `params` or `secret_params`.
+    pub wire: &'static str,
+    /// Its name in the rule language; None for a parameter only the wire format has.
+    pub rule: Option<&'static str>,
+    /// A secret: only in `secret_params`, written `secret("NAME")` in rule files, never shown.
+    pub secret: bool,
+    /// A notification of this kind cannot be delivered without it.
+    pub required: bool,
+}
+
+const fn p(wire: &'static str, rule: &'static str, secret: bool, required: bool) -> ParamSpec {
+    ParamSpec {
+        wire,
+        rule: Some(rule),
+        secret,
+        required,
+    }
+}
+
+/// A parameter that only the wire format has (set through the API).
+const fn wire_only(wire: &'static str) -> ParamSpec {
+    ParamSpec {
+        wire,
+        rule: None,
+        secret: false,
+        required: false,
+    }
+}
+
+const SLACK: &[ParamSpec] = &[
+    p("webhook", "webhook", true, true),
+    p("link", "link", false, false),
+];
+const WEBHOOK: &[ParamSpec] = &[
+    p("url", "url", true, true),
+    p("method", "method", false, false),
+    wire_only("headers"),
+    wire_only("override_body"),
+];
+const EMAIL: &[ParamSpec] = &[p("email_addresses", "to", false, true)];
+const EVENT: &[ParamSpec] = &[
+    p("event_kind", "kind", false, true),
+    p("entity_id", "entity", false, false),
+    wire_only("value_dict"),
+];
+const GIT: &[ParamSpec] = &[
+    p("repo", "repo", false, true),
+    p("issue", "issue", false, false),
+    p("token", "token", true, false),
+];
+
+impl NotificationKind {
+    /// The kind's name in the rule language (`mail` is accepted there too).
+    pub const fn rule_name(self) -> &'static str {
+        match self {
+            NotificationKind::Slack => "slack",
+            NotificationKind::Webhook => "webhook",
+            NotificationKind::Git => "git",
+            NotificationKind::Email => "email",
+            NotificationKind::Event => "event",
+        }
+    }
+
+    /// The kind a rule file names.
+    pub fn from_rule_name(word: &str) -> Option<Self> {
+        match word {
+            "mail" => Some(NotificationKind::Email),
+            w => NotificationKind::ALL
+                .iter()
+                .copied()
+                .find(|k| k.rule_name() == w),
+        }
+    }
+
+    /// The kind's own parameters (every kind also takes a message, a severity and a cooldown,
+    /// which are fields of the notification, not parameters).
+    pub const fn params(self) -> &'static [ParamSpec] {
+        match self {
+            NotificationKind::Slack => SLACK,
+            NotificationKind::Webhook => WEBHOOK,
+            NotificationKind::Git => GIT,
+            NotificationKind::Email => EMAIL,
+            NotificationKind::Event => EVENT,
+        }
+    }
+
+    /// The parameter without which the kind cannot deliver: the target.
+    pub fn target(self) -> &'static ParamSpec {
+        // Every kind has exactly one required parameter (a test holds the table to it).
+        self.params()
+            .iter()
+            .find(|p| p.required)
+            .unwrap_or(&self.params()[0])
+    }
+
+    /// The kind's secret parameter, if it has one.
+    pub fn secret_param(self) -> Option<&'static ParamSpec> {
+        self.params().iter().find(|p| p.secret)
+    }
+
+    /// The parameter named `rule` in the rule language.
+    pub fn param_by_rule_name(self, rule: &str) -> Option<&'static ParamSpec> {
+        self.params().iter().find(|p| p.rule == Some(rule))
+    }
+
+    /// The parameters the rule language has, with their names there.
+    pub fn rule_params(self) -> impl Iterator<Item = (&'static str, &'static ParamSpec)> {
+        self.params().iter().filter_map(|p| p.rule.map(|r| (r, p)))
+    }
+
+    /// The parameter with wire key `wire`.
+    pub fn param_by_wire(self, wire: &str) -> Option<&'static ParamSpec> {
+        self.params().iter().find(|p| p.wire == wire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_target_and_at_most_one_secret() {
+        for kind in NotificationKind::ALL {
+            let required = kind.params().iter().filter(|p| p.required).count();
+            assert_eq!(required, 1, "{kind}: one required parameter");
+            let secrets = kind.params().iter().filter(|p| p.secret).count();
+            assert!(secrets <= 1, "{kind}: at most one secret");
+            assert_eq!(
+                NotificationKind::from_rule_name(kind.rule_name()),
+                Some(*kind)
+            );
+        }
+        assert_eq!(
+            NotificationKind::from_rule_name("mail"),
+            Some(NotificationKind::Email)
+        );
+        assert_eq!(NotificationKind::Slack.target().wire, "webhook");
+        assert_eq!(NotificationKind::Email.target().rule, Some("to"));
+    }
+}
