@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value as Json, json};
 use tocsin_core::engine::PLACEHOLDERS;
 use tocsin_core::model::{
-    AlertConfig, AlertNotification, CompareOp, Criteria, Entities, EntityKind, EventKind, Filter,
-    Notification, NotificationKind, NotificationSeverity, ResetPolicy, Severity, Trigger,
-    parse_period,
+    AlertConfig, AlertName, AlertNotification, CompareOp, Criteria, Entities, EntityKind,
+    EventKind, Filter, Notification, NotificationKind, NotificationSeverity, ProjectName,
+    ResetPolicy, Severity, Trigger, parse_period,
 };
 use tocsin_core::rule::secret_reference;
 use tocsin_core::{AlertsSettings, templates};
@@ -285,7 +285,7 @@ impl<'f> Checker<'f> {
             ),
             [p, rest @ ..] => {
                 self.project = p.node.clone();
-                if !valid_name(&p.node) {
+                if !ProjectName::is_valid(&p.node) {
                     self.diags.push(name_error(p));
                 }
                 for extra in rest {
@@ -300,7 +300,7 @@ impl<'f> Checker<'f> {
     }
 
     fn unique_name(&mut self, names: &mut BTreeMap<String, Span>, name: &Spanned<String>) {
-        if !valid_name(&name.node) {
+        if !AlertName::is_valid(&name.node) {
             self.diags.push(name_error(name));
         }
         if names.insert(name.node.clone(), name.span.clone()).is_some() {
@@ -1087,7 +1087,7 @@ impl<'f> Checker<'f> {
             return None;
         };
         let kind_word = wire_kind.rule_name();
-        if !valid_name(&name.node) {
+        if !AlertName::is_valid(&name.node) {
             self.diags.push(name_error(name));
         }
         // (key, secret?, required?)
@@ -1288,14 +1288,6 @@ fn number_or_string(text: &str) -> Json {
         Json::Null => Json::from(text.to_owned()),
         n => n,
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn name_error(name: &Spanned<String>) -> Diagnostic {

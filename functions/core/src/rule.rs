@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{AlertConfig, Criteria, NotificationKind, ResetPolicy, Span, parse_period};
+use crate::model::{
+    AlertConfig, AlertName, Criteria, NotificationKind, ResetPolicy, Span, parse_period,
+};
 use crate::settings::{AlertsSettings, MIN_COOLDOWN};
 
 /// Which entities an alert watches.
@@ -109,13 +111,6 @@ pub fn secret_reference(project: &str, alert: &str, notification: &str) -> Map<S
     m
 }
 
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 fn period(text: &str, field: &str) -> Result<Span> {
     parse_period(text).map_err(|e| Error::bad(format!("{field}: {e}")))
 }
@@ -136,11 +131,7 @@ pub fn compile(
             config.name
         )));
     }
-    if !is_valid_name(name) {
-        return Err(Error::bad(format!(
-            "Invalid alert name `{name}`: use letters, digits, `-` and `_` only"
-        )));
-    }
+    AlertName::parse(name)?;
     if config.project.is_empty() {
         config.project = project.to_owned();
     }

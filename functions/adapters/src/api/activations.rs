@@ -5,13 +5,15 @@
 //! more pages".
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tocsin_core::model::{Activation, EntityKind, EventKind, Severity, Timestamp};
+use tocsin_core::model::{
+    Activation, EntityKind, EventKind, ProjectName, ProjectScope, Severity, Timestamp,
+};
 use tocsin_core::store::{ActivationQuery, EntityFilter, NameFilter};
 
-use super::{ApiError, AppState, check_project};
+use super::{ApiError, ApiPath, AppState};
 
 /// The page size when a client asks for pages without saying how large (MLRun's default).
 const DEFAULT_PAGE_SIZE: usize = 20;
@@ -189,41 +191,40 @@ async fn respond(
 pub async fn list(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path(project): Path<String>,
+    ApiPath(scope): ApiPath<ProjectScope>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ActivationPage>, ApiError> {
-    if project != "*" {
-        check_project(&project)?;
-    }
-    let (mut q, paging) = parse_query(&project, raw.as_deref())?;
+    let project = scope.as_str();
+    let (mut q, paging) = parse_query(project, raw.as_deref())?;
     q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
-    respond(&s, &project, q, paging).await
+    respond(&s, project, q, paging).await
 }
 
 pub async fn list_for_alert(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ActivationPage>, ApiError> {
-    check_project(&project)?;
-    let (mut q, paging) = parse_query(&project, raw.as_deref())?;
+    let project = project.as_str();
+    let (mut q, paging) = parse_query(project, raw.as_deref())?;
     q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
     q.name = Some(NameFilter::Exact(name));
-    respond(&s, &project, q, paging).await
+    respond(&s, project, q, paging).await
 }
 
 pub async fn get(
     State(s): State<AppState>,
-    Path((project, id)): Path<(String, String)>,
+    ApiPath((project, id)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<Activation>, ApiError> {
+    let project = project.as_str();
     let id: u64 = id.parse().map_err(|_| {
         bad(
             StatusCode::BAD_REQUEST,
             format!("Invalid activation id `{id}`: expected a whole number"),
         )
     })?;
-    Ok(Json(s.service.activation(&project, id).await?))
+    Ok(Json(s.service.activation(project, id).await?))
 }
 
 #[cfg(test)]

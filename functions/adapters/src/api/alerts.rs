@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde::ser::SerializeSeq;
 use serde_json::Value;
-use tocsin_core::model::{AlertConfig, Timestamp};
+use tocsin_core::model::{AlertConfig, ProjectName, ProjectScope, Timestamp};
 use tocsin_core::store::AlertRecord;
 
-use super::{ApiError, AppState, JsonBody, check_project};
+use super::{ApiError, ApiPath, AppState, JsonBody};
 
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {
     params
@@ -50,20 +50,20 @@ fn for_client(config: AlertConfig, mlrun: bool) -> AlertConfig {
 pub async fn store(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     Query(params): Query<HashMap<String, String>>,
     JsonBody(config): JsonBody<AlertConfig>,
 ) -> Result<Json<AlertConfig>, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     let force = flag(&params, "force_reset") || flag(&params, "force-reset");
     let (now, mlrun) = (Timestamp::now(), from_mlrun(&headers));
     let stored = if mlrun {
         s.service
-            .store_alert_from_mlrun(&project, &name, config, force, now)
+            .store_alert_from_mlrun(project, &name, config, force, now)
             .await?
     } else {
         s.service
-            .store_alert(&project, &name, config, force, now)
+            .store_alert(project, &name, config, force, now)
             .await?
     };
     Ok(Json(for_client(stored, mlrun)))
@@ -72,11 +72,12 @@ pub async fn store(
 pub async fn get(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<AlertConfig>, ApiError> {
+    let project = project.as_str();
     let config = s
         .service
-        .get_alert(&project, &name, Timestamp::now())
+        .get_alert(project, &name, Timestamp::now())
         .await?;
     Ok(Json(for_client(config, from_mlrun(&headers))))
 }
@@ -84,17 +85,15 @@ pub async fn get(
 pub async fn list(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path(project): Path<String>,
+    ApiPath(scope): ApiPath<ProjectScope>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<AlertList>, ApiError> {
-    if project != "*" {
-        check_project(&project)?;
-    }
+    let project = scope.as_str();
     let offset = number(&params, "offset")?.unwrap_or(0);
     let limit = number(&params, "page-size")?
         .or(number(&params, "limit")?)
         .unwrap_or(usize::MAX);
-    let records = s.service.list_alerts(&project, offset, limit).await?;
+    let records = s.service.list_alerts(project, offset, limit).await?;
     Ok(Json(AlertList {
         alerts: Views {
             records,
@@ -134,18 +133,20 @@ impl Serialize for Views {
 
 pub async fn delete(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.service.delete_alert(&project, &name).await?;
+    let project = project.as_str();
+    s.service.delete_alert(project, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn reset(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    let project = project.as_str();
     s.service
-        .reset_alert(&project, &name, Timestamp::now())
+        .reset_alert(project, &name, Timestamp::now())
         .await?;
     Ok(Json(Value::Null))
 }
@@ -160,13 +161,13 @@ pub struct Acknowledge {
 /// acknowledged an active alert; its notifications pause until it is reset.
 pub async fn acknowledge(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     JsonBody(body): JsonBody<Acknowledge>,
 ) -> Result<Json<AlertConfig>, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     Ok(Json(
         s.service
-            .acknowledge_alert(&project, &name, &body.by, Timestamp::now())
+            .acknowledge_alert(project, &name, &body.by, Timestamp::now())
             .await?,
     ))
 }
@@ -176,9 +177,10 @@ pub async fn acknowledge(
 /// stored or sent.
 pub async fn preview(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let project = project.as_str();
     let event = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -186,7 +188,7 @@ pub async fn preview(
     };
     let (activation, rule) = s
         .service
-        .preview(&project, &name, event, Timestamp::now())
+        .preview(project, &name, event, Timestamp::now())
         .await?;
     let notifications = crate::notify::preview(&rule, &activation);
     Ok(Json(

@@ -6,29 +6,29 @@
 //! answer, or, where a queue is configured (AWS), queued for the evaluator and answered 202.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tocsin_core::model::{Event, Timestamp};
+use tocsin_core::model::{Event, ProjectName, Timestamp};
 
-use super::{ApiError, AppState, JsonBody, check_project};
+use super::{ApiError, ApiPath, AppState, JsonBody};
 
 pub async fn post(
     State(s): State<AppState>,
-    Path((project, kind)): Path<(String, String)>,
+    ApiPath((project, kind)): ApiPath<(ProjectName, String)>,
     headers: HeaderMap,
     JsonBody(event): JsonBody<Event>,
 ) -> Result<Json<Value>, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let accepted = s
         .service
-        .accept_event(&project, &kind, event, key, Timestamp::now())?;
+        .accept_event(project, &kind, event, key, Timestamp::now())?;
     s.service.ingest(&accepted).await?;
     Ok(Json(Value::Null))
 }
@@ -45,10 +45,10 @@ pub struct EventBatch {
 
 pub async fn post_batch(
     State(s): State<AppState>,
-    Path(project): Path<String>,
+    ApiPath(project): ApiPath<ProjectName>,
     JsonBody(batch): JsonBody<EventBatch>,
 ) -> Result<Response, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -70,7 +70,7 @@ pub async fn post_batch(
         };
         let event = s
             .service
-            .accept_event(&project, kind.as_str(), event, None, now)
+            .accept_event(project, kind.as_str(), event, None, now)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("events[{i}]: {e}")))?;
         accepted.push(event);
     }

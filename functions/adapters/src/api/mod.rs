@@ -11,6 +11,7 @@ mod body;
 mod error;
 mod events;
 mod page;
+mod path;
 mod rules;
 mod templates;
 
@@ -26,6 +27,7 @@ use tocsin_core::Service;
 
 pub use body::JsonBody;
 pub use error::ApiError;
+pub use path::ApiPath;
 
 /// The MLRun version whose client this API is checked against; answered by `client-spec`.
 pub const MLRUN_COMPAT_VERSION: &str = "1.12.1";
@@ -177,25 +179,6 @@ async fn method_not_allowed() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "Method not allowed on this endpoint (see /api/v1/openapi.json)",
     )
-}
-
-/// Project names as MLRun allows them (DNS-1123 labels), plus `_` and `.`, which some clients use.
-fn check_project(project: &str) -> Result<(), ApiError> {
-    let ok = !project.is_empty()
-        && project.len() <= 253
-        && project
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "Invalid project name `{project}`: use letters, digits, `-`, `_` and `.` (at most 253)"
-            ),
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -3,16 +3,16 @@
 //! through the same service call as `PUT .../alerts/{name}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tocsin_core::model::Timestamp;
+use tocsin_core::model::{ProjectName, Timestamp};
 use tocsin_rules::diagnostic::to_json;
 use tocsin_rules::{Level, check_source};
 
-use super::{ApiError, AppState, JsonBody, check_project};
+use super::{ApiError, ApiPath, AppState, JsonBody};
 
 /// `{"source": "..."}`.
 #[derive(Debug, Deserialize)]
@@ -31,12 +31,12 @@ fn diagnostics(source: &str, diags: &[tocsin_rules::Diagnostic]) -> Vec<Value> {
 /// `GET /projects/{project}/alerts/{name}/rule`: the alert as a rule file, `{"source": ...}`.
 pub async fn get(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     let config = s
         .service
-        .get_alert(&project, &name, Timestamp::now())
+        .get_alert(project, &name, Timestamp::now())
         .await?;
     let (source, notes) = tocsin_rules::export::export(&[config]);
     Ok(Json(json!({"source": source, "notes": notes})))
@@ -56,10 +56,10 @@ pub async fn check(JsonBody(body): JsonBody<Source>) -> Json<Value> {
 /// the values stored on the server.
 pub async fn put(
     State(s): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     JsonBody(body): JsonBody<Source>,
 ) -> Result<Response, ApiError> {
-    check_project(&project)?;
+    let project = project.as_str();
     let checked = check_source(&body.source, &|_| None);
     if checked.has_errors() {
         let errors = checked
@@ -98,7 +98,7 @@ pub async fn put(
     let alert = alerts.swap_remove(at);
     let stored = s
         .service
-        .store_alert(&project, &name, alert.config, false, Timestamp::now())
+        .store_alert(project, &name, alert.config, false, Timestamp::now())
         .await?;
     Ok(Json(json!({
         "alert": stored,

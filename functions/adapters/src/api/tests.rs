@@ -458,3 +458,28 @@ async fn batches_are_checked_whole_then_evaluated_in_order() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn project_names_in_paths_are_parsed_once_for_every_route() {
+    let (app, _) = app();
+    for (method, uri) in [
+        (Method::GET, "/api/v1/projects/no%20way/alerts"),
+        (Method::GET, "/api/v1/projects/no%20way/alerts/a"),
+        (Method::DELETE, "/api/v1/projects/no%20way/alerts/a"),
+        (Method::POST, "/api/v1/projects/no%20way/alerts/a/reset"),
+        (Method::GET, "/api/v1/projects/no%20way/alert-activations"),
+        (Method::GET, "/api/v1/projects/no%20way/alert-activations/1"),
+        (Method::POST, "/api/v1/projects/no%20way/events/failed"),
+    ] {
+        let (status, body) = call(&app, method.clone(), uri, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Invalid project name `no way`")),
+            "{method} {uri}: {body}"
+        );
+    }
+    let (status, body) = call(&app, Method::GET, "/api/v1/projects/*/alerts", None).await;
+    assert_eq!(status, StatusCode::OK, "`*` lists every project: {body}");
+}

@@ -7,6 +7,7 @@ mod event;
 mod filter;
 mod glob;
 mod kinds;
+mod names;
 mod notification_params;
 mod template;
 mod time;
@@ -24,6 +25,7 @@ pub use kinds::{
     AlertState, CustomKind, EntityKind, EventKind, NotificationKind, NotificationSeverity,
     ResetPolicy, Severity, UnknownValue,
 };
+pub use names::{AlertName, MAX_NAME, ProjectName, ProjectScope};
 pub use notification_params::ParamSpec;
 pub use template::AlertTemplate;
 pub use time::{InvalidPeriod, Span, Timestamp, parse_period};
