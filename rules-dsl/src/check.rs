@@ -12,13 +12,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
+use tocsin_core::compiled::secret_reference;
 use tocsin_core::engine::PLACEHOLDERS;
 use tocsin_core::model::{
     AlertConfig, AlertName, AlertNotification, CompareOp, Criteria, Entities, EntityKind,
     EventKind, Filter, Notification, NotificationKind, NotificationSeverity, ProjectName,
     ResetPolicy, Severity, Trigger, parse_period,
 };
-use tocsin_core::rule::secret_reference;
 use tocsin_core::{AlertsSettings, templates};
 
 use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};

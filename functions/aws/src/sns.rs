@@ -7,10 +7,10 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 use tocsin_adapters::notify::render_mail;
 use tocsin_core::Dispatch;
+use tocsin_core::compiled::Rule;
 use tocsin_core::engine::Fired;
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{Activation, NotificationKind};
-use tocsin_core::rule::Rule;
 
 /// The message attributes every activation carries; email subscriptions filter on `project`
 /// and `alert`.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tocsin_core::AlertsSettings;
+use tocsin_core::compiled::compile;
 use tocsin_core::engine::{Changes, PutAlert};
 use tocsin_core::model::{AcceptedEvent, AlertConfig, EventKind, Span, Timestamp};
-use tocsin_core::rule::compile;
 use tocsin_core::store::{EventStore, MemoryState, MemoryStore};
 
 const EVENTS: usize = 10_000;

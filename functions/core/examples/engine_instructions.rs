@@ -9,9 +9,9 @@
 
 use serde_json::json;
 use tocsin_core::AlertsSettings;
+use tocsin_core::compiled::compile;
 use tocsin_core::engine::{Changes, PutAlert};
 use tocsin_core::model::{AcceptedEvent, AlertConfig, EntityKind, EventKind, Span, Timestamp};
-use tocsin_core::rule::compile;
 use tocsin_core::store::MemoryState;
 
 fn main() {

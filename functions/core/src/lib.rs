@@ -2,11 +2,11 @@
 //! in-memory store, and the service operations every host (`tocsin serve`, the Lambdas,
 //! `tocsin test`) runs. Nothing here reads the wall clock or does I/O of its own.
 
+pub mod compiled;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod model;
-pub mod rule;
 pub mod service;
 pub mod settings;
 pub mod store;

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
+use crate::compiled::{Rule, compile};
 use crate::dispatch::Dispatch;
 use crate::engine::{EventOutcome, PutAlert};
 use crate::error::{Error, Result};
 use crate::model::{
     AcceptedEvent, Activation, AlertConfig, AlertTemplate, Event, EventKind, Timestamp,
 };
-use crate::rule::{Rule, compile};
 use crate::settings::{AlertsMode, AlertsSettings};
 use crate::store::{ActivationQuery, AlertRecord, Store};
 use crate::templates;

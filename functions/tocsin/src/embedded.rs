@@ -32,12 +32,12 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode,
 };
 use serde::{Deserialize, Serialize};
+use tocsin_core::compiled::Rule;
 use tocsin_core::engine::{
     Changes, EventOutcome, PutAlert, Runtime, Window, WindowChange, Windows,
 };
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
-use tocsin_core::rule::Rule;
 use tocsin_core::store::{
     ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, EventStore, MemoryState,
     PutOutcome,

@@ -3,7 +3,7 @@
 //! `tocsin-adapters`, shared with the Lambdas.
 
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod embedded;
-pub mod rules;
 pub mod serve;

@@ -46,7 +46,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "human")]
-        format: tocsin::rules::Format,
+        format: tocsin::commands::Format,
         /// Colour the diagnostics (default: when stderr is a terminal).
         #[arg(long)]
         color: Option<bool>,
@@ -147,21 +147,21 @@ async fn main() -> ExitCode {
         } => {
             use std::io::IsTerminal;
             let color = color.unwrap_or_else(|| std::io::stderr().is_terminal());
-            tocsin::rules::check(&paths, format, color)
+            tocsin::commands::check(&paths, format, color)
         }
-        Command::Fmt { paths, check } => tocsin::rules::fmt(&paths, check),
-        Command::Test { paths } => tocsin::rules::test(&paths),
+        Command::Fmt { paths, check } => tocsin::commands::fmt(&paths, check),
+        Command::Test { paths } => tocsin::commands::test(&paths),
         Command::Apply {
             paths,
             server,
             dry_run,
             prune,
-        } => tocsin::rules::apply(&paths, &server, dry_run, prune).await,
+        } => tocsin::commands::apply(&paths, &server, dry_run, prune).await,
         Command::Export {
             project,
             server,
             from,
-        } => tocsin::rules::export(server.as_deref(), from.as_deref(), &project).await,
+        } => tocsin::commands::export(server.as_deref(), from.as_deref(), &project).await,
         Command::Serve {
             config,
             listen,

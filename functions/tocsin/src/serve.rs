@@ -42,8 +42,9 @@ pub enum ServeError {
 /// order. Storing an unchanged config again does not reset it.
 pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeError> {
     let err = |e: String| ServeError::Alerts(e);
-    let compiled = crate::rules::compile_files(&[dir.to_path_buf()], &crate::rules::env_secret)
-        .map_err(|rendered| err(format!("the rule files do not check:\n{rendered}")))?;
+    let compiled =
+        crate::commands::compile_files(&[dir.to_path_buf()], &crate::commands::env_secret)
+            .map_err(|rendered| err(format!("the rule files do not check:\n{rendered}")))?;
     let mut stored = 0;
     for (path, project, alerts) in compiled {
         for a in alerts {

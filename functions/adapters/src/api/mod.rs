@@ -12,7 +12,7 @@ mod error;
 mod events;
 mod page;
 mod path;
-mod rules;
+mod rule_text;
 mod templates;
 
 use std::sync::Arc;
@@ -116,9 +116,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route(
             "/projects/{project}/alerts/{name}/rule",
-            get(rules::get).put(rules::put),
+            get(rule_text::get).put(rule_text::put),
         )
-        .route("/rules/check", post(rules::check))
+        .route("/rules/check", post(rule_text::check))
         .route(
             "/projects/{project}/alerts/{name}/activations",
             get(activations::list_for_alert),

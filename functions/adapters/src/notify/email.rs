@@ -113,7 +113,7 @@ impl Mailer {
 
 /// The addresses of every email notification of `rule` (from its secret or its params): what
 /// the AWS deployment subscribes to its SNS topic, filtered to this alert.
-pub fn email_recipients(rule: &tocsin_core::rule::Rule) -> std::collections::BTreeSet<String> {
+pub fn email_recipients(rule: &tocsin_core::compiled::Rule) -> std::collections::BTreeSet<String> {
     rule.config
         .notifications
         .iter()

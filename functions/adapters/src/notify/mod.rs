@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tocsin_core::compiled::Rule;
 use tocsin_core::engine::Fired;
 use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
-use tocsin_core::rule::Rule;
 use tocsin_core::{Dispatch, Service};
 
 /// The longest chain of alerts firing each other through `event` notifications (shared with
 /// calculated events in the engine).
-pub use tocsin_core::rule::MAX_CHAIN;
+pub use tocsin_core::compiled::MAX_CHAIN;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 

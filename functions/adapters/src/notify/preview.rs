@@ -1,8 +1,8 @@
 //! What an alert's notifications would send, shown without sending.
 
 use serde_json::Value;
+use tocsin_core::compiled::Rule;
 use tocsin_core::model::{Activation, DeliveryStatus, NotificationKind};
-use tocsin_core::rule::Rule;
 
 use super::email::render_mail;
 use super::payload::{self, slack_payload, webhook_payload};

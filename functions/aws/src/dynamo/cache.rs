@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use tocsin_core::compiled::Rule;
 use tocsin_core::engine::{Matcher, Runtime, Window};
 use tocsin_core::error::Result;
 use tocsin_core::model::Timestamp;
-use tocsin_core::rule::Rule;
 use tocsin_core::store::AlertRecord;
 
 use super::DynamoStore;

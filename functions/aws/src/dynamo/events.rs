@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use tocsin_core::compiled::Rule;
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
 use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Span, Timestamp};
-use tocsin_core::rule::Rule;
 use tocsin_core::store::EventStore;
 
 use super::cache::{Cache, StoredAlert, WindowKey, at_version};

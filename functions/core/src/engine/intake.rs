@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use super::{Changes, Runtime, WindowChange, WindowSource, concerns, count_in_window, fire};
+use crate::compiled::Rule;
 use crate::model::{AcceptedEvent, Activation, EventKind, Span, Timestamp};
-use crate::rule::Rule;
 
 /// An activation, with the rule it fired for (what the notifier needs to deliver it).
 #[derive(Debug, Clone)]

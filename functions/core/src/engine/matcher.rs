@@ -4,8 +4,8 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::compiled::{EntitySelector, Rule};
 use crate::model::EventKind;
-use crate::rule::{EntitySelector, Rule};
 
 /// Alert ids by what they listen to.
 #[derive(Debug, Default)]

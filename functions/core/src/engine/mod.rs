@@ -22,8 +22,8 @@ pub use update::PutAlert;
 pub use window::Window;
 pub use windows::{WindowSource, Windows};
 
+use crate::compiled::{MAX_CHAIN, Rule};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind};
-use crate::rule::{MAX_CHAIN, Rule};
 
 /// Whether an event that the matcher matched to `rule` concerns it, before any state changes:
 /// None when it does not (a custom kind about another entity kind, or a failing filter without

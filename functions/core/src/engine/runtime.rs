@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compiled::Rule;
 use crate::model::{Acknowledgement, AlertState, Delivery, DeliveryStatus, ResetPolicy, Timestamp};
-use crate::rule::Rule;
 
 /// What changes about an alert as events arrive; the config is in [`Rule`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,9 +3,9 @@
 //! DynamoDB with a write conditional on the version it read, retried on a conflict).
 
 use super::{Closed, Runtime};
+use crate::compiled::{Rule, keep_referenced_secrets};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
-use crate::rule::{Rule, keep_referenced_secrets};
 
 /// A request to create or replace an alert.
 #[derive(Debug, Clone)]

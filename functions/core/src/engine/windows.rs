@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Window;
-use crate::rule::Rule;
+use crate::compiled::Rule;
 
 /// An alert's windows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -439,7 +439,7 @@ pub async fn secrets_are_masked_and_kept(s: Arc<dyn Store>) {
     );
     let mut foreign = failure_alert("t", "job1", 1, None, "auto");
     foreign.notifications[0].notification.secret_params =
-        Some(crate::rule::secret_reference(P, "t", "hook"));
+        Some(crate::compiled::secret_reference(P, "t", "hook"));
     assert!(matches!(
         svc.store_alert(P, "t", foreign, false, at(3)).await,
         Err(Error::BadRequest(_))

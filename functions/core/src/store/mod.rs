@@ -16,10 +16,10 @@ use async_trait::async_trait;
 pub use memory::{AlertEntry, MemoryState, MemoryStore};
 pub use query::{ActivationQuery, EntityFilter, NameFilter};
 
+use crate::compiled::Rule;
 use crate::engine::{EventOutcome, PutAlert};
 use crate::error::Result;
 use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Span, Timestamp};
-use crate::rule::Rule;
 
 /// An alert as stored: its rule (config and secrets), its runtime state and its dates.
 #[derive(Debug, Clone)]

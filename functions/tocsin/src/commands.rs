@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::client::{answer, get_json};
+use tocsin_core::compiled::secret_reference;
 use tocsin_core::model::AlertConfig;
-use tocsin_core::rule::secret_reference;
 use tocsin_rules::diagnostic::{render, to_json};
 use tocsin_rules::{CompiledAlert, Level, check_source};
 
