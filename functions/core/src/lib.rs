@@ -1,6 +1,10 @@
-//! Tocsin's core: the MLRun-compatible domain model, the alert engine, the store traits with an
-//! in-memory store, and the service operations every host (`tocsin serve`, the Lambdas,
-//! `tocsin test`) runs. Nothing here reads the wall clock or does I/O of its own.
+//! Tocsin's core: the MLRun-compatible domain model, the engine (the one place that decides what
+//! an event or an alert change does), the store traits with an in-memory store, the dispatcher
+//! trait, and the service operations every host (`tocsin serve`, the Lambdas, `tocsin test`)
+//! runs. Nothing here reads the wall clock or does I/O of its own.
+//!
+//! The crates run one way: `tocsin` and `tocsin-aws` (the hosts) → `tocsin-adapters` (the
+//! router and the notifier they share) → `tocsin-rules` (the rule language) → `tocsin-core`.
 
 pub mod compiled;
 pub mod dispatch;

@@ -1,7 +1,9 @@
-//! Storage, as narrow traits: alert configs with their state, event intake (windows and
-//! transitions, which must be atomic), and activations. The embedded store and the in-memory
-//! store implement them today; the DynamoDB store implements the same traits and passes the same
-//! contract suite (`contract`).
+//! Storage, as narrow traits: alert configs with their state, event intake (which must be
+//! atomic), and activations. Stores decide nothing: an event goes through the engine's
+//! [`intake`](crate::engine::intake) and an alert change through its
+//! [`update`](crate::engine::update), and the store keeps what they return. The in-memory store
+//! is here; the embedded store (`tocsin serve`) and the DynamoDB store (the Lambdas) implement the
+//! same traits and pass the same contract suite (`contract`).
 
 mod memory;
 mod query;
