@@ -247,7 +247,12 @@ fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<Case
                     .map_err(|e| format!("event at {}: {e}", input.at))?;
                 let outcome = block_on(svc.ingest(&accepted))
                     .map_err(|e| format!("event at {}: {e}", input.at))?;
-                fired.extend(outcome.fired.into_iter().map(|f| f.activation));
+                fired.extend(
+                    outcome
+                        .fired
+                        .into_iter()
+                        .map(|f| Arc::unwrap_or_clone(f.activation)),
+                );
             }
             Step::Reset(alert) => {
                 block_on(svc.reset_alert(project, alert, now))

@@ -201,7 +201,7 @@ impl Notifier {
     /// config (or records them failed if the alert was deleted), with retries; records each
     /// outcome and returns when all are settled.
     pub async fn deliver_stored(&self, activation: Activation) {
-        self.courier.clone().recover(activation).await;
+        self.courier.clone().recover(Arc::new(activation)).await;
     }
 
     fn build(
@@ -300,13 +300,17 @@ impl Courier {
             "delivering activations from the outbox"
         );
         for activation in fresh {
-            self.start_delivery(activation, None).await;
+            self.start_delivery(Arc::new(activation), None).await;
         }
     }
 
     /// Waits for a slot, then delivers in the background. Without a rule (from the outbox), the
     /// alert's current config is used.
-    async fn start_delivery(self: &Arc<Self>, activation: Activation, rule: Option<Arc<Rule>>) {
+    async fn start_delivery(
+        self: &Arc<Self>,
+        activation: Arc<Activation>,
+        rule: Option<Arc<Rule>>,
+    ) {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
@@ -333,7 +337,7 @@ impl Courier {
     }
 
     /// An activation from the outbox: delivered with the alert's current config.
-    async fn recover(self: Arc<Self>, activation: Activation) {
+    async fn recover(self: Arc<Self>, activation: Arc<Activation>) {
         let rule = match self
             .service
             .store()
@@ -366,8 +370,7 @@ impl Courier {
     }
 
     /// Delivers every pending notification of an activation, each on its own.
-    async fn deliver_activation(self: Arc<Self>, activation: Activation, rule: Arc<Rule>) {
-        let activation = Arc::new(activation);
+    async fn deliver_activation(self: Arc<Self>, activation: Arc<Activation>, rule: Arc<Rule>) {
         let mut tasks = tokio::task::JoinSet::new();
         for d in activation
             .deliveries

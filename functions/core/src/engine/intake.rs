@@ -19,10 +19,11 @@ use super::{Changes, Runtime, WindowChange, WindowSource, concerns, count_in_win
 use crate::compiled::Rule;
 use crate::model::{AcceptedEvent, Activation, EventKind, Span, Timestamp};
 
-/// An activation, with the rule it fired for (what the notifier needs to deliver it).
+/// An activation, with the rule it fired for (what the notifier needs to deliver it). Shared,
+/// so that handing it to a dispatcher and answering with it costs no copy.
 #[derive(Debug, Clone)]
 pub struct Fired {
-    pub activation: Activation,
+    pub activation: Arc<Activation>,
     pub rule: Arc<Rule>,
 }
 
@@ -204,7 +205,7 @@ impl EventOutcome {
                 if let Some(a) = activations.get(activation) {
                     self.fired.reserve_exact(1);
                     self.fired.push(Fired {
-                        activation: a.clone(),
+                        activation: Arc::new(a.clone()),
                         rule,
                     });
                 }

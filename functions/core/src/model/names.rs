@@ -30,26 +30,45 @@ pub enum ProjectScope {
     One(ProjectName),
 }
 
+/// A name of 1 to [`MAX_NAME`] bytes, each allowed by `byte`.
+fn well_formed(name: &str, byte: fn(u8) -> bool) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && name.bytes().all(byte)
+}
+
+/// `name` if it is well formed, else the 400 that says what `what` names may hold.
+fn checked(name: String, byte: fn(u8) -> bool, what: &str, rule: &str) -> Result<String, Error> {
+    if well_formed(&name, byte) {
+        Ok(name)
+    } else {
+        Err(Error::BadRequest(format!(
+            "Invalid {what} name `{name}`: use {rule} (at most {MAX_NAME})"
+        )))
+    }
+}
+
+fn project_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+fn alert_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')
+}
+
 impl ProjectName {
     /// Whether `name` is a valid project name.
     pub fn is_valid(name: &str) -> bool {
-        !name.is_empty()
-            && name.len() <= MAX_NAME
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        well_formed(name, project_byte)
     }
 
     /// Checks a project name (400 when it is not one).
     pub fn parse(name: impl Into<String>) -> Result<Self, Error> {
-        let name = name.into();
-        if Self::is_valid(&name) {
-            Ok(ProjectName(name))
-        } else {
-            Err(Error::BadRequest(format!(
-                "Invalid project name `{name}`: use letters, digits, `-`, `_` and `.` (at most {MAX_NAME})"
-            )))
-        }
+        checked(
+            name.into(),
+            project_byte,
+            "project",
+            "letters, digits, `-`, `_` and `.`",
+        )
+        .map(ProjectName)
     }
 
     pub fn as_str(&self) -> &str {
@@ -60,23 +79,18 @@ impl ProjectName {
 impl AlertName {
     /// Whether `name` is a valid alert name.
     pub fn is_valid(name: &str) -> bool {
-        !name.is_empty()
-            && name.len() <= MAX_NAME
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        well_formed(name, alert_byte)
     }
 
     /// Checks an alert name (400 when it is not one).
     pub fn parse(name: impl Into<String>) -> Result<Self, Error> {
-        let name = name.into();
-        if Self::is_valid(&name) {
-            Ok(AlertName(name))
-        } else {
-            Err(Error::BadRequest(format!(
-                "Invalid alert name `{name}`: use letters, digits, `-` and `_` only (at most {MAX_NAME})"
-            )))
-        }
+        checked(
+            name.into(),
+            alert_byte,
+            "alert",
+            "letters, digits, `-` and `_` only",
+        )
+        .map(AlertName)
     }
 
     pub fn as_str(&self) -> &str {
