@@ -305,13 +305,7 @@ pub fn compile(
 
     // The MLRun client applies a `template` field it reads back: never keep one.
     config.extra.remove("template");
-    config.id = None;
-    config.created = None;
-    config.updated = None;
-    config.state = Default::default();
-    config.count = 0;
-    config.acknowledged = None;
-    config.last_activation_time = None;
+    config.clear_server_fields();
 
     Ok(Rule {
         count: u32::try_from(criteria.count).unwrap_or(u32::MAX),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::client::{answer, get_json};
 use tocsin_core::compiled::secret_reference;
@@ -285,7 +285,7 @@ pub fn plan(
             None => Change::Create,
             Some(e) if comparable(e) == comparable(d) => Change::Unchanged,
             Some(e) => Change::Update {
-                resets: behaviour(e) != behaviour(d),
+                resets: e.behaviour() != d.behaviour(),
             },
         };
         out.push((d.name.clone(), change));
@@ -307,10 +307,7 @@ pub fn plan(
 /// A config as both sides can show it: server-owned fields cleared, secrets masked.
 fn comparable(c: &AlertConfig) -> Value {
     let mut c = c.clone();
-    (c.id, c.created, c.updated, c.count) = (None, None, None, 0);
-    c.state = Default::default();
-    c.acknowledged = None;
-    c.last_activation_time = None;
+    c.clear_server_fields();
     for n in &mut c.notifications {
         if n.notification
             .secret_params
@@ -322,18 +319,6 @@ fn comparable(c: &AlertConfig) -> Value {
         }
     }
     serde_json::to_value(c).unwrap_or_default()
-}
-
-/// What decides firing (the service resets an alert's state when it changes).
-fn behaviour(c: &AlertConfig) -> Value {
-    json!([
-        c.entities,
-        c.trigger,
-        c.criteria,
-        c.cooldown_period,
-        c.filter,
-        c.emits
-    ])
 }
 
 /// `tocsin apply PATH... --server URL [--dry-run] [--prune]`.

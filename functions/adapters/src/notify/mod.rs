@@ -26,10 +26,6 @@ use tocsin_core::engine::Fired;
 use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
 use tocsin_core::{Dispatch, Service};
 
-/// The longest chain of alerts firing each other through `event` notifications (shared with
-/// calculated events in the engine).
-pub use tocsin_core::compiled::MAX_CHAIN;
-
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, email_recipients, render_mail};

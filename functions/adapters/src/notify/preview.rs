@@ -37,7 +37,10 @@ pub fn preview(rule: &Rule, a: &Activation) -> Vec<Value> {
                     serde_json::json!({"subject": subject, "text": text, "html": html})
                 }
                 NotificationKind::Git => serde_json::json!({"message": payload::message(note, a)}),
-                NotificationKind::Event => serde_json::json!({"event_kind": note.params.as_ref().and_then(|p| p.get("event_kind"))}),
+                NotificationKind::Event => {
+                    let target = note.kind.target().wire;
+                    serde_json::json!({target: note.params.as_ref().and_then(|p| p.get(target))})
+                }
             };
             serde_json::json!({
                 "name": note.name,

@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tocsin_core::engine::render;
+use tocsin_core::engine::{extend_chain, render};
 use tocsin_core::model::{
     Activation, Entities, Event, EventKind, Notification, NotificationKind, Timestamp,
 };
 
+use super::Courier;
 use super::payload::{slack_payload, webhook_payload};
 use super::retry::{Failure, retry_after};
-use super::{Courier, MAX_CHAIN};
 
 impl Courier {
     /// One attempt.
@@ -90,23 +90,11 @@ impl Courier {
 
     /// An `event` notification: posts the event its params describe into the alert's project,
     /// evaluated like any other, unless the chain of alerts that led here would loop or grow
-    /// past [`MAX_CHAIN`]. The delivery key is the event's idempotency key, so a redelivery
-    /// after a crash is counted once.
+    /// past `MAX_CHAIN` (the engine's [`extend_chain`]). The delivery key is the event's
+    /// idempotency key, so a redelivery after a crash is counted once.
     async fn post_chained_event(&self, note: &Notification, a: &Activation) -> Result<(), Failure> {
-        let me = format!("{}/{}", a.project, a.name);
-        if a.chain.contains(&me) {
-            let path = [a.chain.as_slice(), std::slice::from_ref(&me)]
-                .concat()
-                .join(" -> ");
-            return Err(Failure::Permanent(format!(
-                "not posted: the chain {path} would loop"
-            )));
-        }
-        if a.chain.len() >= MAX_CHAIN {
-            return Err(Failure::Permanent(format!(
-                "not posted: the chain is already {MAX_CHAIN} alerts long"
-            )));
-        }
+        let chain = extend_chain(&a.chain, &a.project, &a.name)
+            .map_err(|stop| Failure::Permanent(format!("not posted: {stop}")))?;
         let params = note.params.clone().unwrap_or_default();
         let target = NotificationKind::Event.target().wire;
         let kind: EventKind = params
@@ -152,7 +140,7 @@ impl Courier {
                 Timestamp::now(),
             )
             .map_err(|e| Failure::Permanent(e.to_string()))?;
-        accepted.chain = [a.chain.as_slice(), std::slice::from_ref(&me)].concat();
+        accepted.chain = chain;
         // The service dispatches what the chained event fires, like any other event's.
         self.service
             .ingest(&accepted)

@@ -84,16 +84,45 @@ pub(crate) fn fire(
     (activation, emitted)
 }
 
-/// The event a calculated-event alert emits when it fires on `ev`: same project, entity and
-/// time, the firing event's values, and the alert added to the chain. None once the chain is
-/// [`MAX_CHAIN`] long or already holds the alert (a cycle of calculated events).
-fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option<AcceptedEvent> {
-    let link = format!("{}/{}", rule.project(), rule.name());
-    if ev.chain.len() >= MAX_CHAIN || ev.chain.contains(&link) {
-        return None;
+/// Why a chain of alerts firing each other stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStop {
+    /// The alert is in the chain already: the path that would loop, `a -> b -> a`.
+    Loop(String),
+    /// The chain is [`MAX_CHAIN`] alerts long.
+    TooLong,
+}
+
+impl std::fmt::Display for ChainStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainStop::Loop(path) => write!(f, "the chain {path} would loop"),
+            ChainStop::TooLong => write!(f, "the chain is already {MAX_CHAIN} alerts long"),
+        }
     }
-    let mut chain = ev.chain.clone();
+}
+
+/// The chain of an event that alert `project/name` causes, having been caused by `chain`: the
+/// one rule for calculated events and `event` notifications alike.
+pub fn extend_chain(chain: &[String], project: &str, name: &str) -> Result<Vec<String>, ChainStop> {
+    let link = format!("{project}/{name}");
+    if chain.contains(&link) {
+        let path = [chain, std::slice::from_ref(&link)].concat().join(" -> ");
+        return Err(ChainStop::Loop(path));
+    }
+    if chain.len() >= MAX_CHAIN {
+        return Err(ChainStop::TooLong);
+    }
+    let mut chain = chain.to_vec();
     chain.push(link);
+    Ok(chain)
+}
+
+/// The event a calculated-event alert emits when it fires on `ev`: same project, entity and
+/// time, the firing event's values, and the alert added to the chain. None when the chain stops
+/// (see [`extend_chain`]).
+fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option<AcceptedEvent> {
+    let chain = extend_chain(&ev.chain, rule.project(), rule.name()).ok()?;
     Some(AcceptedEvent {
         project: ev.project.clone(),
         kind: kind.clone(),

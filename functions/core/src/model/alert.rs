@@ -80,15 +80,40 @@ pub struct AlertConfig {
 }
 
 impl AlertConfig {
-    /// The config as an MLRun client may read it: without notifications of kinds its enum
-    /// lacks (it would reject the whole answer). See [`crate::Service::store_alert_from_mlrun`]
-    /// for the way back.
     /// Whether MLRun's client can read this alert at all: its enum of event kinds has no
     /// custom kinds, so alerts on them are left out of the listings it reads.
     pub fn is_mlrun_readable(&self) -> bool {
         self.trigger.events.iter().all(EventKind::is_mlrun_kind)
     }
 
+    /// Clears what the server owns and a client never sets: id, dates, state, count,
+    /// acknowledgement, last activation. What is left is what a client stored.
+    pub fn clear_server_fields(&mut self) {
+        self.id = None;
+        self.created = None;
+        self.updated = None;
+        self.state = Default::default();
+        self.count = 0;
+        self.acknowledged = None;
+        self.last_activation_time = None;
+    }
+
+    /// The fields that decide firing, as stored: a change in any of them resets the alert's
+    /// state (see [`crate::compiled::Rule::differs_in_behaviour`], which compares them parsed).
+    pub fn behaviour(&self) -> impl PartialEq + '_ {
+        (
+            &self.entities,
+            &self.trigger,
+            &self.criteria,
+            &self.cooldown_period,
+            &self.filter,
+            &self.emits,
+        )
+    }
+
+    /// The config as an MLRun client may read it: without notifications of kinds its enum
+    /// lacks (it would reject the whole answer). See [`crate::Service::store_alert_from_mlrun`]
+    /// for the way back.
     pub fn for_mlrun_client(mut self) -> Self {
         self.notifications
             .retain(|n| n.notification.kind.is_mlrun_kind());
