@@ -1,7 +1,9 @@
 //! Creates what the functions need on a local stand-in of AWS (moto, at `AWS_ENDPOINT_URL`):
-//! the table, the topic and the queue of events; prints the variables the functions read.
+//! the table, the topic and the queue of events; prints the variables the functions read, as
+//! shell exports, or with `--env-json` as the `--env-vars` file of `sam local`.
 //!
 //!     AWS_ENDPOINT_URL=http://127.0.0.1:5055 cargo run -p tocsin-aws --example create-stack
+//!     AWS_ENDPOINT_URL=http://127.0.0.1:5055 cargo run -p tocsin-aws --example create-stack -- --env-json > env.json
 
 use tocsin_aws::dynamo::create_table;
 use tocsin_aws::environment::Clients;
@@ -27,14 +29,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_name(format!("{table}-events"))
         .send()
         .await?;
-    println!("export TOCSIN_TABLE={table}");
-    println!(
-        "export TOCSIN_TOPIC_ARN={}",
-        topic.topic_arn().unwrap_or_default()
-    );
-    println!(
-        "export TOCSIN_QUEUE_URL={}",
-        queue.queue_url().unwrap_or_default()
-    );
+    let vars = [
+        ("TOCSIN_TABLE", table.clone()),
+        (
+            "TOCSIN_TOPIC_ARN",
+            topic.topic_arn().unwrap_or_default().to_owned(),
+        ),
+        (
+            "TOCSIN_QUEUE_URL",
+            queue.queue_url().unwrap_or_default().to_owned(),
+        ),
+    ];
+    if std::env::args().any(|a| a == "--env-json") {
+        // Every function gets them ("Parameters"); only variables the template declares apply.
+        let vars: serde_json::Map<String, serde_json::Value> = vars
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into()))
+            .collect();
+        println!("{}", serde_json::json!({ "Parameters": vars }));
+    } else {
+        for (k, v) in vars {
+            println!("export {k}={v}");
+        }
+    }
     Ok(())
 }

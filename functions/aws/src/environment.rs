@@ -157,10 +157,18 @@ impl Clients {
         }
     }
 
-    /// From the Lambda environment: region, credentials, and `AWS_ENDPOINT_URL` (a local
-    /// stand-in) when set. Reads no network.
+    /// From the Lambda environment: region, credentials, and the endpoint of a local stand-in
+    /// (moto, DynamoDB Local) when `TOCSIN_ENDPOINT_URL` or `AWS_ENDPOINT_URL` is set: the
+    /// template's `EndpointUrl` parameter sets the first for `sam local`. Reads no network.
     pub async fn from_env() -> Self {
-        Self::new(&aws_config::load_defaults(BehaviorVersion::latest()).await)
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = std::env::var("TOCSIN_ENDPOINT_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            loader = loader.endpoint_url(url);
+        }
+        Self::new(&loader.load().await)
     }
 }
 
