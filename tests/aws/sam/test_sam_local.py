@@ -90,8 +90,7 @@ def record_timings(text):
                     f.write(line.strip() + "\n")
 
 
-@pytest.fixture(scope="module")
-def stack():
+def make_stack():
     """A table, topic and queue on moto (the create-stack example), and an SQS queue subscribed
     to the topic that shows what SNS published."""
     table = f"sam-{uuid.uuid4().hex[:8]}"
@@ -109,6 +108,11 @@ def stack():
     with open(env_file, "w") as f:
         json.dump({"Parameters": env, "NotifierFunction": {"TOCSIN_SWEEP_AFTER_SECS": "0"}}, f)
     return {"env": env, "observer": observer, "env_file": env_file, "work": work}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return make_stack()
 
 
 def drain(queue_url):
@@ -164,9 +168,12 @@ class Server:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.text()
             try:
-                requests.get(self.url + ready_path, timeout=1)
+                if ready_path is None:  # listening is enough; nothing reaches a function
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                else:
+                    requests.get(self.url + ready_path, timeout=1)
                 return
-            except requests.RequestException:
+            except (OSError, requests.RequestException):
                 time.sleep(0.3)
         raise AssertionError("sam local did not start: " + self.text())
 
