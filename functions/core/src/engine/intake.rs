@@ -294,3 +294,121 @@ pub fn intake(
     }
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::Window;
+    use crate::model::{AlertConfig, EntityKind};
+    use crate::settings::AlertsSettings;
+
+    /// One alert and its one window, matched by every event.
+    struct One {
+        rule: Arc<Rule>,
+        runtime: Runtime,
+        window: Window,
+    }
+
+    impl IntakeState for One {
+        type Windows = Window;
+        fn each_match(
+            &mut self,
+            _ev: &AcceptedEvent,
+            mut f: impl FnMut(u64, AlertSlot<'_, Window>),
+        ) {
+            f(
+                7,
+                AlertSlot {
+                    rule: &self.rule,
+                    runtime: &mut self.runtime,
+                    windows: &mut self.window,
+                },
+            );
+        }
+    }
+
+    fn failed(at: i64) -> AcceptedEvent {
+        AcceptedEvent {
+            project: "p".into(),
+            kind: EventKind::Failed,
+            entity_kind: EntityKind::Job,
+            entity_id: "j1".into(),
+            value_dict: Default::default(),
+            at: Timestamp::from_secs(at),
+            idempotency_key: None,
+            chain: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_round_says_what_each_event_did_and_exactly_what_changed() {
+        let config: AlertConfig = serde_json::from_value(json!({
+            "project": "p", "name": "a", "severity": "high", "reset_policy": "manual",
+            "trigger": {"events": ["failed"]}, "criteria": {"count": 2, "period": "1h"},
+            "entities": {"kind": "job", "project": "p", "ids": ["*"]}}))
+        .expect("config");
+        let rule = crate::compiled::compile(config, "p", "a", &AlertsSettings::default())
+            .expect("compiles");
+        let mut state = One {
+            rule: Arc::new(rule),
+            runtime: Runtime::default(),
+            window: Window::default(),
+        };
+        let (one, two, three) = (failed(10), failed(20), failed(30));
+        let mut changes = Changes::default();
+        let mut steps = Vec::new();
+        let mut next = 100;
+        round(
+            &mut state,
+            [(0, &one), (1, &two), (2, &three)],
+            &mut || {
+                next += 1;
+                next
+            },
+            &mut changes,
+            |e, _| steps.push(e),
+        );
+        let kinds: Vec<_> = steps
+            .iter()
+            .map(|e| match &e.step {
+                Step::Ignored => "ignored",
+                Step::Counted => "counted",
+                Step::Fires { .. } => "fires",
+            })
+            .collect();
+        // The third event is not an effect: a manual alert that is active ignores events.
+        assert_eq!(kinds, ["counted", "fires"]);
+        assert_eq!((steps[1].origin, steps[1].alert), (1, 7));
+        assert_eq!(changes.activations.len(), 1);
+        assert_eq!(changes.activations[0].id, 101);
+        assert_eq!(changes.activations[0].number_of_events, 2);
+        assert_eq!(changes.runtimes, [7]);
+        let put = WindowChange::Put {
+            alert: 7,
+            entity: None,
+        };
+        assert_eq!(changes.windows, [put.clone(), put]);
+        let mut outcome = EventOutcome::default();
+        for e in steps {
+            assert!(outcome.absorb(e, &changes.activations).is_none());
+        }
+        assert_eq!(outcome.counted, 2);
+        assert_eq!(outcome.fired[0].activation.id, 101);
+    }
+
+    #[test]
+    fn screening_refuses_unknown_custom_kinds_before_duplicates() {
+        let mut ev = failed(0);
+        assert_eq!(
+            screen(&ev, || false, false),
+            Screen::Evaluate,
+            "built-in kind"
+        );
+        assert_eq!(screen(&ev, || true, true), Screen::Duplicate);
+        ev.kind = "job-cpu".parse().expect("custom kind");
+        assert_eq!(screen(&ev, || false, true), Screen::UnknownKind);
+        assert_eq!(screen(&ev, || true, false), Screen::Evaluate);
+    }
+}
