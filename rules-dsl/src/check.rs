@@ -22,7 +22,7 @@ use tocsin_core::model::{
 use tocsin_core::{AlertsSettings, templates};
 
 use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
-use crate::diagnostic::{Diagnostic, Level, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, Level, did_you_mean};
 
 /// Resolves `secret("NAME")` references to values (None: leave the server's stored one). Sync,
 /// because large files are checked on several threads.
@@ -166,7 +166,7 @@ impl<'f> Checker<'f> {
             if !self.used_templates.contains(name) {
                 self.diags.push(
                     Diagnostic::warning(
-                        "W101",
+                        Code::UnusedTemplate,
                         def.name.span.clone(),
                         format!("template `{name}` is never used"),
                     )
@@ -236,7 +236,7 @@ impl<'f> Checker<'f> {
                     if self.templates.insert(d.name.node.clone(), d).is_some() {
                         self.diags.push(
                             Diagnostic::error(
-                                "E003",
+                                Code::DuplicateName,
                                 d.name.span.clone(),
                                 format!("template `{}` is defined twice", d.name.node),
                             )
@@ -258,7 +258,7 @@ impl<'f> Checker<'f> {
                     {
                         self.diags.push(
                             Diagnostic::error(
-                                "E003",
+                                Code::DuplicateName,
                                 name.span.clone(),
                                 format!("event `{}` is defined twice", name.node),
                             )
@@ -279,7 +279,7 @@ impl<'f> Checker<'f> {
         }
         match projects.as_slice() {
             [] => self.diags.push(
-                Diagnostic::error("E002", 0..0, "the file declares no project")
+                Diagnostic::error(Code::Project, 0..0, "the file declares no project")
                     .label("expected `project NAME` first")
                     .help("start the file with `project my-project`"),
             ),
@@ -290,7 +290,7 @@ impl<'f> Checker<'f> {
                 }
                 for extra in rest {
                     self.diags.push(
-                        Diagnostic::error("E002", extra.span.clone(), "the file declares more than one project")
+                        Diagnostic::error(Code::Project, extra.span.clone(), "the file declares more than one project")
                             .label("a second project")
                             .help(format!("a file holds the alerts of one project (`{}`); put these in another file", p.node)),
                     );
@@ -306,7 +306,7 @@ impl<'f> Checker<'f> {
         if names.insert(name.node.clone(), name.span.clone()).is_some() {
             self.diags.push(
                 Diagnostic::error(
-                    "E003",
+                    Code::DuplicateName,
                     name.span.clone(),
                     format!("`{}` is defined twice", name.node),
                 )
@@ -323,7 +323,7 @@ impl<'f> Checker<'f> {
             Ok(EventKind::Custom(_)) => {
                 self.diags.push(
                     Diagnostic::error(
-                        "E025",
+                        Code::InvalidName,
                         name.span.clone(),
                         format!("invalid event name `{}`", name.node),
                     )
@@ -335,7 +335,7 @@ impl<'f> Checker<'f> {
             Ok(builtin) => {
                 self.diags.push(
                     Diagnostic::error(
-                        "E003",
+                        Code::DuplicateName,
                         name.span.clone(),
                         format!("`{}` is a built-in event kind", name.node),
                     )
@@ -347,7 +347,7 @@ impl<'f> Checker<'f> {
             Err(_) => {
                 let near = did_you_mean(&name.node, EventKind::ALL.iter().map(|k| k.as_str()));
                 let d = Diagnostic::error(
-                    "E025",
+                    Code::InvalidName,
                     name.span.clone(),
                     format!("invalid event name `{}`", name.node),
                 )
@@ -379,7 +379,7 @@ impl<'f> Checker<'f> {
                 let near = did_you_mean(&word.node, EntityKind::ALL.iter().map(|k| k.as_str()));
                 self.diags.push(
                     Diagnostic::error(
-                        "E011",
+                        Code::UnknownEntityKind,
                         word.span.clone(),
                         format!("unknown entity kind `{}`", word.node),
                     )
@@ -414,7 +414,7 @@ impl<'f> Checker<'f> {
                     .collect();
                 let near = did_you_mean(&word.node, candidates.iter().map(String::as_str));
                 self.diags.push(
-                    Diagnostic::error("E010", word.span.clone(), format!("unknown event kind `{}`", word.node))
+                    Diagnostic::error(Code::UnknownEventKind, word.span.clone(), format!("unknown event kind `{}`", word.node))
                         .label("not a built-in or declared event kind")
                         .suggest(near)
                         .help_if_none(format!(
@@ -436,7 +436,7 @@ impl<'f> Checker<'f> {
         for s in statements {
             if calculated && !fits_calculated_event(&s.node) {
                 self.diags.push(
-                    Diagnostic::error("E016", s.span.clone(), format!("a calculated event takes no `{}`", s.node.keyword()))
+                    Diagnostic::error(Code::MisplacedStatement, s.span.clone(), format!("a calculated event takes no `{}`", s.node.keyword()))
                         .label("not allowed here")
                         .help("a calculated event takes `entity`, `where`, `when`, `for`, `cooldown` and `description`; alert on it to notify"),
                 );
@@ -446,7 +446,7 @@ impl<'f> Checker<'f> {
                 if !notifications.insert(name.node.as_str()) {
                     self.diags.push(
                         Diagnostic::error(
-                            "E034",
+                            Code::DuplicateNotification,
                             name.span.clone(),
                             format!("two notifications are named `{}`", name.node),
                         )
@@ -458,10 +458,10 @@ impl<'f> Checker<'f> {
             }
             if let Some(first) = seen.insert(slot(&s.node), s) {
                 let (code, message, help) = if first.node.keyword() != s.node.keyword() {
-                    ("E024", "`when` and `for` in one block".to_owned(), "an alert either counts events (`when count >= N within D`) or waits for a condition to hold (`for D`)".to_owned())
+                    (Code::CountAndSustain, "`when` and `for` in one block".to_owned(), "an alert either counts events (`when count >= N within D`) or waits for a condition to hold (`for D`)".to_owned())
                 } else {
                     (
-                        "E015",
+                        Code::DuplicateStatement,
                         format!("`{}` appears twice in this block", s.node.keyword()),
                         "keep one".to_owned(),
                     )
@@ -484,7 +484,7 @@ impl<'f> Checker<'f> {
                 if stack.contains(&ext.node) || ext.node == def.name.node {
                     self.diags.push(
                         Diagnostic::error(
-                            "E014",
+                            Code::TemplateCycle,
                             ext.span.clone(),
                             format!("template `{}` extends itself", ext.node),
                         )
@@ -514,7 +514,7 @@ impl<'f> Checker<'f> {
                     .collect();
                 let near = did_you_mean(&ext.node, candidates.iter().copied());
                 self.diags.push(
-                    Diagnostic::error("E013", ext.span.clone(), format!("unknown template `{}`", ext.node))
+                    Diagnostic::error(Code::UnknownTemplate, ext.span.clone(), format!("unknown template `{}`", ext.node))
                         .label("no template of this name")
                         .suggest(near)
                         .help_if_none("define it with `template NAME { ... }`, or use a built-in template (`tocsin templates` lists them)"),
@@ -542,7 +542,7 @@ impl<'f> Checker<'f> {
         if let Some(k) = from.iter().find(|k| k.node == name.node) {
             self.diags.push(
                 Diagnostic::error(
-                    "E043",
+                    Code::SelfFeedingEvent,
                     k.span.clone(),
                     format!("event `{}` is calculated from itself", name.node),
                 )
@@ -605,7 +605,7 @@ impl<'f> Checker<'f> {
             }
             _ => self.diags.push(
                 Diagnostic::error(
-                    "E023",
+                    Code::MissingStatement,
                     name.span.clone(),
                     format!("alert `{}` says no event to trigger on", name.node),
                 )
@@ -625,7 +625,7 @@ impl<'f> Checker<'f> {
                 if id_value.is_empty() {
                     self.diags.push(
                         Diagnostic::error(
-                            "E026",
+                            Code::InvalidEntityId,
                             id.as_ref().map_or(span.clone(), |i| i.span.clone()),
                             "the entity id is empty",
                         )
@@ -643,7 +643,7 @@ impl<'f> Checker<'f> {
                 if inferred.is_none() && !events.is_empty() {
                     self.diags.push(
                         Diagnostic::error(
-                            "E023",
+                            Code::MissingStatement,
                             name.span.clone(),
                             format!("`{}` needs an `entity` statement", name.node),
                         )
@@ -664,7 +664,7 @@ impl<'f> Checker<'f> {
                     && f != ek
                 {
                     self.diags.push(
-                        Diagnostic::error("E012", sp.clone(), format!("`{k}` events are about {f} entities, but the alert watches {ek} entities"))
+                        Diagnostic::error(Code::KindMismatch, sp.clone(), format!("`{k}` events are about {f} entities, but the alert watches {ek} entities"))
                             .label(format!("about {f} entities"))
                             .help(format!("use `entity {f} ...`, or an event kind about {ek} entities")),
                     );
@@ -683,7 +683,7 @@ impl<'f> Checker<'f> {
             _ => {
                 self.diags.push(
                     Diagnostic::error(
-                        "E023",
+                        Code::MissingStatement,
                         name.span.clone(),
                         format!("alert `{}` has no severity", name.node),
                     )
@@ -728,7 +728,7 @@ impl<'f> Checker<'f> {
                     Ok(n) if n >= 1 && n < self.settings.max_criteria_count => Some(n),
                     _ => {
                         self.diags.push(
-                            Diagnostic::error("E022", count.span.clone(), format!("invalid count `{}`", count.node))
+                            Diagnostic::error(Code::InvalidCount, count.span.clone(), format!("invalid count `{}`", count.node))
                                 .label(format!("expected 1 to {}", self.settings.max_criteria_count - 1))
                                 .help("the service refuses counts at or above `alerts.max_criteria_count`"),
                         );
@@ -798,7 +798,7 @@ impl<'f> Checker<'f> {
                 if reset == Some(ResetPolicy::Manual) {
                     self.diags.push(
                         Diagnostic::error(
-                            "E042",
+                            Code::CooldownOnManual,
                             span.clone(),
                             "`cooldown` on an alert with `reset manual`",
                         )
@@ -811,7 +811,7 @@ impl<'f> Checker<'f> {
                     && c < *w
                 {
                     self.diags.push(
-                        Diagnostic::warning("W103", span.clone(), format!("the cooldown ({t}) is shorter than the window ({})", within.node))
+                        Diagnostic::warning(Code::ShortCooldown, span.clone(), format!("the cooldown ({t}) is shorter than the window ({})", within.node))
                             .label("shorter than the criteria window")
                             .help("events from before the cooldown may still fill the window and fire again at once"),
                     );
@@ -891,14 +891,14 @@ impl<'f> Checker<'f> {
     fn per_entity(&mut self, per_entity: bool, many: bool, span: &Span, counts_many: bool) {
         if per_entity && !many {
             self.diags.push(
-                Diagnostic::error("E041", span.clone(), "`per entity` on an alert about one entity")
+                Diagnostic::error(Code::PerEntityOnOne, span.clone(), "`per entity` on an alert about one entity")
                     .label("there is only one entity to count")
                     .help("remove `per entity`, or watch many entities with `entity KIND \"*\"` or a glob"),
             );
         }
         if many && !per_entity && counts_many {
             self.diags.push(
-                Diagnostic::warning("W102", span.clone(), "events of all matching entities count in one window")
+                Diagnostic::warning(Code::SharedWindow, span.clone(), "events of all matching entities count in one window")
                     .label("one window shared by every entity")
                     .help("add `per entity` to count each entity's events apart (MLRun shares one window)"),
             );
@@ -911,7 +911,7 @@ impl<'f> Checker<'f> {
             Ok(_) => {
                 self.diags.push(
                     Diagnostic::error(
-                        "E021",
+                        Code::InvalidDuration,
                         d.span.clone(),
                         format!("the duration `{}` is zero", d.node),
                     )
@@ -922,7 +922,7 @@ impl<'f> Checker<'f> {
             Err(e) => {
                 self.diags.push(
                     Diagnostic::error(
-                        "E021",
+                        Code::InvalidDuration,
                         d.span.clone(),
                         format!("invalid duration `{}`", d.node),
                     )
@@ -946,7 +946,7 @@ impl<'f> Checker<'f> {
                 let near = did_you_mean(&w.node, all.clone());
                 self.diags.push(
                     Diagnostic::error(
-                        "E020",
+                        Code::UnknownValue,
                         w.span.clone(),
                         format!("unknown {what} `{}`", w.node),
                     )
@@ -974,7 +974,7 @@ impl<'f> Checker<'f> {
                 let near = did_you_mean(key, PLACEHOLDERS.iter().copied());
                 self.diags.push(
                     Diagnostic::warning(
-                        "W104",
+                        Code::UnknownPlaceholder,
                         s.span.clone(),
                         format!("unknown placeholder `{{{{{key}}}}}`"),
                     )
@@ -1011,7 +1011,7 @@ impl<'f> Checker<'f> {
                 if op.node.is_string_op() && !v.is_string() {
                     self.diags.push(
                         Diagnostic::error(
-                            "E040",
+                            Code::MismatchedComparison,
                             value.span.clone(),
                             format!("`{}` compares strings", op.node.as_str()),
                         )
@@ -1030,7 +1030,7 @@ impl<'f> Checker<'f> {
                 {
                     self.diags.push(
                         Diagnostic::error(
-                            "E040",
+                            Code::MismatchedComparison,
                             value.span.clone(),
                             format!("`{}` orders numbers or strings", op.node.as_str()),
                         )
@@ -1073,7 +1073,7 @@ impl<'f> Checker<'f> {
         let Some(wire_kind) = NotificationKind::from_rule_name(&kind.node) else {
             self.diags.push(
                 Diagnostic::error(
-                    "E030",
+                    Code::UnknownNotificationKind,
                     kind.span.clone(),
                     format!("unknown notification kind `{}`", kind.node),
                 )
@@ -1111,7 +1111,7 @@ impl<'f> Checker<'f> {
             let Some(&(_, secret, _)) = allowed.iter().find(|(k, _, _)| *k == key) else {
                 self.diags.push(
                     Diagnostic::error(
-                        "E031",
+                        Code::UnknownParameter,
                         p.key.span.clone(),
                         format!("{kind_word} notifications take no `{key}`"),
                     )
@@ -1131,7 +1131,7 @@ impl<'f> Checker<'f> {
             if !seen.insert(key) {
                 self.diags.push(
                     Diagnostic::error(
-                        "E015",
+                        Code::DuplicateStatement,
                         p.key.span.clone(),
                         format!("`{key}` appears twice in this notification"),
                     )
@@ -1155,7 +1155,7 @@ impl<'f> Checker<'f> {
                         }
                     }
                     _ => self.diags.push(
-                        Diagnostic::error("E032", v.span.clone(), format!("`{key}` is a secret and is written inline"))
+                        Diagnostic::error(Code::InlineSecret, v.span.clone(), format!("`{key}` is a secret and is written inline"))
                             .label("secrets never go in rule files")
                             .help(format!("write `{key} secret(\"{}\")` and set that variable where `tocsin apply` runs", secret_name(alert, &name.node, key))),
                     ),
@@ -1203,9 +1203,13 @@ impl<'f> Checker<'f> {
                     out_params.insert(wire_key, number_or_string(n));
                 }
                 _ => self.diags.push(
-                    Diagnostic::error("E035", v.span.clone(), format!("invalid value for `{key}`"))
-                        .label("of the wrong form")
-                        .help(param_help(key)),
+                    Diagnostic::error(
+                        Code::InvalidParameterValue,
+                        v.span.clone(),
+                        format!("invalid value for `{key}`"),
+                    )
+                    .label("of the wrong form")
+                    .help(param_help(key)),
                 ),
             }
         }
@@ -1213,7 +1217,7 @@ impl<'f> Checker<'f> {
             if *required && !seen.contains(key) {
                 self.diags.push(
                     Diagnostic::error(
-                        "E033",
+                        Code::MissingTarget,
                         name.span.clone(),
                         format!("{kind_word} notification `{}` has no `{key}`", name.node),
                     )
@@ -1292,7 +1296,7 @@ fn number_or_string(text: &str) -> Json {
 
 fn name_error(name: &Spanned<String>) -> Diagnostic {
     Diagnostic::error(
-        "E025",
+        Code::InvalidName,
         name.span.clone(),
         format!("invalid name `{}`", name.node),
     )
@@ -1375,7 +1379,7 @@ mod tests {
         let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
         assert_eq!(
             codes,
-            ["W101", "W102"],
+            [Code::UnusedTemplate, Code::SharedWindow],
             "the template used only by the last alert counts as used"
         );
         assert_eq!(checked.alerts[1000].config.severity, Severity::Low);

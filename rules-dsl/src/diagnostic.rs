@@ -19,8 +19,8 @@ pub enum Level {
 /// One problem in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Stable code (`E010`); see [`CODES`].
-    pub code: &'static str,
+    /// Its code; see [`Code`].
+    pub code: Code,
     pub level: Level,
     pub message: String,
     pub span: Span,
@@ -32,7 +32,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error.
-    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
             level: Level::Error,
@@ -44,7 +44,7 @@ impl Diagnostic {
     }
 
     /// A warning: legal, but likely wrong.
-    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             level: Level::Warning,
             ..Diagnostic::error(code, span, message)
@@ -81,55 +81,107 @@ impl Diagnostic {
     }
 }
 
-/// Every code, with what it means. Codes are never reused for something else.
-pub const CODES: &[(&str, &str)] = &[
-    ("E001", "syntax error"),
-    ("E002", "the file declares no project, or more than one"),
-    ("E003", "a name is defined twice"),
-    ("E010", "unknown event kind"),
-    ("E011", "unknown entity kind"),
-    ("E012", "event kind and entity kind do not fit"),
-    ("E013", "unknown template"),
-    ("E014", "templates extend each other in a cycle"),
-    ("E015", "a statement appears twice in one block"),
-    ("E016", "a statement that this kind of block does not take"),
-    (
-        "E020",
-        "unknown value (severity, reset policy, notification severity)",
-    ),
-    ("E021", "invalid duration"),
-    ("E022", "invalid count"),
-    ("E023", "a required statement is missing"),
-    (
-        "E024",
-        "`when` and `for` together: an alert counts or waits, not both",
-    ),
-    ("E025", "invalid name"),
-    ("E026", "invalid entity id"),
-    ("E030", "unknown notification kind"),
-    ("E031", "unknown or misplaced notification parameter"),
-    (
-        "E032",
-        "a secret written inline: reference it with secret(\"NAME\")",
-    ),
-    ("E033", "a notification lacks where to deliver"),
-    ("E034", "two notifications of an alert share a name"),
-    ("E035", "invalid notification parameter value"),
-    (
-        "E040",
-        "a comparison whose constant does not fit the operator",
-    ),
-    ("E041", "`per entity` on an alert about one entity"),
-    ("E042", "`cooldown` on an alert with `reset manual`"),
-    ("E043", "a calculated event that would feed itself"),
-    ("W101", "a template that nothing extends"),
-    (
-        "W102",
-        "an alert on many entities that counts them all in one window",
-    ),
-    ("W103", "a cooldown shorter than the criteria window"),
-    ("W104", "an unknown placeholder in a summary or message"),
-];
+/// Declares [`Code`]: each variant with its stable code and what it means.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = ($code:literal, $meaning:literal),)+) => {
+        /// A diagnostic's code: typed, so that a misspelt code does not compile. Each has a
+        /// stable string (`E010`) that is never reused for something else.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Code {
+            /// Every code, in order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),+];
+
+            /// The stable string: `E` for errors, `W` for warnings.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)+
+                }
+            }
+
+            /// What the code means, for the catalogue.
+            pub const fn meaning(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $meaning,)+
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// syntax error
+    Syntax = ("E001", "syntax error"),
+    /// the file declares no project, or more than one
+    Project = ("E002", "the file declares no project, or more than one"),
+    /// a name is defined twice
+    DuplicateName = ("E003", "a name is defined twice"),
+    /// unknown event kind
+    UnknownEventKind = ("E010", "unknown event kind"),
+    /// unknown entity kind
+    UnknownEntityKind = ("E011", "unknown entity kind"),
+    /// event kind and entity kind do not fit
+    KindMismatch = ("E012", "event kind and entity kind do not fit"),
+    /// unknown template
+    UnknownTemplate = ("E013", "unknown template"),
+    /// templates extend each other in a cycle
+    TemplateCycle = ("E014", "templates extend each other in a cycle"),
+    /// a statement appears twice in one block
+    DuplicateStatement = ("E015", "a statement appears twice in one block"),
+    /// a statement that this kind of block does not take
+    MisplacedStatement = ("E016", "a statement that this kind of block does not take"),
+    /// unknown value (severity, reset policy, notification severity)
+    UnknownValue = ("E020", "unknown value (severity, reset policy, notification severity)"),
+    /// invalid duration
+    InvalidDuration = ("E021", "invalid duration"),
+    /// invalid count
+    InvalidCount = ("E022", "invalid count"),
+    /// a required statement is missing
+    MissingStatement = ("E023", "a required statement is missing"),
+    /// `when` and `for` together: an alert counts or waits, not both
+    CountAndSustain = ("E024", "`when` and `for` together: an alert counts or waits, not both"),
+    /// invalid name
+    InvalidName = ("E025", "invalid name"),
+    /// invalid entity id
+    InvalidEntityId = ("E026", "invalid entity id"),
+    /// unknown notification kind
+    UnknownNotificationKind = ("E030", "unknown notification kind"),
+    /// unknown or misplaced notification parameter
+    UnknownParameter = ("E031", "unknown or misplaced notification parameter"),
+    /// a secret written inline: reference it with secret("NAME")
+    InlineSecret = ("E032", "a secret written inline: reference it with secret(\"NAME\")"),
+    /// a notification lacks where to deliver
+    MissingTarget = ("E033", "a notification lacks where to deliver"),
+    /// two notifications of an alert share a name
+    DuplicateNotification = ("E034", "two notifications of an alert share a name"),
+    /// invalid notification parameter value
+    InvalidParameterValue = ("E035", "invalid notification parameter value"),
+    /// a comparison whose constant does not fit the operator
+    MismatchedComparison = ("E040", "a comparison whose constant does not fit the operator"),
+    /// `per entity` on an alert about one entity
+    PerEntityOnOne = ("E041", "`per entity` on an alert about one entity"),
+    /// `cooldown` on an alert with `reset manual`
+    CooldownOnManual = ("E042", "`cooldown` on an alert with `reset manual`"),
+    /// a calculated event that would feed itself
+    SelfFeedingEvent = ("E043", "a calculated event that would feed itself"),
+    /// a template that nothing extends
+    UnusedTemplate = ("W101", "a template that nothing extends"),
+    /// an alert on many entities that counts them all in one window
+    SharedWindow = ("W102", "an alert on many entities that counts them all in one window"),
+    /// a cooldown shorter than the criteria window
+    ShortCooldown = ("W103", "a cooldown shorter than the criteria window"),
+    /// an unknown placeholder in a summary or message
+    UnknownPlaceholder = ("W104", "an unknown placeholder in a summary or message"),
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
 pub fn did_you_mean<'a>(
@@ -165,7 +217,7 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic], color: 
         };
         let span = clamp(&d.span, source);
         let mut report = Report::new(severity)
-            .with_code(d.code)
+            .with_code(d.code.as_str())
             .with_message(&d.message)
             .with_labels(vec![Label::primary((), span).with_message(&d.label)]);
         if let Some(help) = &d.help {
@@ -220,7 +272,7 @@ pub fn to_json<'a>(file: &'a str, source: &str, d: &'a Diagnostic) -> JsonDiagno
     let (end_line, end_column) = line_col(source, d.span.end);
     JsonDiagnostic {
         file,
-        code: d.code,
+        code: d.code.as_str(),
         level: d.level,
         message: &d.message,
         line,

@@ -11,7 +11,7 @@ use pest::pratt_parser::{Assoc, Op, PrattParser};
 use tocsin_core::model::CompareOp;
 
 use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar.pest"]
@@ -216,7 +216,7 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str, base: usize) -> Diag
     ];
     let near = crate::diagnostic::did_you_mean(found, KEYWORDS.iter().copied());
     Diagnostic::error(
-        "E001",
+        Code::Syntax,
         span,
         format!("expected {expected}, found {found_words}"),
     )
@@ -629,7 +629,7 @@ mod tests {
         let (file, errors) = parse(&source);
         assert_eq!(file.items.len(), 3001, "every other item parsed");
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].code, "E001");
+        assert_eq!(errors[0].code, Code::Syntax);
         assert_eq!(&source[errors[0].span.clone()], "within");
     }
 }

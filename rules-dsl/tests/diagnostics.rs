@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use tocsin_rules::check_source;
-use tocsin_rules::diagnostic::{CODES, render};
+use tocsin_rules::diagnostic::{Code, render};
 
 fn broken_files() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
@@ -38,7 +38,10 @@ fn every_broken_file_renders_as_reviewed() {
         insta::assert_snapshot!(stem.clone(), rendered);
         let expected = &stem[..4];
         assert!(
-            checked.diagnostics.iter().any(|d| d.code == expected),
+            checked
+                .diagnostics
+                .iter()
+                .any(|d| d.code.as_str() == expected),
             "{stem}: no {expected} among {:?}",
             checked
                 .diagnostics
@@ -54,11 +57,11 @@ fn the_catalogue_covers_every_code() {
     let seen: BTreeSet<String> = broken_files()
         .iter()
         .flat_map(|(_, source)| check_source(source, &|_| None).diagnostics)
-        .map(|d| d.code.to_owned())
+        .map(|d| d.code.as_str().to_owned())
         .collect();
-    let missing: Vec<_> = CODES
+    let missing: Vec<_> = Code::ALL
         .iter()
-        .map(|(c, _)| *c)
+        .map(|c| c.as_str())
         .filter(|c| !seen.contains(*c))
         .collect();
     assert!(
@@ -71,7 +74,11 @@ fn the_catalogue_covers_every_code() {
 fn a_file_with_many_mistakes_reports_them_all_in_source_order() {
     let source = "project p\n\nalert a {\n  on faild\n  severity hihg\n}\n\nalert b {\n  on failed\n  severity high\n  when count >= within 1h\n}\n\nalert c {\n  entity jobb \"x\"\n}\n";
     let checked = check_source(source, &|_| None);
-    let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
+    let codes: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect();
     assert_eq!(
         codes,
         ["E010", "E020", "E001", "E023", "E023", "E011"],
