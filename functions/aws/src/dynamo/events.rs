@@ -323,11 +323,11 @@ impl DynamoStore {
     }
 
     /// Evaluates, in order, the events of one window (each with its index in the round) and
-    /// commits what the engine changed (returning its effects and the activations they refer
-    /// to); after losing the write to a concurrent writer, reads
-    /// the window and the alert again and evaluates the events anew. Activation ids are
-    /// reserved once the engine has said how many firings there are, and the group evaluated
-    /// again with them: the engine is deterministic, so it fires the same way.
+    /// commits what the engine changed, returning its effects and the activations they refer
+    /// to. After losing the write to a concurrent writer, it reads the window and the alert
+    /// again and evaluates the events anew. Activation ids are reserved once the engine has said
+    /// how many firings there are, and the group is evaluated again with them: the engine is
+    /// deterministic, so it fires the same way.
     async fn evaluate_window(
         &self,
         cache: &mut Cache,
