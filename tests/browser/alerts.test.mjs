@@ -112,7 +112,8 @@ test("an on-call person follows an alert from firing to deletion without reloadi
 
   // Acknowledge: without a name the page asks for one; then who and when show.
   await row("training-failed").getByRole("button", { name: "Acknowledge training-failed in fraud" }).click();
-  await page.locator("#notice.shown").waitFor();
+  // A notice of an earlier action may still be up: wait for this one.
+  await page.locator("#notice.shown", { hasText: /Type your name/ }).waitFor();
   assert.match(await page.locator("#notice").textContent(), /Type your name/);
   await page.fill("#me", "dana");
   await row("training-failed").getByRole("button", { name: "Acknowledge training-failed in fraud" }).click();
@@ -144,7 +145,8 @@ test("an on-call person follows an alert from firing to deletion without reloadi
   assert.match(await page.locator("#diagnostics").textContent(), /E001/);
   await page.screenshot({ path: join(SHOTS, "editor-diagnostic.png"), fullPage: true });
   await page.click("#editor-save");
-  await page.locator("#notice.shown").waitFor();
+  // A notice of an earlier action may still be up: wait for this one.
+  await page.locator("#notice.shown", { hasText: /Not saved/ }).waitFor();
   assert.match(await page.locator("#notice").textContent(), /Not saved/);
   assert.equal((await getAlert("fraud", "training-failed")).body.criteria.count, 2, "nothing stored");
   await page.fill("#source", source.replace("when count >= 2 within 1h", "when count >= 3 within 30m"));
@@ -162,7 +164,8 @@ test("an on-call person follows an alert from firing to deletion without reloadi
   assert.equal(await page.inputValue("#x-count"), "3");
   await page.fill("#x-period", "soon");
   await page.click("#editor-save");
-  await page.locator("#notice.shown").waitFor();
+  // A notice of an earlier action may still be up: wait for this one.
+  await page.locator("#notice.shown", { hasText: /Not saved: criteria.period/ }).waitFor();
   assert.match(await page.locator("#notice").textContent(), /Not saved: criteria.period/);
   await page.fill("#x-period", "45m");
   await page.selectOption("#x-severity", "medium");
@@ -224,7 +227,8 @@ test("an empty server says so, and a refused action shows the server's reason", 
     await page.getByRole("button", { name: "New alert from failed" }).click();
     await page.fill("#source", "project p\n\nalert a {\n  on failed\n  severity huge\n}\n");
     await page.click("#editor-save");
-    await page.locator("#notice.shown").waitFor();
+    // A notice of an earlier action may still be up: wait for this one.
+    await page.locator("#notice.shown", { hasText: /Not saved: The rule has 1 error/ }).waitFor();
     assert.match(await page.locator("#notice").textContent(), /Not saved: The rule has 1 error/);
     assert.match(await page.locator("#diagnostics").textContent(), /unknown severity `huge`/);
     await page.close();
