@@ -39,6 +39,9 @@ pub struct Environment {
     pub config_ttl: Duration,
     /// `TOCSIN_MAX_BODY_BYTES`: the largest request body (1 MiB).
     pub max_body_bytes: usize,
+    /// How JWT claims map to roles: `TOCSIN_JWT_GRANTS_CLAIM`, `TOCSIN_JWT_SCOPE_PREFIX`,
+    /// `TOCSIN_JWT_NAME_CLAIM` (see [`crate::claims`]).
+    pub claims: crate::claims::Claims,
     /// `TOCSIN_GIVE_UP_SECS`: the notifier stops retrying a delivery after this long (120;
     /// below the function's timeout).
     pub give_up_secs: u64,
@@ -116,6 +119,14 @@ impl Environment {
                 get("TOCSIN_MAX_BODY_BYTES"),
                 1024 * 1024,
             )?,
+            claims: {
+                let d = crate::claims::Claims::default();
+                crate::claims::Claims {
+                    grants_claim: get("TOCSIN_JWT_GRANTS_CLAIM").unwrap_or(d.grants_claim),
+                    scope_prefix: get("TOCSIN_JWT_SCOPE_PREFIX").unwrap_or(d.scope_prefix),
+                    name_claim: get("TOCSIN_JWT_NAME_CLAIM").unwrap_or(d.name_claim),
+                }
+            },
             give_up_secs: parse("TOCSIN_GIVE_UP_SECS", get("TOCSIN_GIVE_UP_SECS"), 120)?,
             sweep_after_secs: parse(
                 "TOCSIN_SWEEP_AFTER_SECS",

@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use tocsin_adapters::notify::email_recipients;
+use tocsin_core::auth::AuditEntry;
 use tocsin_core::engine::{EventOutcome, PutAlert};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::store::{
-    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventStore, PutOutcome,
+    ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventStore, PutOutcome,
 };
 
 use crate::dynamo::DynamoStore;
@@ -202,6 +203,16 @@ impl EventStore for SubscribingStore {
     }
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
         self.store.apply_events(events, ttl).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SubscribingStore {
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        self.store.record_audit(entry).await
+    }
+    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.store.audit_log(project, limit).await
     }
 }
 

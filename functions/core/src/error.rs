@@ -15,6 +15,10 @@ pub enum Error {
     /// The thing asked for does not exist (404, `MLRunNotFoundError`).
     #[error("{0}")]
     NotFound(String),
+    /// The caller's role does not allow it (403). Checked before a request reaches the service,
+    /// except where the answer depends on the request's content (which projects a token is for).
+    #[error("{0}")]
+    Forbidden(String),
     /// An operator limit forbids it (412, `MLRunPreconditionFailedError`).
     #[error("{0}")]
     PreconditionFailed(String),

@@ -6,6 +6,7 @@
 //! The crates run one way: `tocsin` and `tocsin-aws` (the hosts) → `tocsin-adapters` (the
 //! router and the notifier they share) → `tocsin-rules` (the rule language) → `tocsin-core`.
 
+pub mod auth;
 pub mod compiled;
 pub mod dispatch;
 pub mod engine;

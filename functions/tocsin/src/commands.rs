@@ -341,7 +341,7 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
         }
     }
     let base = server.trim_end_matches('/');
-    let client = reqwest::Client::new();
+    let client = crate::client::http();
     let mut failed = false;
     for (project, alerts) in &projects {
         let list_url = format!("{base}/api/v1/projects/{project}/alerts");
@@ -447,7 +447,7 @@ pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) ->
                 "{}/api/v1/projects/{project}/alerts",
                 server.trim_end_matches('/')
             );
-            match get_json(&reqwest::Client::new(), &url).await {
+            match get_json(&crate::client::http(), &url).await {
                 Ok(v) => v,
                 Err(e) => return fail(&e),
             }

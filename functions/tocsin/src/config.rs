@@ -7,6 +7,16 @@
 //! data_dir = "tocsin-data"
 //! durability = "os"        # or "fsync": fdatasync every commit
 //!
+//! header_timeout_secs = 30  # a request's headers must arrive within this
+//! body_timeout_secs = 30    # and its body within this
+//! idle_timeout_secs = 15    # an idle keep-alive connection is closed after this
+//! max_connections = 1024
+//! # tls_cert = "cert.pem"   # serve HTTPS (both or neither)
+//! # tls_key = "key.pem"
+//!
+//! [auth]
+//! enabled = false          # true: every request but health needs a token; required off loopback
+//!
 //! [alerts]
 //! mode = "enabled"         # or "disabled": events accepted and ignored
 //! max_allowed = 10000
@@ -27,6 +37,7 @@ use tocsin_adapters::notify::{DeliverySettings, SmtpSettings};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub alerts: AlertsSettings,
     pub notifications: DeliverySettings,
     pub smtp: SmtpSettings,
@@ -48,6 +59,29 @@ pub struct ServerConfig {
     pub activation_retention_days: i64,
     /// A directory of alert config files (JSON, MLRun's wire format) stored at start.
     pub alerts_dir: Option<PathBuf>,
+    /// A connection that has not sent a request's headers by then is closed (nginx's
+    /// `client_header_timeout`). It runs from the moment the server waits for a request, so it
+    /// also bounds how long a keep-alive connection may sit idle.
+    pub header_timeout_secs: u64,
+    /// A request whose body has not fully arrived by then is refused with 408.
+    pub body_timeout_secs: u64,
+    /// An open connection with no bytes either way for this long is closed (after the request
+    /// in flight, if any, is answered).
+    pub idle_timeout_secs: u64,
+    /// Connections beyond this wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Who may use the API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Requests need a token (`Authorization: Bearer`), made with `tocsin token create`. Off is
+    /// allowed on a loopback address only.
+    pub enabled: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +94,12 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             activation_retention_days: 98,
             alerts_dir: None,
+            header_timeout_secs: 30,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 15,
+            max_connections: 1024,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -112,7 +152,7 @@ impl Config {
             };
             if !matches!(
                 section.as_str(),
-                "server" | "alerts" | "notifications" | "smtp"
+                "server" | "auth" | "alerts" | "notifications" | "smtp"
             ) {
                 continue;
             }
@@ -135,10 +175,38 @@ impl Config {
         } else {
             format!("{origin} with {}", from_env.join(", "))
         };
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
-            origin,
-            detail: e.to_string(),
-        })
+        let config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                detail: e.to_string(),
+            })?;
+        config
+            .check()
+            .map_err(|detail| ConfigError::Invalid { origin, detail })?;
+        Ok(config)
+    }
+
+    /// What the types cannot say: settings that only make sense together.
+    fn check(&self) -> Result<(), String> {
+        let s = &self.server;
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(
+                "server.tls_cert and server.tls_key go together: set both or neither".into(),
+            );
+        }
+        for (name, secs) in [
+            ("header_timeout_secs", s.header_timeout_secs),
+            ("body_timeout_secs", s.body_timeout_secs),
+            ("idle_timeout_secs", s.idle_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(format!("server.{name} must be at least 1"));
+            }
+        }
+        if s.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -193,5 +261,13 @@ mod tests {
         );
         let err = Config::load(None, env(&[("TOCSIN_ALERTS__MAX_ALOWED", "3")])).expect_err("typo");
         assert!(err.to_string().contains("max_alowed"), "{err}");
+        let err = Config::load(None, env(&[("TOCSIN_SERVER__TLS_CERT", "c.pem")]))
+            .expect_err("a certificate without its key");
+        assert!(err.to_string().contains("tls_key"), "{err}");
+        let err = Config::load(None, env(&[("TOCSIN_SERVER__BODY_TIMEOUT_SECS", "0")]))
+            .expect_err("no time at all");
+        assert!(err.to_string().contains("body_timeout_secs"), "{err}");
+        let c = Config::load(None, env(&[("TOCSIN_AUTH__ENABLED", "true")])).expect("auth on");
+        assert!(c.auth.enabled);
     }
 }

@@ -20,6 +20,11 @@
 //! - `activations_by_project`: project ++ 0x00 ++ activation id -> empty
 //! - `outbox`: activation id -> empty, while a notification of the activation is pending
 //! - `idempotency`: project ++ 0x00 ++ key -> expiry (i64 big-endian microseconds)
+//! - `audit`: sequence number -> JSON [`AuditEntry`] (who changed what, in order of arrival)
+//! - `tokens`: token id -> JSON [`TokenRecord`] (the hash of the secret, never the secret)
+//!
+//! Audit entries and tokens are written beside the writer thread, each in its own durable
+//! batch: they touch nothing the engine's state holds.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +37,7 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode,
 };
 use serde::{Deserialize, Serialize};
+use tocsin_core::auth::{AuditEntry, TokenRecord};
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::{
     Changes, EventOutcome, PutAlert, Runtime, Window, WindowChange, Windows,
@@ -39,8 +45,8 @@ use tocsin_core::engine::{
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
 use tocsin_core::store::{
-    ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, EventStore, MemoryState,
-    PutOutcome,
+    ActivationQuery, ActivationStore, AlertEntry, AlertRecord, AlertStore, AuditStore, EventStore,
+    MemoryState, PutOutcome, TokenStore,
 };
 use tokio::sync::oneshot;
 
@@ -85,6 +91,8 @@ struct Keyspaces {
     by_project: Keyspace,
     outbox: Keyspace,
     idempotency: Keyspace,
+    audit: Keyspace,
+    tokens: Keyspace,
 }
 
 /// Memtable size of the keyspaces written on every event (windows, runtime, activations,
@@ -109,6 +117,8 @@ pub struct EmbeddedStore {
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     disk: Arc<Disk>,
+    /// The next audit entry's key.
+    audit_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// fjall and what it takes to write a batch; shared by the writer and readers.
@@ -179,6 +189,15 @@ impl EmbeddedStore {
             by_project: open("activations_by_project", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             outbox: open("outbox", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             idempotency: open("idempotency", HOT_MEMTABLE_BYTES).map_err(db_err)?,
+            audit: open("audit", COLD_MEMTABLE_BYTES).map_err(db_err)?,
+            tokens: open("tokens", COLD_MEMTABLE_BYTES).map_err(db_err)?,
+        };
+        let audit_seq = match ks.audit.last_key_value() {
+            Some(item) => {
+                let key = item.key().map_err(db_err)?;
+                id_of(&key).map_or(0, |n| n + 1)
+            }
+            None => 0,
         };
         let mut state = load(&ks)?;
         let disk = Arc::new(Disk { db, ks, durability });
@@ -192,6 +211,7 @@ impl EmbeddedStore {
             jobs: Some(tx),
             writer: Some(writer),
             disk,
+            audit_seq: Arc::new(audit_seq.into()),
         })
     }
 
@@ -215,7 +235,7 @@ impl EmbeddedStore {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Runs a read of fjall off the async runtime.
+    /// Runs a read of fjall (or a write beside the writer thread) off the async runtime.
     async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Disk) -> Result<R> + Send + 'static,
@@ -617,6 +637,100 @@ impl ActivationStore for EmbeddedStore {
     }
 }
 
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        let seq = self
+            .audit_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = to_json(&entry)?;
+        self.read(move |disk| {
+            let mut batch = disk.batch();
+            batch.insert(&disk.ks.audit, id_key(seq), value);
+            batch.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let project = project.map(str::to_owned);
+        self.read(move |disk| {
+            let mut out = Vec::new();
+            for item in disk.ks.audit.iter().rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let v = item.value().map_err(store_err)?;
+                let e: AuditEntry = serde_json::from_slice(&v).map_err(store_err)?;
+                if project.as_ref().is_none_or(|p| *p == e.project) {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn put_token(&self, record: TokenRecord) -> Result<()> {
+        let value = to_json(&record)?;
+        self.read(move |disk| {
+            let mut batch = disk.batch();
+            batch.insert(&disk.ks.tokens, record.id.as_bytes(), value);
+            batch.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        let id = id.to_owned();
+        self.read(move |disk| {
+            disk.ks
+                .tokens
+                .get(id.as_bytes())
+                .map_err(store_err)?
+                .map(|v| serde_json::from_slice(&v).map_err(store_err))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(|disk| {
+            disk.ks
+                .tokens
+                .iter()
+                .map(|item| {
+                    let v = item.value().map_err(store_err)?;
+                    serde_json::from_slice(&v).map_err(store_err)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.read(move |disk| {
+            let existed = disk
+                .ks
+                .tokens
+                .get(id.as_bytes())
+                .map_err(store_err)?
+                .is_some();
+            if existed {
+                let mut batch = disk.batch();
+                batch.remove(&disk.ks.tokens, id.as_bytes());
+                batch.commit().map_err(store_err)?;
+            }
+            Ok(existed)
+        })
+        .await
+    }
+}
+
 impl Disk {
     /// Activations matching `query`, newest first, read from the keyspaces.
     fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
@@ -697,6 +811,14 @@ mod tests {
     }
 
     tocsin_core::store_contract_tests!(open());
+
+    #[tokio::test]
+    async fn tokens_are_kept_found_and_revoked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), Durability::Os).expect("store opens");
+        tocsin_core::store::token_contract::tokens_are_kept_found_and_revoked(Arc::new(store))
+            .await;
+    }
 
     mod reopen {
         use std::sync::Arc;

@@ -6,4 +6,6 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod embedded;
+pub mod listener;
 pub mod serve;
+pub mod tokens;

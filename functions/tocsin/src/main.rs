@@ -104,6 +104,12 @@ enum Command {
         #[arg(long = "value", value_name = "KEY=VALUE")]
         values: Vec<String>,
     },
+    /// Manage the tokens of `tocsin serve`: through a running server (`--server`, with an admin
+    /// token in TOCSIN_TOKEN), or in a stopped server's `--data-dir` (the first admin token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Post one event to a running server.
     Send {
         /// The server's base URL.
@@ -125,6 +131,130 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+}
+
+/// Where `tocsin token` works: one of `--server` and `--data-dir`.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct TokenTarget {
+    /// A running server's base URL (needs an admin token in TOCSIN_TOKEN).
+    #[arg(long)]
+    server: Option<String>,
+    /// The data directory of a server that is not running.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl TokenTarget {
+    fn target(self) -> tocsin::tokens::Target {
+        match (self.server, self.data_dir) {
+            (Some(s), _) => tocsin::tokens::Target::Server(s),
+            (None, Some(d)) => tocsin::tokens::Target::DataDir(d),
+            // clap's group requires one of the two.
+            (None, None) => tocsin::tokens::Target::DataDir(PathBuf::from("tocsin-data")),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (once: only its hash is kept).
+    Create {
+        /// A project, a glob of projects (`fraud-*`), or `*`.
+        #[arg(long)]
+        project: String,
+        /// viewer, producer, responder, editor or admin.
+        #[arg(long)]
+        role: String,
+        /// What the audit list records as who did it (default: `token-<id>`).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long it is valid, e.g. 90d (default: until revoked).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id (from `tocsin token list`).
+        id: String,
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+}
+
+async fn token(command: TokenCommand) -> ExitCode {
+    match command {
+        TokenCommand::Create {
+            project,
+            role,
+            name,
+            expires,
+            target,
+        } => {
+            let role = match role.parse() {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("--role: {e}")),
+            };
+            let request = tocsin_core::auth::TokenRequest {
+                name,
+                role,
+                projects: project,
+                expires_in: expires,
+            };
+            match tocsin::tokens::create(&target.target(), request).await {
+                Ok(t) => {
+                    println!("{}", t["token"].as_str().unwrap_or_default());
+                    eprintln!(
+                        "token {} `{}`: {} on `{}`, expires {}. It is shown this once: keep it now.",
+                        t["id"].as_str().unwrap_or_default(),
+                        t["name"].as_str().unwrap_or_default(),
+                        t["role"].as_str().unwrap_or_default(),
+                        t["projects"].as_str().unwrap_or_default(),
+                        t["expires"].as_str().unwrap_or("never"),
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        TokenCommand::List { target } => match tocsin::tokens::list(&target.target()).await {
+            Ok(tokens) => {
+                println!(
+                    "{:<12}  {:<24}  {:<9}  {:<20}  EXPIRES",
+                    "ID", "NAME", "ROLE", "PROJECTS"
+                );
+                for t in tokens {
+                    let field = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+                    println!(
+                        "{:<12}  {:<24}  {:<9}  {:<20}  {}",
+                        field("id"),
+                        field("name"),
+                        field("role"),
+                        field("projects"),
+                        t["expires"].as_str().unwrap_or("never")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        TokenCommand::Revoke { id, target } => {
+            match tocsin::tokens::revoke(&target.target(), &id).await {
+                Ok(()) => {
+                    println!("token {id} revoked");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
 }
 
 fn init_logs() {
@@ -186,6 +316,7 @@ async fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Token { command } => token(command).await,
         Command::Preview {
             server,
             project,
@@ -235,7 +366,7 @@ async fn preview(
         "{}/api/v1/projects/{project}/alerts/{alert}/preview",
         server.trim_end_matches('/')
     );
-    let mut request = reqwest::Client::new().post(&url);
+    let mut request = tocsin::client::http().post(&url);
     if entity.is_some() || !value_dict.is_empty() {
         // The entity's kind and project do not matter to a preview; the alert's are used.
         let ids: Vec<String> = entity.into_iter().collect();
@@ -295,7 +426,7 @@ async fn send(
     );
     match answer(
         &url,
-        reqwest::Client::new().post(&url).json(&body).send().await,
+        tocsin::client::http().post(&url).json(&body).send().await,
     )
     .await
     {

@@ -11,7 +11,7 @@ use tocsin_core::store::{ActivationStore, Store};
 
 use crate::config::Config;
 use crate::embedded::{Durability, EmbeddedStore, OpenError};
-use tocsin_adapters::api::{self, AppState};
+use tocsin_adapters::api::{self, AppState, RequestLimits};
 use tocsin_adapters::notify::{self, Notifier};
 
 /// Why the server could not start or stopped.
@@ -31,6 +31,17 @@ pub enum ServeError {
     },
     #[error("cannot load alert configs: {0}")]
     Alerts(String),
+    #[error(
+        "refusing to serve on {addr} without auth: anyone who can reach it could change every \
+         alert. Listen on loopback (127.0.0.1), or turn auth on: create the first admin token \
+         while the server is stopped with\n  tocsin token create --data-dir {data_dir} --role admin --project '*' --name admin\n\
+         then start with TOCSIN_AUTH__ENABLED=true (or `[auth] enabled = true` in the config file)"
+    )]
+    NoAuth { addr: String, data_dir: String },
+    #[error(transparent)]
+    Tls(#[from] crate::listener::TlsError),
+    #[error("the store failed: {0}")]
+    Store(#[from] tocsin_core::Error),
     #[error("cannot start the notifier: {0}")]
     Notifier(#[from] tocsin_adapters::notify::NotifierError),
     #[error("the server stopped: {0}")]
@@ -95,13 +106,45 @@ pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeEr
     Ok(stored)
 }
 
+/// Creates the data directory readable by this user only (it holds webhook URLs, SMTP
+/// passwords and token hashes), and takes group and other access from one that exists.
+pub fn private_dir(dir: &Path) -> Result<(), ServeError> {
+    let err = |source| ServeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(err)?;
+        let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(err)?;
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(err)?;
+    Ok(())
+}
+
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let server = &config.server;
-    std::fs::create_dir_all(&server.data_dir).map_err(|source| ServeError::DataDir {
-        path: server.data_dir.display().to_string(),
-        source,
-    })?;
+    if !config.auth.enabled && !server.listen.ip().is_loopback() {
+        return Err(ServeError::NoAuth {
+            addr: server.listen.to_string(),
+            data_dir: server.data_dir.display().to_string(),
+        });
+    }
+    let tls = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::listener::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    private_dir(&server.data_dir)?;
     let embedded = Arc::new(EmbeddedStore::open(&server.data_dir, server.durability)?);
     let store: Arc<dyn Store> = embedded.clone();
     let (queue, inbox) = notify::queue(&config.notifications);
@@ -125,12 +168,24 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         server.activation_retention_days,
     );
 
+    let mut state = AppState::open(service);
+    if config.auth.enabled {
+        use tocsin_core::store::TokenStore;
+        if embedded.tokens().await?.is_empty() {
+            tracing::warn!(
+                "auth is on and there is no token yet: stop the server and create one with \
+                 `tocsin token create --data-dir {} --role admin --project '*'`",
+                server.data_dir.display()
+            );
+        }
+        state = state.with_tokens(embedded.clone());
+    }
     let app = api::router(
-        AppState {
-            service,
-            queue: None,
+        state,
+        RequestLimits {
+            max_body_bytes: server.max_body_bytes,
+            body_timeout: Duration::from_secs(server.body_timeout_secs),
         },
-        server.max_body_bytes,
     );
     let listener = tokio::net::TcpListener::bind(server.listen)
         .await
@@ -139,14 +194,19 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %server.data_dir.display(), mode = ?config.alerts.mode, "tocsin is serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, data_dir = %server.data_dir.display(), mode = ?config.alerts.mode, auth = config.auth.enabled, "tocsin is serving");
     println!(
-        "tocsin listening on http://{addr} (data in {})",
-        server.data_dir.display()
+        "tocsin listening on {scheme}://{addr} (data in {}; auth {})",
+        server.data_dir.display(),
+        if config.auth.enabled { "on" } else { "off" }
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = crate::listener::ConnectionLimits {
+        header_timeout: Duration::from_secs(server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+        max_connections: server.max_connections,
+    };
+    crate::listener::serve(listener, tls, app, limits, shutdown_signal()).await;
     if let Err(e) = embedded.sync() {
         tracing::error!(error = %e, "final sync failed");
     }

@@ -4,10 +4,11 @@
 //! carries the filters; a token that does not decode is a 404, which the client reads as "no
 //! more pages".
 
-use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use tocsin_core::auth::Principal;
 use tocsin_core::model::{
     Activation, EntityKind, EventKind, ProjectName, ProjectScope, Severity, Timestamp,
 };
@@ -137,6 +138,7 @@ struct Pagination {
 
 async fn respond(
     s: &AppState,
+    principal: &Principal,
     project: &str,
     mut q: ActivationQuery,
     paging: Paging,
@@ -162,6 +164,8 @@ async fn respond(
         q.limit = usize::MAX;
         (None, None)
     };
+    // Set on every page: a page token is the client's to forge.
+    q.projects = principal.readable();
     // One more than the page, to know whether another page follows.
     let wanted = q.limit;
     let mut fetch = q.clone();
@@ -190,6 +194,7 @@ async fn respond(
 
 pub async fn list(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath(scope): ApiPath<ProjectScope>,
     RawQuery(raw): RawQuery,
@@ -197,11 +202,12 @@ pub async fn list(
     let project = scope.as_str();
     let (mut q, paging) = parse_query(project, raw.as_deref())?;
     q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
-    respond(&s, project, q, paging).await
+    respond(&s, &principal, project, q, paging).await
 }
 
 pub async fn list_for_alert(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     RawQuery(raw): RawQuery,
@@ -210,7 +216,7 @@ pub async fn list_for_alert(
     let (mut q, paging) = parse_query(project, raw.as_deref())?;
     q.mlrun_kinds_only = super::alerts::from_mlrun(&headers);
     q.name = Some(NameFilter::Exact(name));
-    respond(&s, project, q, paging).await
+    respond(&s, &principal, project, q, paging).await
 }
 
 pub async fn get(

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde::ser::SerializeSeq;
 use serde_json::Value;
+use tocsin_core::auth::{Action, Principal};
 use tocsin_core::model::{AlertConfig, ProjectName, ProjectScope, Timestamp};
 use tocsin_core::store::AlertRecord;
 
@@ -84,6 +85,7 @@ pub async fn get(
 
 pub async fn list(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath(scope): ApiPath<ProjectScope>,
     Query(params): Query<HashMap<String, String>>,
@@ -93,7 +95,19 @@ pub async fn list(
     let limit = number(&params, "page-size")?
         .or(number(&params, "limit")?)
         .unwrap_or(usize::MAX);
-    let records = s.service.list_alerts(project, offset, limit).await?;
+    let records = match principal.readable() {
+        // A `*` listing by a principal who reads only some projects: those, then the page.
+        Some(_) if project == "*" => s
+            .service
+            .list_alerts(project, 0, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|r| principal.may(Action::Read, r.rule.project()))
+            .skip(offset)
+            .take(limit)
+            .collect(),
+        _ => s.service.list_alerts(project, offset, limit).await?,
+    };
     Ok(Json(AlertList {
         alerts: Views {
             records,
@@ -151,23 +165,35 @@ pub async fn reset(
     Ok(Json(Value::Null))
 }
 
-/// `{"by": "who"}`.
-#[derive(Debug, serde::Deserialize)]
+/// `{"by": "who"}`; with auth on, the token's name is recorded instead, and `by` may be left out.
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Acknowledge {
-    by: String,
+    #[serde(default)]
+    by: Option<String>,
 }
 
 /// `POST /projects/{project}/alerts/{name}/acknowledge` (Tocsin's extension): records who
 /// acknowledged an active alert; its notifications pause until it is reset.
 pub async fn acknowledge(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
-    JsonBody(body): JsonBody<Acknowledge>,
+    body: axum::body::Bytes,
 ) -> Result<Json<AlertConfig>, ApiError> {
     let project = project.as_str();
+    let body: Acknowledge = if principal.authenticated && body.iter().all(u8::is_ascii_whitespace) {
+        Acknowledge::default()
+    } else {
+        super::body::decode(&body)?
+    };
+    let by = if principal.authenticated {
+        principal.name
+    } else {
+        body.by.unwrap_or_default()
+    };
     Ok(Json(
         s.service
-            .acknowledge_alert(project, &name, &body.by, Timestamp::now())
+            .acknowledge_alert(project, &name, &by, Timestamp::now())
             .await?,
     ))
 }

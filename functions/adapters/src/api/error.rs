@@ -29,6 +29,7 @@ impl From<tocsin_core::Error> for ApiError {
             E::BadRequest(_) => StatusCode::BAD_REQUEST,
             E::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             E::Backend { .. } => {
                 tracing::error!(error = %e, "store failure");

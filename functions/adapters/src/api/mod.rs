@@ -5,28 +5,38 @@
 //! and decoded here: malformed JSON is a 400, JSON of the wrong shape a 422, each with a
 //! `detail` saying what is wrong. Nothing a client sends can make a handler panic.
 
+mod access;
 mod activations;
 mod alerts;
+mod audit;
 mod body;
 mod error;
 mod events;
+mod limits;
 mod page;
 mod path;
 mod rule_text;
 mod templates;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tocsin_core::Service;
+use tocsin_core::store::TokenStore;
 
+pub use access::{
+    Access, AuditNote, Authenticate, Open, ROUTES, Route, RouteScope, Tokens, credential,
+};
 pub use body::JsonBody;
 pub use error::ApiError;
+pub use limits::RequestLimits;
 pub use path::ApiPath;
 
 /// The MLRun version whose client this API is checked against; answered by `client-spec`.
@@ -40,6 +50,29 @@ pub struct AppState {
     /// Where batches of events go when they are evaluated elsewhere (the AWS deployment's SQS
     /// queue); None evaluates them before answering.
     pub queue: Option<Arc<dyn EventQueue>>,
+    /// Who is asking ([`Open`] when auth is off).
+    pub auth: Arc<dyn Authenticate>,
+    /// The tokens that `/api/v1/tokens` manages; None where an identity provider issues them.
+    pub tokens: Option<Arc<dyn TokenStore>>,
+}
+
+impl AppState {
+    /// A state without auth, evaluating events before answering.
+    pub fn open(service: Service) -> Self {
+        AppState {
+            service,
+            queue: None,
+            auth: Arc::new(Open),
+            tokens: None,
+        }
+    }
+
+    /// Authenticates with the tokens of `store`, which `/api/v1/tokens` manages.
+    pub fn with_tokens(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.auth = Arc::new(Tokens(store.clone()));
+        self.tokens = Some(store);
+        self
+    }
 }
 
 /// A durable queue of accepted events, evaluated later by another process.
@@ -55,41 +88,15 @@ pub trait EventQueue: Send + Sync {
 /// The OpenAPI document of everything this router serves.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route, as (method, path) in OpenAPI's spelling; checked against [`OPENAPI`] in tests.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/api/v1/client-spec"),
-    ("get", "/api/v1/openapi.json"),
-    ("get", "/api/v1/healthz"),
-    ("get", "/api/v1/alert-templates"),
-    ("get", "/api/v1/alert-templates/{name}"),
-    ("delete", "/api/v1/alert-templates/{name}"),
-    ("get", "/api/v1/projects/{project}/alerts"),
-    ("get", "/api/v1/projects/{project}/alerts/{name}"),
-    ("put", "/api/v1/projects/{project}/alerts/{name}"),
-    ("delete", "/api/v1/projects/{project}/alerts/{name}"),
-    ("post", "/api/v1/projects/{project}/alerts/{name}/reset"),
-    (
-        "post",
-        "/api/v1/projects/{project}/alerts/{name}/acknowledge",
-    ),
-    ("get", "/api/v1/projects/{project}/alerts/{name}/rule"),
-    ("put", "/api/v1/projects/{project}/alerts/{name}/rule"),
-    ("post", "/api/v1/rules/check"),
-    ("post", "/api/v1/projects/{project}/alerts/{name}/preview"),
-    (
-        "get",
-        "/api/v1/projects/{project}/alerts/{name}/activations",
-    ),
-    ("post", "/api/v1/projects/{project}/events/{kind}"),
-    ("post", "/api/v1/projects/{project}/events"),
-    ("get", "/api/v1/projects/{project}/alert-activations"),
-    ("get", "/api/v1/projects/{project}/alert-activations/{id}"),
-];
-
-/// The API router, with a body size limit of `max_body_bytes`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The API router: every route behind [`access::guard`] (who may call it) and
+/// [`limits::read_body`] (how much of a body, for how long).
+pub fn router(state: AppState, limits: RequestLimits) -> Router {
     let api = Router::new()
         .route("/client-spec", get(client_spec))
+        .route("/auth/whoami", get(tokens::whoami))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/projects/{project}/audit", get(audit::list))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/alert-templates", get(templates::list))
@@ -133,13 +140,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/projects/{project}/alert-activations/{id}",
             get(activations::get),
         )
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        // Route layers run last-added first: who is asking, then the body, then the handler.
+        .route_layer(from_fn_with_state(limits, limits::read_body))
+        .route_layer(from_fn_with_state(state.clone(), access::guard));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(page::index))
         .route("/alerts", get(page::index))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
 

@@ -10,7 +10,7 @@ use tocsin_core::store::MemoryStore;
 use tocsin_core::{AlertsSettings, Dispatch, Service};
 use tower::ServiceExt;
 
-use super::{AppState, OPENAPI, ROUTES, router};
+use super::{AppState, OPENAPI, ROUTES, RequestLimits, router};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Fired>>);
@@ -31,10 +31,13 @@ fn app() -> (axum::Router, Arc<Collect>) {
     (
         router(
             AppState {
-                service,
-                queue: None,
+                tokens: Some(Arc::new(MemoryStore::new())),
+                ..AppState::open(service)
             },
-            64 * 1024,
+            RequestLimits {
+                max_body_bytes: 64 * 1024,
+                ..RequestLimits::default()
+            },
         ),
         collect,
     )
@@ -212,7 +215,7 @@ async fn oversized_bodies_are_413_with_a_detail() {
 fn the_openapi_document_covers_every_route() {
     let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
     assert_eq!(doc["openapi"], "3.1.0");
-    for (method, path) in ROUTES {
+    for &super::Route { method, path, .. } in ROUTES {
         assert!(
             doc["paths"][path][method].is_object(),
             "{method} {path} is not documented"
@@ -234,7 +237,7 @@ fn the_openapi_document_covers_every_route() {
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let (app, _) = app();
-    for (method, path) in ROUTES {
+    for &super::Route { method, path, .. } in ROUTES {
         let uri = path
             .replace("{project}", "p")
             .replace("{name}", "JobFailed")

@@ -37,6 +37,7 @@
 
 mod activations;
 mod alerts;
+mod audit;
 mod cache;
 mod events;
 pub(crate) mod item;

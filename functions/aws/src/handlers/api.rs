@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::response::Response;
 use tower::ServiceExt;
 
-use tocsin_adapters::api::{AppState, EventQueue, router};
+use tocsin_adapters::api::{AppState, EventQueue, RequestLimits, router};
 
 use crate::environment::{Clients, Environment};
 use crate::queue::SqsQueue;
@@ -29,9 +29,17 @@ impl ApiHandler {
         let queue = env.queue_url.as_ref().map(|url| {
             Arc::new(SqsQueue::new(clients.sqs.clone(), url.clone())) as Arc<dyn EventQueue>
         });
-        let state = AppState { service, queue };
+        let state = AppState {
+            queue,
+            auth: Arc::new(env.claims.clone()),
+            ..AppState::open(service)
+        };
+        let limits = RequestLimits {
+            max_body_bytes: env.max_body_bytes,
+            ..RequestLimits::default()
+        };
         ApiHandler {
-            router: router(state, env.max_body_bytes),
+            router: router(state, limits),
             outbox,
         }
     }

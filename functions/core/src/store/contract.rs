@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::auth::AuditEntry;
 use crate::error::Error;
 use crate::model::{AlertConfig, AlertState, Event, Severity, Timestamp};
 use crate::service::Service;
@@ -24,7 +25,7 @@ macro_rules! store_contract_tests {
             idempotent_events_count_once, operator_limits_are_enforced, secrets_are_masked_and_kept,
             activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged,
             filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained,
-            acknowledged_alerts_notify_no_one_until_reset);
+            acknowledged_alerts_notify_no_one_until_reset, the_audit_list_keeps_who_did_what);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -819,6 +820,45 @@ fn page(q: ActivationQuery) -> ActivationQuery {
     ActivationQuery { limit: 1000, ..q }
 }
 
+pub async fn the_audit_list_keeps_who_did_what(s: Arc<dyn Store>) {
+    let entry = |secs: i64, project: &str, action: &str, by: &str| AuditEntry {
+        time: Timestamp(secs * 1_000_000),
+        project: project.to_owned(),
+        action: action.to_owned(),
+        target: "drift".to_owned(),
+        by: by.to_owned(),
+    };
+    assert!(s.audit_log(None, 10).await.expect("audit").is_empty());
+    let written = [
+        entry(1, "p1", "alert.store", "ci"),
+        entry(2, "p2", "alert.reset", "ann"),
+        // The same microsecond twice: both kept.
+        entry(3, "p1", "alert.acknowledge", "bob"),
+        entry(3, "p1", "alert.reset", "bob"),
+        entry(4, "p1", "alert.delete", "ci"),
+    ];
+    for e in &written {
+        s.record_audit(e.clone()).await.expect("recorded");
+    }
+    let all = s.audit_log(None, 10).await.expect("audit");
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(all[0], written[4], "newest first");
+    assert_eq!(all[4], written[0]);
+    let p1 = s.audit_log(Some("p1"), 10).await.expect("audit");
+    assert_eq!(
+        p1.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "alert.delete",
+            "alert.reset",
+            "alert.acknowledge",
+            "alert.store"
+        ]
+    );
+    let two = s.audit_log(Some("p1"), 2).await.expect("audit");
+    assert_eq!(two, p1[..2]);
+    assert!(s.audit_log(Some("p3"), 10).await.expect("audit").is_empty());
+}
+
 #[cfg(test)]
 mod memory_store {
     use std::sync::Arc;
@@ -826,4 +866,12 @@ mod memory_store {
     use crate::store::{MemoryStore, Store};
 
     crate::store_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
+
+    #[tokio::test]
+    async fn tokens_are_kept_found_and_revoked() {
+        crate::store::token_contract::tokens_are_kept_found_and_revoked(Arc::new(
+            MemoryStore::new(),
+        ))
+        .await;
+    }
 }

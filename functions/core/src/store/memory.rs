@@ -11,8 +11,10 @@ use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
 use super::{
-    ActivationQuery, ActivationStore, AlertRecord, AlertStore, EventOutcome, EventStore, PutOutcome,
+    ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventOutcome,
+    EventStore, PutOutcome, TokenStore,
 };
+use crate::auth::{AuditEntry, TokenRecord};
 use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
 use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, update};
 use crate::error::{Backend, Error, Result};
@@ -320,6 +322,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<(MemoryState, BTreeMap<u64, Activation>)>,
+    audit: Mutex<Vec<AuditEntry>>,
+    tokens: Mutex<BTreeMap<String, TokenRecord>>,
 }
 
 impl MemoryStore {
@@ -327,6 +331,8 @@ impl MemoryStore {
     pub fn new() -> Self {
         MemoryStore {
             inner: Mutex::new((MemoryState::new(0), BTreeMap::new())),
+            audit: Mutex::default(),
+            tokens: Mutex::default(),
         }
     }
 
@@ -434,5 +440,43 @@ impl ActivationStore for MemoryStore {
         let n = guard.1.len();
         guard.1.retain(|_, a| a.activation_time >= before);
         Ok(n - guard.1.len())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        lock(&self.audit).push(entry);
+        Ok(())
+    }
+
+    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        Ok(lock(&self.audit)
+            .iter()
+            .rev()
+            .filter(|e| project.is_none_or(|p| e.project == p))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn put_token(&self, record: TokenRecord) -> Result<()> {
+        lock(&self.tokens).insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        Ok(lock(&self.tokens).get(id).cloned())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(lock(&self.tokens).values().cloned().collect())
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool> {
+        Ok(lock(&self.tokens).remove(id).is_some())
     }
 }

@@ -10,6 +10,8 @@ mod query;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod token_contract;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 pub use memory::{AlertEntry, MemoryState, MemoryStore};
 pub use query::{ActivationQuery, EntityFilter, NameFilter};
 
+use crate::auth::{AuditEntry, TokenRecord};
 use crate::compiled::Rule;
 use crate::engine::{EventOutcome, PutAlert};
 use crate::error::Result;
@@ -133,6 +136,27 @@ pub trait ActivationStore: Send + Sync {
     async fn prune_activations(&self, before: Timestamp) -> Result<usize>;
 }
 
+/// The audit list: who changed what. Hosts record an entry after each change a principal made.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()>;
+    /// Entries of a project (or of all, with `None`), newest first, at most `limit`.
+    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+}
+
+/// The tokens of `tocsin serve` (the AWS deployment authenticates with its JWT authorizer and
+/// IAM instead). Records hold the hash of a token's secret, never the secret.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a new token (ids are random; an existing id is replaced).
+    async fn put_token(&self, record: TokenRecord) -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, by id.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Whether it existed.
+    async fn delete_token(&self, id: &str) -> Result<bool>;
+}
+
 /// Everything the service needs of a store.
-pub trait Store: AlertStore + EventStore + ActivationStore {}
-impl<T: AlertStore + EventStore + ActivationStore> Store for T {}
+pub trait Store: AlertStore + EventStore + ActivationStore + AuditStore {}
+impl<T: AlertStore + EventStore + ActivationStore + AuditStore> Store for T {}

@@ -34,6 +34,10 @@ pub struct ActivationQuery {
     /// activation of a custom kind, which its enum lacks.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mlrun_kinds_only: bool,
+    /// Only activations of projects these globs match: a `*` listing by a principal who may
+    /// read only some projects. None: no such restriction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
     pub offset: usize,
     pub limit: usize,
 }
@@ -56,5 +60,9 @@ impl ActivationQuery {
             && self.entity_kind.is_none_or(|k| k == a.entity_kind)
             && self.event_kind.as_ref().is_none_or(|k| *k == a.event_kind)
             && (!self.mlrun_kinds_only || a.event_kind.is_mlrun_kind())
+            && self
+                .projects
+                .as_ref()
+                .is_none_or(|globs| globs.iter().any(|g| glob_match(g, &a.project)))
     }
 }
