@@ -14,6 +14,33 @@ import pytest
 import requests
 
 BIN = os.environ.get("TOCSIN_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/tocsin"))
+# TOCSIN_E2E_AUTH=1 runs every server with auth on and an admin token: the tests' own requests
+# send it, and MLRun's client sends it as it would in production (`mlconf.httpdb.token`).
+AUTH = os.environ.get("TOCSIN_E2E_AUTH") == "1"
+TOKENS = {}
+
+
+def make_token(data_dir, role="admin", project="*", name="e2e-admin"):
+    """`tocsin token create` on a stopped server's data directory; returns the token."""
+    out = subprocess.run(
+        [BIN, "token", "create", "--data-dir", data_dir, "--role", role, "--project", project, "--name", name],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+if AUTH:
+    _request = requests.api.request
+
+    def _with_token(method, url, **kwargs):
+        headers = dict(kwargs.pop("headers", None) or {})
+        for base, token in TOKENS.items():
+            if url.startswith(base) and "Authorization" not in headers:
+                headers["Authorization"] = f"Bearer {token}"
+        return _request(method, url, headers=headers, **kwargs)
+
+    requests.api.request = _with_token
 
 
 def free_port():
@@ -34,6 +61,11 @@ class Tocsin:
         self.args = list(args)
         self.proc = None
         self.log_path = os.path.join(data_dir, "serve.log")
+        self.token = None
+        if AUTH:
+            self.token = make_token(os.path.join(data_dir, "store"))
+            self.env["TOCSIN_AUTH__ENABLED"] = "true"
+            TOKENS[self.url] = self.token
 
     def start(self):
         log = open(self.log_path, "ab")

@@ -15,6 +15,8 @@ from helpers import alert, put_alert
 @pytest.fixture
 def project(tocsin):
     mlrun.mlconf.dbpath = tocsin.url
+    # With TOCSIN_E2E_AUTH=1, the client authenticates as MLRun users configure it.
+    mlrun.mlconf.httpdb.token = tocsin.token or ""
     mlrun.db.get_run_db(tocsin.url, force_reconnect=True)
     return mlrun.projects.MlrunProject.from_dict({"metadata": {"name": "fraud"}, "spec": {}})
 

@@ -269,3 +269,41 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn it_refuses_an_address_off_loopback_without_auth_and_says_how_to_turn_it_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut config = Config::default();
+        config.server.listen = "0.0.0.0:0".parse().expect("address");
+        config.server.data_dir = dir.path().join("data");
+        let err = run(config).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(matches!(err, ServeError::NoAuth { .. }), "{text}");
+        assert!(text.contains("tocsin token create --data-dir"), "{text}");
+        assert!(text.contains("TOCSIN_AUTH__ENABLED=true"), "{text}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "refused before touching anything"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let fresh = dir.path().join("a/b");
+        private_dir(&fresh).expect("created");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh), 0o700);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("dir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_dir(&open).expect("tightened");
+        assert_eq!(mode(&open), 0o700);
+    }
+}

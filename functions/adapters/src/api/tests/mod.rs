@@ -486,3 +486,5 @@ async fn project_names_in_paths_are_parsed_once_for_every_route() {
     let (status, body) = call(&app, Method::GET, "/api/v1/projects/*/alerts", None).await;
     assert_eq!(status, StatusCode::OK, "`*` lists every project: {body}");
 }
+
+mod auth;
