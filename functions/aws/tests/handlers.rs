@@ -401,3 +401,119 @@ async fn a_chained_event_fired_in_the_notifier_is_published_and_delivered_withou
     let id = chained["activation"]["id"].as_u64().expect("id");
     assert_eq!(requests[0].1, format!("{id}:hook"), "the delivery key");
 }
+
+async fn call_by(
+    api: &ApiHandler,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    authorizer: Value,
+) -> (u16, Value) {
+    let request = common::api_gateway_event_by(method, path, body.as_ref(), Some(authorizer));
+    read(api.handle(request).await.expect("infallible")).await
+}
+
+fn jwt(sub: &str, grants: &str, scopes: &[&str]) -> Value {
+    json!({"jwt": {"claims": {"sub": sub, "tocsin_grants": grants}, "scopes": scopes}})
+}
+
+#[tokio::test]
+async fn jwt_claims_map_to_the_same_roles_and_iam_keeps_full_access() {
+    let d = Deployment::new().await;
+    let api = ApiHandler::new(&d.env(false), &clients(None));
+    let body = alert("drift", 1, "manual", "http://127.0.0.1:9/x", None);
+    let viewer = jwt("ann", "viewer:fraud", &[]);
+    let (status, answer) = call_by(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/drift",
+        Some(body.clone()),
+        viewer.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("`editor` role")),
+        "{answer}"
+    );
+
+    let editor = jwt("bob", "", &["openid", "tocsin/editor:fraud"]);
+    let (status, answer) = call_by(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/drift",
+        Some(body.clone()),
+        editor,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = call_by(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alerts/drift",
+        None,
+        viewer.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call_by(
+        &api,
+        "GET",
+        "/api/v1/projects/other/alerts",
+        None,
+        viewer.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call_by(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/alerts/drift/reset",
+        None,
+        viewer.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let iam = json!({"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/ops"}});
+    let (status, _) = call_by(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/alerts/drift/reset",
+        None,
+        iam,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call_by(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alerts",
+        None,
+        jwt("eve", "", &[]),
+    )
+    .await;
+    assert_eq!(status, 403, "a JWT without grants may do nothing");
+
+    let (_, audit) = call_by(&api, "GET", "/api/v1/projects/fraud/audit", None, viewer).await;
+    let who: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("alert.reset", "arn:aws:iam::123456789012:user/ops"),
+            ("alert.store", "bob")
+        ]
+    );
+}

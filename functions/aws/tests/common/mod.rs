@@ -188,6 +188,17 @@ pub async fn drain(url: &str) -> Vec<(String, String)> {
 
 /// An API Gateway HTTP API (payload v2) event, as the API function receives it.
 pub fn api_gateway_event(method: &str, path: &str, body: Option<&Value>) -> lambda_http::Request {
+    api_gateway_event_by(method, path, body, None)
+}
+
+/// The same, with what the authorizer put in the request context (`{"jwt": {...}}` or
+/// `{"iam": {...}}`).
+pub fn api_gateway_event_by(
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    authorizer: Option<Value>,
+) -> lambda_http::Request {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let event = json!({
         "version": "2.0",
@@ -204,6 +215,10 @@ pub fn api_gateway_event(method: &str, path: &str, body: Option<&Value>) -> lamb
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
     });
+    let mut event = event;
+    if let Some(a) = authorizer {
+        event["requestContext"]["authorizer"] = a;
+    }
     lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
 }
 
