@@ -9,17 +9,13 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
 import { chromium } from "playwright-core";
+import { LAUNCH } from "./launch.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.TOCSIN_BIN || join(here, "../../target/debug/tocsin");
 const SHOTS = join(here, "screenshots");
 mkdirSync(SHOTS, { recursive: true });
 
-export const LAUNCH = {
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-};
 
 function freePort() {
   return new Promise((resolve) => {

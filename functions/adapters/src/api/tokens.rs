@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
-use tocsin_core::auth::{ISSUE_RANDOM_BYTES, Principal, TokenRecord, TokenRequest};
+use tocsin_core::auth::{Action, ISSUE_RANDOM_BYTES, Principal, Role, TokenRecord, TokenRequest};
 use tocsin_core::model::Timestamp;
 use tocsin_core::store::TokenStore;
 
@@ -100,15 +100,36 @@ pub async fn revoke(
     Ok(res)
 }
 
-/// `GET /api/v1/auth/whoami`: the caller's name and grants, and whether auth is on (the
-/// Alerts page shows its sign-in form and disables what the role cannot do from this).
+/// `GET /api/v1/auth/whoami`: the caller's name and grants, whether auth is on, and what each
+/// role allows (`roles`) and needs (`needs`): the Alerts page disables what the caller's role
+/// cannot do from this, without a second copy of the rules.
 pub async fn whoami(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> Json<serde_json::Value> {
+    let roles: serde_json::Map<String, serde_json::Value> = Role::ALL
+        .into_iter()
+        .map(|r| {
+            let allowed: Vec<Action> = Action::ALL.into_iter().filter(|a| r.allows(*a)).collect();
+            (r.as_str().to_owned(), json!(allowed))
+        })
+        .collect();
+    let needs: serde_json::Map<String, serde_json::Value> = Action::ALL
+        .into_iter()
+        .map(|a| {
+            let key = serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (key, json!(a.least_role()))
+        })
+        .collect();
     Json(json!({
         "name": principal.name,
         "grants": principal.grants,
+        "authenticated": principal.authenticated,
         "auth": s.auth.enabled(),
+        "roles": roles,
+        "needs": needs,
     }))
 }

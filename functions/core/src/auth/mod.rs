@@ -106,6 +106,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 5] = [
+        Action::Read,
+        Action::PostEvents,
+        Action::Respond,
+        Action::Edit,
+        Action::ManageTokens,
+    ];
+
     /// The least role that allows this action: what a 403 says is needed.
     pub fn least_role(self) -> Role {
         Role::ALL
@@ -290,7 +299,7 @@ mod tests {
     #[test]
     fn each_role_allows_what_the_ones_before_it_do_except_the_producer() {
         use Action::*;
-        let actions = [Read, PostEvents, Respond, Edit, ManageTokens];
+        let actions = Action::ALL;
         let allowed =
             |r: Role| -> Vec<Action> { actions.into_iter().filter(|a| r.allows(*a)).collect() };
         assert_eq!(allowed(Role::Viewer), [Read]);
