@@ -129,6 +129,12 @@ test("a responder acknowledges under its token's name, and a revoked token retur
   const audit = await as(admin, "GET", "/projects/fraud/audit");
   assert.deepEqual(audit.body.entries[0], { ...audit.body.entries[0], action: "alert.acknowledge", by: "dana-oncall" });
 
+  // The audit list on the page says who did it.
+  await page.locator("#audit summary").click();
+  const first = page.locator("#audit-rows tr").first();
+  await first.waitFor();
+  assert.match(await first.textContent(), /fraudalert\.acknowledgetraining-faileddana-oncall/);
+
   // Revoked while the page is open: the next refresh asks for a token again.
   assert.equal((await as(admin, "DELETE", `/tokens/${responder.id}`)).status, 204);
   await page.locator("#signin[open]").waitFor({ timeout: 10000 });
