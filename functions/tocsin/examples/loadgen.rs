@@ -105,7 +105,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         json!([])
     };
-    let setup = reqwest::Client::new();
+    // With auth on, the token comes from TOCSIN_TOKEN, as for the `tocsin` command.
+    let mut auth = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var(tocsin::client::TOKEN_VAR)
+        && !token.is_empty()
+    {
+        auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    let setup = reqwest::Client::builder().default_headers(auth.clone()).build()?;
     let started = Instant::now();
     for i in 0..args.alerts {
         let body = json!({
@@ -143,8 +150,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for c in 0..args.connections {
         let url = format!("{api}/projects/load/events/data-drift-detected");
         let health = args.healthz.then(|| format!("{api}/healthz"));
+        let auth = auth.clone();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .default_headers(auth)
+                .build()
+                .expect("client");
             let mut latencies: Vec<u32> = Vec::with_capacity(per_conn.min(1 << 20));
             let mut errors = 0usize;
             let mut i = c;

@@ -10,6 +10,7 @@ pub const TOKEN_VAR: &str = "TOCSIN_TOKEN";
 pub fn http() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Ok(token) = std::env::var(TOKEN_VAR)
+        && !token.trim().is_empty()
         && let Ok(mut value) =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
     {
