@@ -62,24 +62,43 @@ def main():
         s.connect_ex(("127.0.0.1", port))
         return s
 
+    # The trickling bodies first, so that a connection cap is filled by the slow headers.
+    groups = {"trickle": [connect() for _ in range(trickled)], "slow": [connect() for _ in range(slow)]}
+    # Connected: the handshake completed (the kernel does it for the listen backlog too).
     sel = selectors.DefaultSelector()
-    groups = {"slow": [], "trickle": []}
-    for _ in range(slow):
-        groups["slow"].append(connect())
-    for _ in range(trickled):
-        groups["trickle"].append(connect())
-    time.sleep(0.5)
-    for s in groups["slow"]:
-        try:
-            s.send(b"POST /api/v1/projects/p/events/failed HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        except OSError:
-            pass
-    for s in groups["trickle"]:
-        try:
-            s.send(b"POST /api/v1/rules/check HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
-        except OSError:
-            pass
-    closed = {k: set() for k in groups}
+    pending = {}
+    for kind, socks in groups.items():
+        for i, sock in enumerate(socks):
+            sel.register(sock, selectors.EVENT_WRITE, (kind, i))
+            pending[(kind, i)] = sock
+    connected = {k: set() for k in groups}
+    deadline = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.2):
+            kind, i = key.data
+            sel.unregister(key.fileobj)
+            pending.pop((kind, i), None)
+            if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                connected[kind].add(i)
+    for sock in pending.values():
+        sel.unregister(sock)
+    print(f"connected: {len(connected['slow'])}/{slow} slow headers, "
+          f"{len(connected['trickle'])}/{trickled} trickled bodies", flush=True)
+    for i, sock in enumerate(groups["slow"]):
+        if i in connected["slow"]:
+            try:
+                sock.send(b"POST /api/v1/projects/p/events/failed HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            except OSError:
+                pass
+    for i, sock in enumerate(groups["trickle"]):
+        if i in connected["trickle"]:
+            try:
+                sock.send(b"POST /api/v1/rules/check HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            except OSError:
+                pass
+    # What never connected counts as neither open nor closed.
+    closed = {k: {i for i in range(len(groups[k])) if i not in connected[k]} for k in groups}
+    never = {k: len(closed[k]) for k in groups}
 
     def sweep():
         for kind, socks in groups.items():
@@ -87,11 +106,10 @@ def main():
                 if i in closed[kind]:
                     continue
                 try:
-                    b = s.recv(65536)
-                    if b == b"" or b.startswith(b"HTTP/1.1 408") or b.startswith(b"HTTP/1.1 4"):
-                        # A final answer (408, 413) then the close.
-                        if b == b"":
-                            closed[kind].add(i)
+                    # A final answer (408) comes before the close; the close is what counts.
+                    while (b := s.recv(65536)) != b"":
+                        pass
+                    closed[kind].add(i)
                 except BlockingIOError:
                     pass
                 except OSError:
@@ -118,7 +136,7 @@ def main():
         peak_rss = max(peak_rss, rss_kb(server.pid))
         elapsed = time.monotonic() - start
         for kind in groups:
-            if closed[kind] and kind not in first_closed:
+            if len(closed[kind]) > never[kind] and kind not in first_closed:
                 first_closed[kind] = elapsed
         if int(elapsed) % 5 == 0:
             print(f"{elapsed:5.1f} s: slow headers open {slow - len(closed['slow'])}/{slow}, "
@@ -133,7 +151,11 @@ def main():
           f"RSS idle {idle_rss // 1024} MB, peak {peak_rss // 1024} MB; healthz median {median:.1f} ms, "
           f"max {latencies[-1]:.1f} ms")
     server.terminate()
-    server.wait(10)
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        print("the server did not stop within 10 s of SIGTERM (it waits for these connections); killed")
+        server.kill()
 
 
 if __name__ == "__main__":

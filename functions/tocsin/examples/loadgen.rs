@@ -110,9 +110,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(token) = std::env::var(tocsin::client::TOKEN_VAR)
         && !token.is_empty()
     {
-        auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+        auth.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
     }
-    let setup = reqwest::Client::builder().default_headers(auth.clone()).build()?;
+    let setup = reqwest::Client::builder()
+        .default_headers(auth.clone())
+        .build()?;
     let started = Instant::now();
     for i in 0..args.alerts {
         let body = json!({

@@ -10,7 +10,7 @@
 //! header_timeout_secs = 30  # a request's headers must arrive within this
 //! body_timeout_secs = 30    # and its body within this
 //! idle_timeout_secs = 15    # an idle keep-alive connection is closed after this
-//! max_connections = 1024
+//! max_connections = 4096
 //! # tls_cert = "cert.pem"   # serve HTTPS (both or neither)
 //! # tls_key = "key.pem"
 //!
@@ -97,7 +97,7 @@ impl Default for ServerConfig {
             header_timeout_secs: 30,
             body_timeout_secs: 30,
             idle_timeout_secs: 15,
-            max_connections: 1024,
+            max_connections: 4096,
             tls_cert: None,
             tls_key: None,
         }

@@ -28,8 +28,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -119,6 +119,9 @@ pub struct EmbeddedStore {
     disk: Arc<Disk>,
     /// The next audit entry's key.
     audit_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// The `tokens` keyspace, in memory (a few records; read on every authenticated request),
+    /// updated after each durable write.
+    tokens: RwLock<BTreeMap<String, TokenRecord>>,
 }
 
 /// fjall and what it takes to write a batch; shared by the writer and readers.
@@ -199,6 +202,15 @@ impl EmbeddedStore {
             }
             None => 0,
         };
+        let mut tokens = BTreeMap::new();
+        for item in ks.tokens.iter() {
+            let v = item.value().map_err(db_err)?;
+            let t: TokenRecord = serde_json::from_slice(&v).map_err(|e| OpenError::Corrupt {
+                what: "token",
+                detail: e.to_string(),
+            })?;
+            tokens.insert(t.id.clone(), t);
+        }
         let mut state = load(&ks)?;
         let disk = Arc::new(Disk { db, ks, durability });
         let (tx, rx) = mpsc::channel::<Job>();
@@ -212,6 +224,7 @@ impl EmbeddedStore {
             writer: Some(writer),
             disk,
             audit_seq: Arc::new(audit_seq.into()),
+            tokens: RwLock::new(tokens),
         })
     }
 
@@ -676,59 +689,47 @@ impl AuditStore for EmbeddedStore {
 impl TokenStore for EmbeddedStore {
     async fn put_token(&self, record: TokenRecord) -> Result<()> {
         let value = to_json(&record)?;
+        let id = record.id.clone();
         self.read(move |disk| {
             let mut batch = disk.batch();
-            batch.insert(&disk.ks.tokens, record.id.as_bytes(), value);
+            batch.insert(&disk.ks.tokens, id.as_bytes(), value);
             batch.commit().map_err(store_err)
         })
-        .await
+        .await?;
+        write_lock(&self.tokens).insert(record.id.clone(), record);
+        Ok(())
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
-        let id = id.to_owned();
-        self.read(move |disk| {
-            disk.ks
-                .tokens
-                .get(id.as_bytes())
-                .map_err(store_err)?
-                .map(|v| serde_json::from_slice(&v).map_err(store_err))
-                .transpose()
-        })
-        .await
+        // Every authenticated request asks: from memory, no thread hop, no decoding.
+        Ok(read_lock(&self.tokens).get(id).cloned())
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.read(|disk| {
-            disk.ks
-                .tokens
-                .iter()
-                .map(|item| {
-                    let v = item.value().map_err(store_err)?;
-                    serde_json::from_slice(&v).map_err(store_err)
-                })
-                .collect()
-        })
-        .await
+        Ok(read_lock(&self.tokens).values().cloned().collect())
     }
 
     async fn delete_token(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
+        if !read_lock(&self.tokens).contains_key(id) {
+            return Ok(false);
+        }
+        let key = id.to_owned();
         self.read(move |disk| {
-            let existed = disk
-                .ks
-                .tokens
-                .get(id.as_bytes())
-                .map_err(store_err)?
-                .is_some();
-            if existed {
-                let mut batch = disk.batch();
-                batch.remove(&disk.ks.tokens, id.as_bytes());
-                batch.commit().map_err(store_err)?;
-            }
-            Ok(existed)
+            let mut batch = disk.batch();
+            batch.remove(&disk.ks.tokens, key.as_bytes());
+            batch.commit().map_err(store_err)
         })
-        .await
+        .await?;
+        Ok(write_lock(&self.tokens).remove(id).is_some())
     }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Disk {
@@ -818,6 +819,51 @@ mod tests {
         let store = EmbeddedStore::open(dir.path(), Durability::Os).expect("store opens");
         tocsin_core::store::token_contract::tokens_are_kept_found_and_revoked(Arc::new(store))
             .await;
+    }
+
+    #[tokio::test]
+    async fn tokens_and_the_audit_list_survive_a_reopen() {
+        use tocsin_core::auth::{AuditEntry, ISSUE_RANDOM_BYTES, Principal, Role};
+        use tocsin_core::auth::{TokenRecord, TokenRequest};
+        use tocsin_core::model::Timestamp;
+        use tocsin_core::store::{AuditStore, TokenStore};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let issued = TokenRecord::issue(
+            TokenRequest {
+                name: Some("ci".into()),
+                role: Role::Producer,
+                projects: "p".into(),
+                expires_in: None,
+            },
+            &Principal::anonymous(),
+            &[3; ISSUE_RANDOM_BYTES],
+            Timestamp(1),
+        )
+        .expect("issued");
+        let entry = |n: i64| AuditEntry {
+            time: Timestamp(n),
+            project: "p".into(),
+            action: "alert.reset".into(),
+            target: "a".into(),
+            by: "ci".into(),
+        };
+        {
+            let store = EmbeddedStore::open(dir.path(), Durability::Os).expect("opens");
+            store
+                .put_token(issued.record.clone())
+                .await
+                .expect("stored");
+            store.record_audit(entry(1)).await.expect("recorded");
+        }
+        let store = EmbeddedStore::open(dir.path(), Durability::Os).expect("reopens");
+        assert_eq!(
+            store.token(&issued.record.id).await.expect("read"),
+            Some(issued.record)
+        );
+        // The sequence continues after the reopen: nothing recorded before is overwritten.
+        store.record_audit(entry(2)).await.expect("recorded");
+        let log = store.audit_log(None, 10).await.expect("audit");
+        assert_eq!(log, [entry(2), entry(1)]);
     }
 
     mod reopen {

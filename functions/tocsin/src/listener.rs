@@ -24,6 +24,9 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// How long a shutdown waits for the requests in flight.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
 /// How long connections may take and how many may be open.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -72,7 +75,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open connections finish
-/// their request in flight (for up to 10 s).
+/// their request in flight (for up to [`DRAIN`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -139,9 +142,12 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(all)).await;
+    let drained = tokio::time::timeout(DRAIN, permits.acquire_many(all)).await;
     if drained.is_err() {
-        tracing::warn!("connections still open after 10 s of shutdown were dropped");
+        tracing::warn!(
+            "connections still open {} s into the shutdown were dropped",
+            DRAIN.as_secs()
+        );
     }
 }
 

@@ -52,13 +52,6 @@ fn url(server: &str, path: &str) -> String {
     format!("{}/api/v1{path}", server.trim_end_matches('/'))
 }
 
-fn listed(t: &TokenRecord) -> Value {
-    json!({
-        "id": t.id, "name": t.name, "role": t.role, "projects": t.projects,
-        "created": t.created, "expires": t.expires, "created_by": t.created_by,
-    })
-}
-
 /// Issues a token; returns the answer with the token's text in `token`.
 pub async fn create(target: &Target, request: TokenRequest) -> Result<Value, String> {
     match target {
@@ -88,7 +81,7 @@ pub async fn create(target: &Target, request: TokenRequest) -> Result<Value, Str
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut out = listed(&issued.record);
+            let mut out = issued.record.listing();
             out["token"] = json!(issued.token);
             Ok(out)
         }
@@ -105,7 +98,7 @@ pub async fn list(target: &Target) -> Result<Vec<Value>, String> {
         }
         Target::DataDir(dir) => {
             let tokens = open(dir)?.tokens().await.map_err(|e| e.to_string())?;
-            Ok(tokens.iter().map(listed).collect())
+            Ok(tokens.iter().map(TokenRecord::listing).collect())
         }
     }
 }

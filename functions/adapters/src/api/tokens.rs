@@ -66,16 +66,9 @@ pub async fn list(
         .await?
         .into_iter()
         .filter(|t| principal.may_manage_tokens_for(&t.projects))
-        .map(|t| listed(&t))
+        .map(|t| t.listing())
         .collect();
     Ok(Json(json!({ "tokens": tokens })))
-}
-
-fn listed(t: &TokenRecord) -> serde_json::Value {
-    json!({
-        "id": t.id, "name": t.name, "role": t.role, "projects": t.projects,
-        "created": t.created, "expires": t.expires, "created_by": t.created_by,
-    })
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes a token at once.

@@ -2,6 +2,7 @@
 //! project), the outbox from the sparse `gsi2`.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{Activation, Delivery, Timestamp};
@@ -46,6 +47,25 @@ impl DynamoStore {
         Ok((a, get_n(item, "v")?))
     }
 
+    /// A query of the items of `kind` (`ACT`, `AUDIT`), newest first: of every project from the
+    /// base table (`pk = kind`, strongly consistent), or of one from `gsi1`
+    /// (`gsi1pk = kind#project`).
+    pub(super) fn newest_first(&self, kind: &str, project: Option<&str>) -> QueryFluentBuilder {
+        let (index, pk_name, pk) = match project {
+            Some(p) => (Some("gsi1"), "gsi1pk", format!("{kind}#{p}")),
+            None => (None, "pk", kind.to_owned()),
+        };
+        self.client
+            .query()
+            .table_name(self.table())
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(false)
+            .consistent_read(index.is_none())
+    }
+
     /// Whether TTL should have deleted the item already (it deletes lazily).
     fn expired(item: &Item, now: Timestamp) -> bool {
         opt_n::<i64>(item, "expires_at")
@@ -77,22 +97,10 @@ impl DynamoStore {
 impl ActivationStore for DynamoStore {
     async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
         let now = Timestamp::now();
-        let (index, pk_name, pk) = match &query.project {
-            Some(p) => (Some("gsi1"), "gsi1pk", format!("ACT#{p}")),
-            None => (None, "pk", "ACT".to_owned()),
-        };
         let mut found = Vec::new();
         let mut skipped = 0;
         let mut items = self
-            .client
-            .query()
-            .table_name(self.table())
-            .set_index_name(index.map(str::to_owned))
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", s(pk))
-            .scan_index_forward(false)
-            .consistent_read(index.is_none())
+            .newest_first("ACT", query.project.as_deref())
             .limit(PAGE)
             .into_paginator()
             .items()

@@ -42,19 +42,8 @@ impl AuditStore for DynamoStore {
     }
 
     async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let (index, pk_name, pk) = match project {
-            Some(p) => (Some("gsi1"), "gsi1pk", format!("AUDIT#{p}")),
-            None => (None, "pk", "AUDIT".to_owned()),
-        };
         let mut items = self
-            .client
-            .query()
-            .table_name(self.table())
-            .set_index_name(index.map(str::to_owned))
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", s(pk))
-            .scan_index_forward(false)
+            .newest_first("AUDIT", project)
             .limit(PAGE.min(i32::try_from(limit).unwrap_or(PAGE)).max(1))
             .into_paginator()
             .items()

@@ -156,6 +156,14 @@ impl TokenRecord {
         matches && self.expires.is_none_or(|t| now < t)
     }
 
+    /// The token as listed to admins: everything but the hash.
+    pub fn listing(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "name": self.name, "role": self.role, "projects": self.projects,
+            "created": self.created, "expires": self.expires, "created_by": self.created_by,
+        })
+    }
+
     /// The principal this token authenticates.
     pub fn principal(&self) -> Principal {
         Principal {
