@@ -206,9 +206,23 @@ async fn oversized_bodies_are_413_with_a_detail() {
     assert!(
         answer["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("body")),
+            .is_some_and(|d| d.contains("65536 bytes") && d.contains("`server.max_body_bytes`")),
         "{answer}"
     );
+    // Refused on the declared length alone, before a byte of the body is read.
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/api/v1/rules/check")
+                .header("content-length", "10000000")
+                .body(Body::from("{}"))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[test]
