@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:8080"
 //! data_dir = "tocsin-data"
 //! durability = "os"        # or "fsync": fdatasync every commit
+//! log_retention_days = 7    # the event log is kept this long (the backtest replays it)
 //!
 //! header_timeout_secs = 30  # a request's headers must arrive within this
 //! body_timeout_secs = 30    # and its body within this
@@ -57,6 +58,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Activations older than this are deleted (MLRun keeps 98 days).
     pub activation_retention_days: i64,
+    /// Event log segments are kept this long after a snapshot made them unnecessary for a
+    /// restart: what happened stays available to replay.
+    pub log_retention_days: u64,
     /// A directory of alert config files (JSON, MLRun's wire format) stored at start.
     pub alerts_dir: Option<PathBuf>,
     /// A connection that has not sent a request's headers by then is closed (nginx's
@@ -93,6 +97,7 @@ impl Default for ServerConfig {
             sync_interval_ms: 1000,
             max_body_bytes: 1024 * 1024,
             activation_retention_days: 98,
+            log_retention_days: 7,
             alerts_dir: None,
             header_timeout_secs: 30,
             body_timeout_secs: 30,

@@ -10,7 +10,7 @@ use tocsin_core::model::{AlertConfig, Span, Timestamp};
 use tocsin_core::store::{ActivationStore, Store};
 
 use crate::config::Config;
-use crate::embedded::{Durability, EmbeddedStore, OpenError};
+use crate::embedded::{Durability, EmbeddedStore, OpenError, Options};
 use tocsin_adapters::api::{self, AppState, RequestLimits};
 use tocsin_adapters::notify::{self, Notifier};
 
@@ -145,7 +145,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         _ => None,
     };
     private_dir(&server.data_dir)?;
-    let embedded = Arc::new(EmbeddedStore::open(&server.data_dir, server.durability)?);
+    let embedded = Arc::new(EmbeddedStore::open(
+        &server.data_dir,
+        Options {
+            durability: server.durability,
+            log_retention: Duration::from_secs(server.log_retention_days.saturating_mul(86_400)),
+            ..Options::default()
+        },
+    )?);
     let store: Arc<dyn Store> = embedded.clone();
     let (queue, inbox) = notify::queue(&config.notifications);
     let service = Service::new(store.clone(), config.alerts.clone(), queue);

@@ -13,7 +13,7 @@ use tocsin_core::model::Timestamp;
 use tocsin_core::store::{AuditStore, TokenStore};
 
 use crate::client::{answer, http};
-use crate::embedded::{Durability, EmbeddedStore};
+use crate::embedded::{Durability, EmbeddedStore, Options};
 
 /// Where tokens are managed.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ fn local_admin() -> Principal {
 
 fn open(dir: &Path) -> Result<Arc<EmbeddedStore>, String> {
     crate::serve::private_dir(dir).map_err(|e| e.to_string())?;
-    EmbeddedStore::open(dir, Durability::Fsync)
+    EmbeddedStore::open(dir, Options::with(Durability::Fsync))
         .map(Arc::new)
         .map_err(|e| {
             format!(

@@ -7,8 +7,9 @@ use crate::compiled::{Rule, keep_referenced_secrets};
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
-/// A request to create or replace an alert.
-#[derive(Debug, Clone)]
+/// A request to create or replace an alert. Serializable: the embedded store logs it and
+/// replays it after a restart, which gives the same outcome because it carries its own time.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PutAlert {
     pub rule: Rule,
     pub force_reset: bool,

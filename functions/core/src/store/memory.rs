@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventOutcome,
@@ -21,7 +22,7 @@ use crate::error::{Backend, Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
 
 /// An alert with its windows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertEntry {
     pub record: AlertRecord,
     pub windows: Windows,
@@ -61,6 +62,40 @@ impl MemoryState {
             .insert((rule.project().to_owned(), rule.name().to_owned()), id);
         self.matcher.insert(id, rule);
         self.alerts.insert(id, entry);
+    }
+
+    /// Writes the whole state as JSON: what a store that persists the state whole (the embedded
+    /// store's snapshots) writes, and [`MemoryState::read_image`] reads back. The matching index
+    /// is not written: it is rebuilt from the rules.
+    pub fn write_image(&self, out: impl std::io::Write) -> serde_json::Result<()> {
+        let mut alerts: Vec<&AlertEntry> = self.alerts.values().collect();
+        alerts.sort_unstable_by_key(|e| e.record.id);
+        let image = Image {
+            next_alert_id: self.next_alert_id,
+            next_activation_id: self.next_activation_id,
+            alerts,
+            idempotency: self
+                .idempotency
+                .iter()
+                .map(|((p, k), t)| (&**p, &**k, *t))
+                .collect(),
+        };
+        serde_json::to_writer(out, &image)
+    }
+
+    /// The state that [`MemoryState::write_image`] wrote.
+    pub fn read_image(bytes: &[u8]) -> serde_json::Result<Self> {
+        let image: Image<AlertEntry, Box<str>> = serde_json::from_slice(bytes)?;
+        let mut state = MemoryState::new(image.next_activation_id.saturating_sub(1));
+        for entry in image.alerts {
+            state.restore_alert(entry);
+        }
+        // After the alerts: a deleted alert's id stays used.
+        state.next_alert_id = state.next_alert_id.max(image.next_alert_id);
+        for (project, key, expires) in image.idempotency {
+            state.idempotency.insert((project, key), expires);
+        }
+        Ok(state)
     }
 
     /// Adds an idempotency key loaded from persistent storage.
@@ -254,6 +289,15 @@ impl MemoryState {
         }
         expired
     }
+}
+
+/// A [`MemoryState`] as written: borrowed to write, owned to read.
+#[derive(Serialize, Deserialize)]
+struct Image<A, K> {
+    next_alert_id: u64,
+    next_activation_id: u64,
+    alerts: Vec<A>,
+    idempotency: Vec<(K, K, Timestamp)>,
 }
 
 /// The alerts of a [`MemoryState`] as the intake matches against them.

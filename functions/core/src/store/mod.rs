@@ -27,7 +27,7 @@ use crate::error::Result;
 use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Span, Timestamp};
 
 /// An alert as stored: its rule (config and secrets), its runtime state and its dates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlertRecord {
     pub id: u64,
     pub rule: Arc<Rule>,

@@ -1,0 +1,1284 @@
+//! The embedded store of `tocsin serve`: the engine's state in memory ([`MemoryState`]), an
+//! append-only log of the operations that changed it, and periodic snapshots of it.
+//!
+//! One writer thread owns the state. Operations are queued to it; it takes every operation
+//! waiting, applies each through the engine, appends each to the [log](log) and writes the group
+//! in one write (group commit), and only then answers them. So an answer is never released
+//! before its record is on its way to disk, concurrent events are applied one after the other
+//! (which is what makes a threshold fire exactly once), and under load one write serves many
+//! events. Nothing blocks the async runtime: callers await a reply.
+//!
+//! What is written is what happened, not what it did to every window: an event costs its own
+//! record (about 200 bytes), however many windows it counts in. Every so often (records or time)
+//! the writer encodes the state as a [snapshot](snapshot), which a second thread writes beside
+//! it. Opening reads the last snapshot and replays the log after it through the same engine
+//! code ([`op::apply`]); the engine takes time from the operation, which makes the replay exact.
+//!
+//! Activations, the outbox, the audit list and tokens are read by queries rather than by the
+//! engine, so they live in fjall keyspaces, written in the same group after the log (ids
+//! big-endian so that keys sort by id). A replay writes them again, which converges on the same
+//! records:
+//! - `activations`: activation id -> JSON activation
+//! - `activations_by_project`: project ++ 0x00 ++ activation id -> empty
+//! - `outbox`: activation id -> empty, while a notification of the activation is pending
+//! - `audit`: sequence number -> JSON [`AuditEntry`] (who changed what, in order of arrival)
+//! - `tokens`: token id -> JSON [`TokenRecord`] (the hash of the secret, never the secret)
+//!
+//! Durability: a committed group is handed to the OS before the answer, so it survives
+//! `kill -9` of the process; [`Durability::Fsync`] also fdatasyncs each group (surviving power
+//! loss, at a latency cost), and with [`Durability::Os`] the host syncs periodically. A snapshot
+//! is written only after the log and fjall are synced up to its position.
+
+mod legacy;
+pub mod log;
+mod op;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use fjall::{
+    Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode,
+};
+use serde::{Deserialize, Serialize};
+use tocsin_core::auth::{AuditEntry, TokenRecord};
+use tocsin_core::engine::{Changes, EventOutcome, PutAlert};
+use tocsin_core::error::{Backend, Error, Result};
+use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
+use tocsin_core::store::{
+    ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventStore, MemoryState,
+    PutOutcome, TokenStore,
+};
+use tokio::sync::oneshot;
+
+use self::log::{LogError, LogWriter, Position, SyncHandle};
+use self::op::{Done, Op};
+use self::snapshot::SnapshotError;
+
+/// How hard each commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Into the OS's buffers (survives a crash of the process, not of the machine); the host
+    /// syncs to disk periodically.
+    #[default]
+    Os,
+    /// fdatasync on every commit (survives power loss).
+    Fsync,
+}
+
+/// How the store keeps its log.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub durability: Durability,
+    /// How long log segments are kept once a snapshot made them unnecessary for a restart
+    /// (for the backtest).
+    pub log_retention: Duration,
+    /// A snapshot is taken after this many log records ...
+    pub snapshot_records: u64,
+    /// ... or after this long with at least one.
+    pub snapshot_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Os,
+            log_retention: Duration::from_secs(7 * 86_400),
+            snapshot_records: 500_000,
+            snapshot_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults with this durability.
+    pub fn with(durability: Durability) -> Self {
+        Options {
+            durability,
+            ..Options::default()
+        }
+    }
+}
+
+/// Why the embedded store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Db { path: String, source: fjall::Error },
+    #[error("the data directory holds a record that cannot be read ({what}): {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot write to the data directory {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the store's threads: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The fjall keyspaces; cheap to clone (handles).
+#[derive(Clone)]
+struct Keyspaces {
+    activations: Keyspace,
+    by_project: Keyspace,
+    outbox: Keyspace,
+    audit: Keyspace,
+    tokens: Keyspace,
+}
+
+/// Memtable size of the keyspaces written when alerts fire.
+const HOT_MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
+/// Memtable size of the keyspaces written when people change things (audit, tokens).
+const COLD_MEMTABLE_BYTES: u64 = 1024 * 1024;
+/// Block cache for reads of activations.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// At most this many operations share one commit.
+const MAX_GROUP: usize = 256;
+/// During replay, fjall writes are committed every this many records.
+const REPLAY_BATCH: u64 = 10_000;
+
+/// An operation for the writer: run on its state, it returns what answers it once the
+/// commit's outcome is known.
+type Job = Box<dyn FnOnce(&mut Writer) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(&Result<()>) + Send>;
+
+/// The persistent store of `tocsin serve`.
+pub struct EmbeddedStore {
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    snapshotter: Option<JoinHandle<()>>,
+    disk: Arc<Disk>,
+    log_sync: SyncHandle,
+    /// The next audit entry's key.
+    audit_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// The `tokens` keyspace, in memory (a few records; read on every authenticated request),
+    /// updated after each durable write.
+    tokens: RwLock<BTreeMap<String, TokenRecord>>,
+}
+
+/// fjall and what it takes to write a batch; shared by the writer and readers.
+struct Disk {
+    db: Database,
+    ks: Keyspaces,
+    durability: Durability,
+    /// The data directory (the snapshot's place).
+    dir: PathBuf,
+    /// The log's segments.
+    log_dir: PathBuf,
+}
+
+/// The writer thread's own: the state, the log and what the current group changed.
+struct Writer {
+    state: MemoryState,
+    changes: Changes,
+    log: LogWriter,
+    since_snapshot: u64,
+    snapshot_at: Instant,
+    options: Options,
+    snapshots: Option<mpsc::SyncSender<(Vec<u8>, Position)>>,
+    /// A snapshot is being written: do not encode another.
+    snapshotting: Arc<AtomicBool>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::backend(Backend::Embedded, e.to_string())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(store_err)
+}
+
+fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+fn id_of(key: &[u8]) -> Option<u64> {
+    key.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+fn scoped_key(scope: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(scope.len() + 1 + rest.len());
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn stopped() -> Error {
+    Error::backend(Backend::Embedded, "the store's writer has stopped")
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`: reads the last snapshot, replays the log after
+    /// it, and starts the writer and snapshot threads.
+    pub fn open(dir: &Path, options: Options) -> std::result::Result<Self, OpenError> {
+        let db_err = |source| OpenError::Db {
+            path: dir.display().to_string(),
+            source,
+        };
+        let write_err = |source| OpenError::Write {
+            path: dir.display().to_string(),
+            source,
+        };
+        let db = Database::builder(dir)
+            .cache_size(CACHE_BYTES)
+            .open()
+            .map_err(db_err)?;
+        let open = |name: &str, memtable: u64| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable)
+            })
+        };
+        let ks = Keyspaces {
+            activations: open("activations", HOT_MEMTABLE_BYTES).map_err(db_err)?,
+            by_project: open("activations_by_project", HOT_MEMTABLE_BYTES).map_err(db_err)?,
+            outbox: open("outbox", HOT_MEMTABLE_BYTES).map_err(db_err)?,
+            audit: open("audit", COLD_MEMTABLE_BYTES).map_err(db_err)?,
+            tokens: open("tokens", COLD_MEMTABLE_BYTES).map_err(db_err)?,
+        };
+        let audit_seq = match ks.audit.last_key_value() {
+            Some(item) => {
+                let key = item.key().map_err(db_err)?;
+                id_of(&key).map_or(0, |n| n + 1)
+            }
+            None => 0,
+        };
+        let mut tokens = BTreeMap::new();
+        for item in ks.tokens.iter() {
+            let v = item.value().map_err(db_err)?;
+            let t: TokenRecord = serde_json::from_slice(&v).map_err(|e| OpenError::Corrupt {
+                what: "token",
+                detail: e.to_string(),
+            })?;
+            tokens.insert(t.id.clone(), t);
+        }
+        let disk = Arc::new(Disk {
+            db,
+            ks,
+            durability: options.durability,
+            dir: dir.to_owned(),
+            log_dir: dir.join("log"),
+        });
+        let (from, mut state) = match snapshot::read(dir)? {
+            Some(found) => found,
+            None if legacy::present(&disk.db) => {
+                // The old layout: its state becomes the first snapshot, then its keyspaces go.
+                let state = legacy::load(&disk.db, disk.last_activation_id().map_err(db_err)?)?;
+                let encoded = snapshot::encode(&state, Position::default())
+                    .map_err(|e| write_err(std::io::Error::other(e)))?;
+                snapshot::write(dir, &encoded).map_err(write_err)?;
+                tracing::info!(
+                    alerts = state.len(),
+                    "moved the state of an older data directory into a snapshot"
+                );
+                (Position::default(), state)
+            }
+            None => (Position::default(), MemoryState::new(0)),
+        };
+        if legacy::present(&disk.db) {
+            legacy::drop_keyspaces(&disk.db).map_err(db_err)?;
+        }
+        let started = Instant::now();
+        let mut changes = Changes::default();
+        let mut replayed = 0u64;
+        let end = log::replay(&disk.log_dir, from, |payload| {
+            let op: Op = serde_json::from_slice(payload).map_err(|e| OpenError::Corrupt {
+                what: "log record",
+                detail: e.to_string(),
+            })?;
+            op::apply(&mut state, op, &mut changes);
+            replayed += 1;
+            if replayed.is_multiple_of(REPLAY_BATCH) {
+                disk.commit(std::mem::take(&mut changes))
+                    .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+            }
+            Ok::<_, OpenError>(())
+        })??;
+        disk.commit(changes)
+            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+        if replayed > 0 {
+            tracing::info!(
+                records = replayed,
+                ms = started.elapsed().as_millis() as u64,
+                "replayed the event log after the last snapshot"
+            );
+        }
+        let log = LogWriter::open(&disk.log_dir, end, options.durability == Durability::Fsync)
+            .map_err(write_err)?;
+        let log_sync = log.sync_handle();
+        let (snap_tx, snap_rx) = mpsc::sync_channel::<(Vec<u8>, Position)>(1);
+        let snapshotting = Arc::new(AtomicBool::new(false));
+        let snapshotter = {
+            let (disk, sync, busy) = (disk.clone(), log_sync.clone(), snapshotting.clone());
+            let retention = options.log_retention;
+            std::thread::Builder::new()
+                .name("tocsin-snapshot".into())
+                .spawn(move || {
+                    for (encoded, at) in snap_rx {
+                        disk.write_snapshot(&encoded, at, &sync, retention);
+                        busy.store(false, Ordering::Release);
+                    }
+                })
+                .map_err(OpenError::Thread)?
+        };
+        let mut writer_state = Writer {
+            state,
+            changes: Changes::default(),
+            log,
+            // A long replay is worth a snapshot soon, so that the next restart is short.
+            since_snapshot: replayed,
+            snapshot_at: Instant::now(),
+            options,
+            snapshots: Some(snap_tx),
+            snapshotting,
+        };
+        if replayed >= options.snapshot_records / 10 {
+            writer_state.snapshot_at -= options.snapshot_interval;
+            writer_state.maybe_snapshot();
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_disk = disk.clone();
+        let writer = std::thread::Builder::new()
+            .name("tocsin-store".into())
+            .spawn(move || write_loop(&mut writer_state, &writer_disk, &rx))
+            .map_err(OpenError::Thread)?;
+        Ok(EmbeddedStore {
+            jobs: Some(tx),
+            writer: Some(writer),
+            snapshotter: Some(snapshotter),
+            disk,
+            log_sync,
+            audit_seq: Arc::new(audit_seq.into()),
+            tokens: RwLock::new(tokens),
+        })
+    }
+
+    /// Runs `f` on the writer thread; answers after the commit of what it changed.
+    async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |writer| {
+            let outcome = f(writer);
+            Box::new(move |committed: &Result<()>| {
+                let _ = tx.send(committed.clone().and(outcome));
+            })
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Logs and applies one operation on the writer thread.
+    async fn apply(&self, op: Op) -> Result<Done> {
+        self.run(move |w| w.apply(op)).await
+    }
+
+    /// Runs a read of fjall (or a write beside the writer thread) off the async runtime.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Disk) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&disk))
+            .await
+            .map_err(store_err)?
+    }
+
+    /// Syncs the log and fjall's journal to disk (the periodic sync of [`Durability::Os`], and
+    /// shutdown).
+    pub fn sync(&self) -> Result<()> {
+        self.log_sync.sync().map_err(store_err)?;
+        self.disk
+            .db
+            .persist(PersistMode::SyncData)
+            .map_err(store_err)
+    }
+
+    /// Bytes the event log's segments take on disk.
+    pub fn log_bytes(&self) -> Result<u64> {
+        log::disk_bytes(&self.disk.log_dir).map_err(store_err)
+    }
+
+    /// Forgets idempotency keys that expired by `now`; returns how many.
+    pub async fn prune_idempotency(&self, now: Timestamp) -> Result<usize> {
+        self.apply(Op::PruneIdempotency { now }).await?.pruned()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after it has committed what is queued and written a
+        // last snapshot; joining it releases the database, so the same directory can be opened
+        // again at once.
+        drop(self.jobs.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        if let Some(s) = self.snapshotter.take() {
+            let _ = s.join();
+        }
+    }
+}
+
+impl Writer {
+    /// Appends `op` to the log's pending group, then applies it.
+    fn apply(&mut self, op: Op) -> Result<Done> {
+        self.log
+            .push(|buf| serde_json::to_writer(buf, &op))
+            .map_err(store_err)?;
+        self.since_snapshot += 1;
+        Ok(op::apply(&mut self.state, op, &mut self.changes))
+    }
+
+    /// Hands a snapshot to the snapshot thread when one is due and none is being written.
+    fn maybe_snapshot(&mut self) {
+        let due = self.since_snapshot >= self.options.snapshot_records
+            || (self.since_snapshot > 0
+                && self.snapshot_at.elapsed() >= self.options.snapshot_interval);
+        if !due || self.snapshotting.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(tx) = &self.snapshots else { return };
+        let at = self.log.position();
+        match snapshot::encode(&self.state, at) {
+            Ok(encoded) => {
+                self.snapshotting.store(true, Ordering::Release);
+                if tx.try_send((encoded, at)).is_err() {
+                    self.snapshotting.store(false, Ordering::Release);
+                    return;
+                }
+                self.since_snapshot = 0;
+                self.snapshot_at = Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a snapshot"),
+        }
+    }
+
+    /// The last snapshot, at shutdown: written here, after the snapshot thread is done.
+    fn final_snapshot(&mut self, disk: &Disk) {
+        drop(self.snapshots.take());
+        if self.since_snapshot == 0 {
+            return;
+        }
+        let at = self.log.position();
+        match snapshot::encode(&self.state, at) {
+            Ok(encoded) => disk.write_snapshot(
+                &encoded,
+                at,
+                &self.log.sync_handle(),
+                self.options.log_retention,
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot encode a snapshot"),
+        }
+    }
+}
+
+fn write_loop(w: &mut Writer, disk: &Disk, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut replies = vec![first(w)];
+        while replies.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => replies.push(job(w)),
+                Err(_) => break,
+            }
+        }
+        let changes = std::mem::take(&mut w.changes);
+        let committed = w
+            .log
+            .commit()
+            .map_err(store_err)
+            .and_then(|()| disk.commit(changes));
+        for reply in replies {
+            reply(&committed);
+        }
+        if let Err(e) = committed {
+            // Memory is now ahead of the disk. Stop (every later call answers "stopped", a 503)
+            // rather than go on from a state the disk does not have; a restart replays the log,
+            // whose torn tail (the group that failed) is cut off.
+            tracing::error!(error = %e, "a store commit failed; the store stopped: restart tocsin once the disk is healthy");
+            return;
+        }
+        w.maybe_snapshot();
+    }
+    w.final_snapshot(disk);
+}
+
+impl Disk {
+    fn batch(&self) -> WriteBatch {
+        // A batch left without a mode stays in fjall's journal buffer, in this process: a
+        // `kill -9` would lose it. `Buffer` hands it to the OS. No fsync even with
+        // fsync durability: the log (synced) can replay it; a snapshot syncs fjall first.
+        self.db.batch().durability(Some(PersistMode::Buffer))
+    }
+
+    /// A write beside the writer (audit, tokens): durable as the durability asks, on its own.
+    fn own_batch(&self) -> WriteBatch {
+        let mode = match self.durability {
+            Durability::Os => PersistMode::Buffer,
+            Durability::Fsync => PersistMode::SyncData,
+        };
+        self.db.batch().durability(Some(mode))
+    }
+
+    /// The highest activation id in fjall (0 when there is none).
+    fn last_activation_id(&self) -> std::result::Result<u64, fjall::Error> {
+        Ok(match self.ks.activations.last_key_value() {
+            Some(g) => id_of(&g.key()?).unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Writes a snapshot taken at `at`: first makes the log and fjall durable up to there
+    /// (the snapshot stands for them), then replaces the previous snapshot, then deletes log
+    /// segments that are no longer needed and older than the retention.
+    fn write_snapshot(&self, encoded: &[u8], at: Position, log: &SyncHandle, retention: Duration) {
+        let started = Instant::now();
+        let written = log
+            .sync()
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.db
+                    .persist(PersistMode::SyncData)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| snapshot::write(&self.dir, encoded).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => tracing::debug!(
+                bytes = encoded.len(),
+                ms = started.elapsed().as_millis() as u64,
+                segment = at.segment,
+                offset = at.offset,
+                "wrote a snapshot"
+            ),
+            Err(e) => {
+                // The previous snapshot stays; replay just starts further back.
+                tracing::error!(error = %e, "cannot write a snapshot");
+                return;
+            }
+        }
+        let older_than = SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match log::prune(&self.log_dir, at.segment, older_than) {
+            Ok((0, _)) => {}
+            Ok((n, bytes)) => tracing::info!(
+                segments = n,
+                bytes,
+                "deleted event log segments past the retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the event log"),
+        }
+    }
+
+    /// The activation `id` for an update in this batch: new in it, already read for it, or
+    /// read now from disk. None if it does not exist (retention may have deleted it).
+    fn activation_mut<'a>(
+        &self,
+        id: u64,
+        fresh: &'a mut BTreeMap<u64, Activation>,
+        touched: &'a mut BTreeMap<u64, Activation>,
+    ) -> Result<Option<&'a mut Activation>> {
+        if fresh.contains_key(&id) {
+            return Ok(fresh.get_mut(&id));
+        }
+        match touched.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(Some(e.into_mut())),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                Ok(self.read_activation(id)?.map(|a| e.insert(a)))
+            }
+        }
+    }
+
+    fn read_activation(&self, id: u64) -> Result<Option<Activation>> {
+        match self.ks.activations.get(id_key(id)).map_err(store_err)? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the activations that `changes` names (new, closed, delivered, pruned) in one
+    /// batch. The rest of a change set is the engine's state, which the log and snapshots keep.
+    fn commit(&self, changes: Changes) -> Result<()> {
+        if changes.activations.is_empty()
+            && changes.closed.is_empty()
+            && changes.deliveries.is_empty()
+            && changes.activations_removed.is_empty()
+        {
+            return Ok(());
+        }
+        let mut batch = self.batch();
+        let mut fresh: BTreeMap<u64, Activation> =
+            changes.activations.into_iter().map(|a| (a.id, a)).collect();
+        let mut touched: BTreeMap<u64, Activation> = BTreeMap::new();
+        for closed in changes.closed {
+            if let Some(a) = self.activation_mut(closed.activation, &mut fresh, &mut touched)? {
+                a.reset_time.get_or_insert(closed.at);
+            }
+        }
+        for (id, delivery) in changes.deliveries {
+            if let Some(a) = self.activation_mut(id, &mut fresh, &mut touched)? {
+                a.record(delivery);
+            }
+        }
+        for (id, a) in touched {
+            batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
+            if !a.is_pending() {
+                batch.remove(&self.ks.outbox, id_key(id));
+            }
+        }
+        for (id, a) in fresh {
+            batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
+            batch.insert(&self.ks.by_project, scoped_key(&a.project, &id_key(id)), []);
+            if a.is_pending() {
+                batch.insert(&self.ks.outbox, id_key(id), []);
+            } else {
+                batch.remove(&self.ks.outbox, id_key(id));
+            }
+        }
+        for (id, project) in changes.activations_removed {
+            batch.remove(&self.ks.activations, id_key(id));
+            batch.remove(&self.ks.outbox, id_key(id));
+            batch.remove(&self.ks.by_project, scoped_key(&project, &id_key(id)));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit().map_err(store_err)
+    }
+}
+
+#[async_trait]
+impl AlertStore for EmbeddedStore {
+    async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
+        self.apply(Op::PutAlert(Box::new(put))).await?.put()
+    }
+    async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
+        let (project, name) = (project.to_owned(), name.to_owned());
+        self.run(move |w| Ok(w.state.get(&project, &name).map(|e| e.record.clone())))
+            .await
+    }
+    async fn list_alerts(
+        &self,
+        project: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        let project = project.map(str::to_owned);
+        self.run(move |w| Ok(w.state.list(project.as_deref(), offset, limit)))
+            .await
+    }
+    async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
+        let (project, name) = (project.to_owned(), name.to_owned());
+        self.apply(Op::DeleteAlert { project, name }).await?.found()
+    }
+    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
+        let (project, name) = (project.to_owned(), name.to_owned());
+        self.apply(Op::ResetAlert { project, name, now })
+            .await?
+            .found()
+    }
+    async fn acknowledge_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (project, name, by) = (project.to_owned(), name.to_owned(), by.to_owned());
+        self.apply(Op::Acknowledge {
+            project,
+            name,
+            by,
+            now,
+        })
+        .await?
+        .found()
+    }
+    async fn alert_count(&self) -> Result<usize> {
+        self.run(|w| Ok(w.state.len())).await
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
+        let event = event.clone();
+        self.apply(Op::Event { event, ttl }).await?.event()
+    }
+
+    /// One job for the whole batch: one trip to the writer, one write.
+    async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
+        let owned = events.to_vec();
+        let n = owned.len();
+        let done = self
+            .run(move |w| {
+                Ok(owned
+                    .into_iter()
+                    .map(|event| w.apply(Op::Event { event, ttl }).and_then(Done::event))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match done {
+            Ok(outcomes) => outcomes,
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl ActivationStore for EmbeddedStore {
+    async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
+        let query = query.clone();
+        self.read(move |disk| disk.activations(&query)).await
+    }
+
+    async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>> {
+        let project = project.to_owned();
+        self.read(move |disk| Ok(disk.read_activation(id)?.filter(|a| a.project == project)))
+            .await
+    }
+
+    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
+        self.apply(Op::Delivery {
+            activation: id,
+            delivery,
+        })
+        .await?
+        .recorded()
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
+        self.read(move |disk| {
+            let mut pending = Vec::new();
+            for item in disk.ks.outbox.iter().take(limit) {
+                let k = item.key().map_err(store_err)?;
+                if let Some(a) = id_of(&k)
+                    .map(|id| disk.read_activation(id))
+                    .transpose()?
+                    .flatten()
+                {
+                    pending.push(a);
+                }
+            }
+            Ok(pending)
+        })
+        .await
+    }
+
+    async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
+        let disk = self.disk.clone();
+        self.run(move |w| {
+            let old = disk.activations_before(before)?;
+            let n = old.len();
+            w.changes.activations_removed.extend(old);
+            Ok(n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        let seq = self
+            .audit_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = to_json(&entry)?;
+        self.read(move |disk| {
+            let mut batch = disk.own_batch();
+            batch.insert(&disk.ks.audit, id_key(seq), value);
+            batch.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let project = project.map(str::to_owned);
+        self.read(move |disk| {
+            let mut out = Vec::new();
+            for item in disk.ks.audit.iter().rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let v = item.value().map_err(store_err)?;
+                let e: AuditEntry = serde_json::from_slice(&v).map_err(store_err)?;
+                if project.as_ref().is_none_or(|p| *p == e.project) {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn put_token(&self, record: TokenRecord) -> Result<()> {
+        let value = to_json(&record)?;
+        let id = record.id.clone();
+        self.read(move |disk| {
+            let mut batch = disk.own_batch();
+            batch.insert(&disk.ks.tokens, id.as_bytes(), value);
+            batch.commit().map_err(store_err)
+        })
+        .await?;
+        write_lock(&self.tokens).insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        // Every authenticated request asks: from memory, no thread hop, no decoding.
+        Ok(read_lock(&self.tokens).get(id).cloned())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(read_lock(&self.tokens).values().cloned().collect())
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool> {
+        if !read_lock(&self.tokens).contains_key(id) {
+            return Ok(false);
+        }
+        let key = id.to_owned();
+        self.read(move |disk| {
+            let mut batch = disk.own_batch();
+            batch.remove(&disk.ks.tokens, key.as_bytes());
+            batch.commit().map_err(store_err)
+        })
+        .await?;
+        Ok(write_lock(&self.tokens).remove(id).is_some())
+    }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Disk {
+    /// Activations matching `query`, newest first, read from the keyspaces.
+    fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
+        let mut out = Vec::new();
+        if query.limit == 0 {
+            return Ok(out);
+        }
+        let mut skip = query.offset;
+        let mut take = |a: Activation| {
+            if !query.matches(&a) {
+                return true;
+            }
+            if skip > 0 {
+                skip -= 1;
+                return true;
+            }
+            out.push(a);
+            out.len() < query.limit
+        };
+        match &query.project {
+            Some(project) => {
+                let prefix = scoped_key(project, &[]);
+                for item in self.ks.by_project.prefix(&prefix).rev() {
+                    let k = item.key().map_err(store_err)?;
+                    let Some(id) = id_of(&k[prefix.len()..]) else {
+                        continue;
+                    };
+                    let Some(a) = self.read_activation(id)? else {
+                        continue;
+                    };
+                    if !take(a) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self.ks.activations.iter().rev() {
+                    let v = item.value().map_err(store_err)?;
+                    let a: Activation = serde_json::from_slice(&v).map_err(store_err)?;
+                    if !take(a) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// (id, project) of the activations older than `before`, oldest first (ids grow with time).
+    fn activations_before(&self, before: Timestamp) -> Result<Vec<(u64, String)>> {
+        let mut old = Vec::new();
+        for item in self.ks.activations.iter() {
+            let (k, v) = item.into_inner().map_err(store_err)?;
+            let a: Activation = serde_json::from_slice(&v).map_err(store_err)?;
+            if a.activation_time >= before {
+                break;
+            }
+            if let Some(id) = id_of(&k) {
+                old.push((id, a.project));
+            }
+        }
+        Ok(old)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tocsin_core::store::Store;
+
+    use super::{EmbeddedStore, Options};
+
+    fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store opens");
+        (Arc::new(store), dir)
+    }
+
+    tocsin_core::store_contract_tests!(open());
+
+    #[tokio::test]
+    async fn tokens_are_kept_found_and_revoked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), Options::default()).expect("store opens");
+        tocsin_core::store::token_contract::tokens_are_kept_found_and_revoked(Arc::new(store))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn tokens_and_the_audit_list_survive_a_reopen() {
+        use tocsin_core::auth::{AuditEntry, ISSUE_RANDOM_BYTES, Principal, Role};
+        use tocsin_core::auth::{TokenRecord, TokenRequest};
+        use tocsin_core::model::Timestamp;
+        use tocsin_core::store::{AuditStore, TokenStore};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let issued = TokenRecord::issue(
+            TokenRequest {
+                name: Some("ci".into()),
+                role: Role::Producer,
+                projects: "p".into(),
+                expires_in: None,
+            },
+            &Principal::anonymous(),
+            &[3; ISSUE_RANDOM_BYTES],
+            Timestamp(1),
+        )
+        .expect("issued");
+        let entry = |n: i64| AuditEntry {
+            time: Timestamp(n),
+            project: "p".into(),
+            action: "alert.reset".into(),
+            target: "a".into(),
+            by: "ci".into(),
+        };
+        {
+            let store = EmbeddedStore::open(dir.path(), Options::default()).expect("opens");
+            store
+                .put_token(issued.record.clone())
+                .await
+                .expect("stored");
+            store.record_audit(entry(1)).await.expect("recorded");
+        }
+        let store = EmbeddedStore::open(dir.path(), Options::default()).expect("reopens");
+        assert_eq!(
+            store.token(&issued.record.id).await.expect("read"),
+            Some(issued.record)
+        );
+        // The sequence continues after the reopen: nothing recorded before is overwritten.
+        store.record_audit(entry(2)).await.expect("recorded");
+        let log = store.audit_log(None, 10).await.expect("audit");
+        assert_eq!(log, [entry(2), entry(1)]);
+    }
+
+    /// Replay lands exactly where the process stopped: the same alerts, states, windows,
+    /// activations and keys, whether the log is replayed whole or after a snapshot.
+    mod replay {
+        use std::path::Path;
+        use std::sync::Arc;
+
+        use serde_json::Value;
+        use tocsin_core::model::{Delivery, DeliveryStatus, Event, NotificationKind, Timestamp};
+        use tocsin_core::store::contract::failure_alert;
+        use tocsin_core::store::{ActivationQuery, ActivationStore, Store};
+        use tocsin_core::{AlertsSettings, Service};
+
+        use super::super::{EmbeddedStore, Options};
+
+        fn open(dir: &Path, options: Options) -> (Service, Arc<EmbeddedStore>) {
+            let store = Arc::new(EmbeddedStore::open(dir, options).expect("opens"));
+            let dyn_store: Arc<dyn Store> = store.clone();
+            let svc = Service::new(
+                dyn_store,
+                AlertsSettings::default(),
+                Arc::new(tocsin_core::dispatch::Nowhere),
+            );
+            (svc, store)
+        }
+
+        async fn alerts(svc: &Service) {
+            let t = Timestamp::from_secs(1_000);
+            let manual = failure_alert("manual", "job*", 2, Some("1h"), "manual");
+            let mut per = failure_alert("per", "*", 3, Some("10m"), "auto");
+            per.criteria.as_mut().expect("criteria").per_entity = true;
+            let deep = failure_alert("deep", "*", 99, Some("1h"), "auto");
+            for (name, config) in [("manual", manual), ("per", per), ("deep", deep)] {
+                svc.store_alert("proj", name, config, false, t)
+                    .await
+                    .expect("stored");
+            }
+        }
+
+        /// Events `from..to` (a second apart, over 7 entities, some retried with a key), a reset
+        /// of `manual` every 50 and an acknowledgement every 70.
+        async fn events(svc: &Service, from: i64, to: i64) {
+            for i in from..to {
+                let at = Timestamp::from_secs(2_000 + i);
+                let ev: Event = serde_json::from_value(serde_json::json!({
+                    "kind": "failed",
+                    "entity": {"kind": "job", "project": "proj", "ids": [format!("job{}", i % 7)]}
+                }))
+                .expect("event");
+                let key = (i % 5 == 0).then(|| format!("k{}", i / 10));
+                let accepted = svc
+                    .accept_event("proj", "failed", ev, key, at)
+                    .expect("accepted");
+                svc.ingest(&accepted).await.expect("ingested");
+                if i % 50 == 49 {
+                    svc.reset_alert("proj", "manual", at).await.expect("reset");
+                }
+                if i % 70 == 69 {
+                    let _ = svc.acknowledge_alert("proj", "manual", "ops", at).await;
+                }
+            }
+        }
+
+        /// What a client sees: every alert's view and every activation.
+        async fn picture(svc: &Service) -> (Vec<Value>, Vec<Value>) {
+            let now = Timestamp::from_secs(10_000);
+            let mut alerts = Vec::new();
+            for name in ["manual", "per", "deep"] {
+                let a = svc.get_alert("proj", name, now).await.expect("alert");
+                alerts.push(serde_json::to_value(a).expect("json"));
+            }
+            let acts = svc
+                .activations(&ActivationQuery {
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await
+                .expect("activations");
+            let acts = acts
+                .into_iter()
+                .map(|a| serde_json::to_value(a).expect("json"))
+                .collect();
+            (alerts, acts)
+        }
+
+        #[tokio::test]
+        async fn the_whole_log_replayed_gives_the_same_state() {
+            let dir = tempfile::tempdir().expect("dir");
+            let before = {
+                let (svc, store) = open(dir.path(), Options::default());
+                alerts(&svc).await;
+                events(&svc, 0, 400).await;
+                let first = svc
+                    .activations(&ActivationQuery {
+                        limit: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("listed")[0]
+                    .id;
+                store
+                    .record_delivery(
+                        first,
+                        Delivery {
+                            notification: "hook".into(),
+                            kind: NotificationKind::Webhook,
+                            status: DeliveryStatus::Sent,
+                            attempts: 1,
+                            error: None,
+                            at: Some(Timestamp::from_secs(3_000)),
+                        },
+                    )
+                    .await
+                    .expect("recorded");
+                picture(&svc).await
+            };
+            assert!(
+                before.1.len() > 10,
+                "the scenario fires: {}",
+                before.1.len()
+            );
+            // As after a kill -9 before the first snapshot: only the log is left.
+            std::fs::remove_file(dir.path().join("snapshot.json")).expect("snapshot removed");
+            let (svc, _) = open(dir.path(), Options::default());
+            assert_eq!(picture(&svc).await, before);
+            // And it goes on as it would have: the same windows, the next ids.
+            events(&svc, 400, 500).await;
+            let went_on = picture(&svc).await;
+            let dir2 = tempfile::tempdir().expect("dir");
+            let (svc2, _) = open(dir2.path(), Options::default());
+            alerts(&svc2).await;
+            events(&svc2, 0, 400).await;
+            events(&svc2, 400, 500).await;
+            let (alerts_straight, acts_straight) = picture(&svc2).await;
+            assert_eq!(went_on.0, alerts_straight);
+            // The one delivery recorded on the first run is the only difference.
+            assert_eq!(went_on.1.len(), acts_straight.len());
+        }
+
+        #[tokio::test]
+        async fn a_snapshot_taken_while_serving_and_the_tail_after_it_give_the_same_state() {
+            let dir = tempfile::tempdir().expect("dir");
+            let options = Options {
+                snapshot_records: 100,
+                ..Options::default()
+            };
+            let (mid_snapshot, before) = {
+                let (svc, _) = open(dir.path(), options);
+                alerts(&svc).await;
+                events(&svc, 0, 450).await;
+                // A snapshot the snapshot thread wrote while events came in.
+                let mut snap = Vec::new();
+                for _ in 0..100 {
+                    if let Ok(b) = std::fs::read(dir.path().join("snapshot.json")) {
+                        snap = b;
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                assert!(!snap.is_empty(), "a snapshot was written while serving");
+                (snap, picture(&svc).await)
+            };
+            // As after a kill -9 long after that snapshot, and in the middle of writing the next.
+            std::fs::write(dir.path().join("snapshot.json"), &mid_snapshot).expect("put back");
+            std::fs::write(dir.path().join("snapshot.json.tmp"), b"{\"format\":1,\"lo")
+                .expect("torn snapshot");
+            let (svc, _) = open(dir.path(), options);
+            assert_eq!(picture(&svc).await, before);
+            assert!(!dir.path().join("snapshot.json.tmp").exists());
+        }
+    }
+
+    mod reopen {
+        use std::sync::Arc;
+
+        use tocsin_core::model::{AlertState, Event, Timestamp};
+        use tocsin_core::store::contract::failure_alert;
+        use tocsin_core::store::{ActivationQuery, Store};
+        use tocsin_core::{AlertsSettings, Service};
+
+        use super::super::{EmbeddedStore, Options};
+
+        fn service(dir: &std::path::Path) -> Service {
+            let store: Arc<dyn Store> =
+                Arc::new(EmbeddedStore::open(dir, Options::default()).expect("opens"));
+            Service::new(
+                store,
+                AlertsSettings::default(),
+                Arc::new(tocsin_core::dispatch::Nowhere),
+            )
+        }
+
+        async fn send(svc: &Service, entity: &str, secs: i64, key: &str) -> usize {
+            let ev: Event = serde_json::from_value(serde_json::json!({
+                "kind": "failed", "entity": {"kind": "job", "project": "proj", "ids": [entity]}}))
+            .expect("event");
+            let ev = svc
+                .accept_event(
+                    "proj",
+                    "failed",
+                    ev,
+                    Some(key.into()),
+                    Timestamp::from_secs(secs),
+                )
+                .expect("ok");
+            svc.ingest(&ev).await.expect("ingested").counted
+        }
+
+        #[tokio::test]
+        async fn windows_state_activations_and_keys_survive_a_reopen() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let t = Timestamp::from_secs(100);
+            {
+                let svc = service(dir.path());
+                svc.store_alert(
+                    "proj",
+                    "m",
+                    failure_alert("m", "job1", 2, Some("1h"), "manual"),
+                    false,
+                    t,
+                )
+                .await
+                .expect("m");
+                let mut per = failure_alert("p", "*", 3, None, "auto");
+                per.criteria.as_mut().expect("criteria").per_entity = true;
+                svc.store_alert("proj", "p", per, false, t)
+                    .await
+                    .expect("p");
+                send(&svc, "job1", 101, "a").await;
+                send(&svc, "job1", 102, "b").await; // m fires (manual: stays active)
+                send(&svc, "job2", 103, "c").await; // p: job1 has 2, job2 has 1
+            }
+            let svc = service(dir.path());
+            let m = svc
+                .get_alert("proj", "m", Timestamp::from_secs(104))
+                .await
+                .expect("m");
+            assert_eq!((m.state, m.count), (AlertState::Active, 1));
+            assert_eq!(
+                send(&svc, "job2", 105, "c").await,
+                0,
+                "idempotency key survived"
+            );
+            send(&svc, "job1", 106, "d").await; // p: job1 reaches 3 only if its window survived
+            let p = svc
+                .get_alert("proj", "p", Timestamp::from_secs(107))
+                .await
+                .expect("p");
+            assert_eq!(p.count, 1);
+            let acts = svc
+                .activations(&ActivationQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            assert_eq!(
+                acts.iter()
+                    .map(|a| (a.name.as_str(), a.id))
+                    .collect::<Vec<_>>(),
+                [("p", 2), ("m", 1)]
+            );
+            svc.reset_alert("proj", "m", Timestamp::from_secs(108))
+                .await
+                .expect("reset");
+            drop(svc);
+            let svc = service(dir.path());
+            let m = svc.activation("proj", 1).await.expect("activation");
+            assert_eq!(m.reset_time, Some(Timestamp::from_secs(108)));
+        }
+    }
+}
