@@ -1182,6 +1182,121 @@ mod tests {
         }
     }
 
+    /// A data directory of the earlier layout (the state in fjall keyspaces) is read once and
+    /// becomes the first snapshot: nothing it held is lost.
+    #[tokio::test]
+    async fn an_older_data_directory_is_moved_into_a_snapshot() {
+        use tocsin_core::model::{AlertState, Event, Timestamp};
+        use tocsin_core::store::contract::failure_alert;
+        use tocsin_core::{AlertsSettings, Service};
+
+        let service = |dir: &std::path::Path| {
+            let store: Arc<dyn Store> =
+                Arc::new(EmbeddedStore::open(dir, Options::default()).expect("opens"));
+            Service::new(
+                store,
+                AlertsSettings::default(),
+                Arc::new(tocsin_core::dispatch::Nowhere),
+            )
+        };
+        let event = |entity: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "kind": "failed", "entity": {"kind": "job", "project": "proj", "ids": [entity]}}))
+            .expect("event")
+        };
+        // An alert with one event in its window, as the old layout would hold it.
+        let source = tempfile::tempdir().expect("dir");
+        let (rule, runtime, created) = {
+            let svc = service(source.path());
+            let t = Timestamp::from_secs(100);
+            let config = failure_alert("m", "job1", 2, Some("1h"), "manual");
+            svc.store_alert("proj", "m", config, false, t)
+                .await
+                .expect("stored");
+            let ev = svc
+                .accept_event(
+                    "proj",
+                    "failed",
+                    event("job1"),
+                    None,
+                    Timestamp::from_secs(101),
+                )
+                .expect("accepted");
+            svc.ingest(&ev).await.expect("ingested");
+            let record = svc
+                .store()
+                .get_alert("proj", "m")
+                .await
+                .expect("read")
+                .expect("m");
+            (record.rule.clone(), record.runtime.clone(), record.created)
+        };
+        let image: serde_json::Value = {
+            let bytes = std::fs::read(source.path().join("snapshot.json")).expect("snapshot");
+            let split = bytes.iter().position(|b| *b == b'\n').expect("header");
+            serde_json::from_slice(&bytes[split + 1..]).expect("image")
+        };
+        let window = image["alerts"][0]["windows"]["Shared"].clone();
+        assert!(window.is_array(), "{image}");
+        let old = tempfile::tempdir().expect("dir");
+        {
+            let db = fjall::Database::builder(old.path()).open().expect("db");
+            let ks = |name: &str| {
+                db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                    .expect("keyspace")
+            };
+            let rule_json =
+                serde_json::json!({"rule": &*rule, "created": created, "updated": created});
+            ks("alerts")
+                .insert(
+                    super::id_key(1),
+                    serde_json::to_vec(&rule_json).expect("json"),
+                )
+                .expect("alert");
+            ks("runtime")
+                .insert(
+                    super::id_key(1),
+                    serde_json::to_vec(&runtime).expect("json"),
+                )
+                .expect("runtime");
+            ks("windows")
+                .insert(super::id_key(1), serde_json::to_vec(&window).expect("json"))
+                .expect("window");
+            let expires = Timestamp::from_secs(100_000).0.to_be_bytes();
+            ks("idempotency")
+                .insert(super::scoped_key("proj", b"k1"), expires)
+                .expect("key");
+            db.persist(fjall::PersistMode::SyncAll).expect("persisted");
+        }
+        let svc = service(old.path());
+        assert!(old.path().join("snapshot.json").exists());
+        let send = |key: Option<&str>, secs| {
+            svc.accept_event(
+                "proj",
+                "failed",
+                event("job1"),
+                key.map(str::to_owned),
+                Timestamp::from_secs(secs),
+            )
+            .expect("accepted")
+        };
+        let dup = svc.ingest(&send(Some("k1"), 102)).await.expect("ingested");
+        assert!(dup.duplicate, "the held key came along");
+        svc.ingest(&send(None, 103)).await.expect("ingested");
+        let m = svc
+            .get_alert("proj", "m", Timestamp::from_secs(104))
+            .await
+            .expect("m");
+        assert_eq!(
+            (m.state, m.count),
+            (AlertState::Active, 1),
+            "the window came along"
+        );
+        drop(svc);
+        let db = fjall::Database::builder(old.path()).open().expect("db");
+        assert!(!super::legacy::present(&db), "the old keyspaces are gone");
+    }
+
     mod reopen {
         use std::sync::Arc;
 
