@@ -50,18 +50,32 @@ local function am_alert(i)
     '"endpoint":"ep%%d"},"annotations":{"summary":"drift on ep%%d"}}', i, i)
 end
 local headers = {["Content-Type"] = "application/json"}
-request = function()
-  if kind == "floor" then return wrk.format("GET", path) end
+-- Bodies are made once, at start (16 of them, rotating), so that the client's own work per
+-- request stays small next to the servers'.
+local bodies = {}
+for b = 1, 16 do
   local items = {}
   for j = 1, batch do
     n = n %% endpoints + 1
     if kind == "tocsin" then items[j] = tocsin_event(n) else items[j] = am_alert(n) end
   end
-  local body
-  if kind == "am" then body = "[" .. table.concat(items, ",") .. "]"
-  elseif batch > 1 then body = '{"events":[' .. table.concat(items, ",") .. ']}'
-  else body = items[1] end
-  return wrk.format("POST", path, headers, body)
+  if kind == "am" then bodies[b] = "[" .. table.concat(items, ",") .. "]"
+  elseif batch > 1 then bodies[b] = '{"events":[' .. table.concat(items, ",") .. ']}'
+  else bodies[b] = items[1] end
+end
+-- With one event per request, 16 bodies would hit 16 endpoints only: walk all of them instead.
+local singles = {}
+if batch == 1 and kind ~= "floor" then
+  for i = 1, endpoints do
+    if kind == "tocsin" then singles[i] = tocsin_event(i) else singles[i] = "[" .. am_alert(i) .. "]" end
+  end
+end
+local k = math.random(endpoints)
+request = function()
+  if kind == "floor" then return wrk.format("GET", path) end
+  k = k %% endpoints + 1
+  if batch == 1 then return wrk.format("POST", path, headers, singles[k]) end
+  return wrk.format("POST", path, headers, bodies[k %% 16 + 1])
 end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\n", summary.requests, summary.duration,
@@ -83,10 +97,12 @@ def ensure_tools():
         apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "apt-get"]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         sh(*apt, "install", "-y", "-q", *missing, env=env, stdout=subprocess.DEVNULL)
-    tocsin = os.path.join(ROOT, "target/release/tocsin")
+
+
+def build_tocsin():
     print("building tocsin (release)", flush=True)
     sh("cargo", "build", "--release", "-q", "-p", "tocsin", "--bin", "tocsin", cwd=ROOT)
-    return tocsin
+    return os.path.join(ROOT, "target/release/tocsin")
 
 
 def wait_ready(url, proc, what):
@@ -175,14 +191,20 @@ def wrk(url, kind, path, batch, seconds, connections):
             "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "events": requests * batch}
 
 
+def log_bytes(server):
+    log = os.path.join(server.dir, "data", "log")
+    return sum(os.path.getsize(os.path.join(log, f)) for f in os.listdir(log)) if os.path.isdir(log) else 0
+
+
 def run_shape(server, kind, path, batch, args):
-    before = server.written()
+    before, log_before = server.written(), log_bytes(server)
     r = wrk(f"http://127.0.0.1:{server.port}", kind, path, batch, args.seconds, args.connections)
     # Writes the OS will flush later were accounted when the pages were dirtied; a moment for
     # the server's own background work (snapshot, compaction) to show.
     time.sleep(1)
     r["bytes_per_event"] = (server.written() - before) / max(r["events"], 1)
     r["rss_mb"] = server.peak_rss_mb()
+    r["log_bytes_per_event"] = (log_bytes(server) - log_before) / max(r["events"], 1)
     if r["errors"]:
         print(f"  ! {server.name}: {r['errors']} failed requests", flush=True)
     return r
@@ -195,9 +217,8 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--tocsin", help="a tocsin binary (default: this tree's release build)")
     args = ap.parse_args()
-    tocsin = args.tocsin or ensure_tools()
-    if args.tocsin:
-        ensure_tools()
+    ensure_tools()
+    tocsin = args.tocsin or build_tocsin()
     api = f"http://127.0.0.1:{TOCSIN_PORT}/api/v1"
     am_config = tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False)
     am_config.write("route:\n  receiver: 'null'\n  group_by: ['alertname', 'endpoint']\n"
@@ -235,7 +256,7 @@ def main():
                 results.setdefault((shape, name), []).append(r)
                 print(f"round {rnd + 1} {shape:6} {name:12} {r['events_per_s']:>10,.0f} ev/s  "
                       f"p99 {r['p99_ms']:6.2f} ms  {r['bytes_per_event']:7.1f} B/event  "
-                      f"peak RSS {r['rss_mb']:.0f} MB", flush=True)
+                      f"(log {r['log_bytes_per_event']:.0f})  peak RSS {r['rss_mb']:.0f} MB", flush=True)
     os.unlink(am_config.name)
 
     med = lambda shape, name, key: statistics.median(r[key] for r in results[(shape, name)])

@@ -114,7 +114,7 @@ def test_a_full_disk_stops_the_store_and_a_restart_counts_every_answered_event_o
             except OSError:
                 pass
         size = filler.stat().st_size
-        os.truncate(filler, size - 8192)
+        os.truncate(filler, size - 4096)
         answered, refused = 0, None
         with requests.Session() as s:
             for i in range(500):

@@ -220,7 +220,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Periodic journal sync (with OS durability), activation retention and idempotency-key expiry.
+/// Periodic log sync (with OS durability), the store's timed upkeep (settling activations,
+/// snapshots), activation retention and idempotency-key expiry.
 fn spawn_upkeep(
     store: Arc<EmbeddedStore>,
     durability: Durability,
@@ -236,6 +237,18 @@ fn spawn_upkeep(
                 let s = store.clone();
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync()).await {
                     tracing::error!(error = %e, "journal sync failed");
+                }
+            }
+        });
+    }
+    {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.upkeep().await {
+                    tracing::error!(error = %e, "store upkeep failed");
                 }
             }
         });

@@ -14,13 +14,9 @@
 //! it. Opening reads the last snapshot and replays the log after it through the same engine
 //! code ([`op::apply`]); the engine takes time from the operation, which makes the replay exact.
 //!
-//! Activations, the outbox, the audit list and tokens are read by queries rather than by the
-//! engine, so they live in fjall keyspaces, written in the same group after the log (ids
-//! big-endian so that keys sort by id). A replay writes them again, which converges on the same
-//! records:
-//! - `activations`: activation id -> JSON activation
-//! - `activations_by_project`: project ++ 0x00 ++ activation id -> empty
-//! - `outbox`: activation id -> empty, while a notification of the activation is pending
+//! Activations are read by queries rather than by the engine, so they live in fjall, settled
+//! there in bulk from memory ([`activations`]): the log can make them again. The audit list and
+//! tokens are fjall keyspaces written beside the writer, each write durable on its own:
 //! - `audit`: sequence number -> JSON [`AuditEntry`] (who changed what, in order of arrival)
 //! - `tokens`: token id -> JSON [`TokenRecord`] (the hash of the secret, never the secret)
 //!
@@ -29,6 +25,7 @@
 //! loss, at a latency cost), and with [`Durability::Os`] the host syncs periodically. A snapshot
 //! is written only after the log and fjall are synced up to its position.
 
+mod activations;
 mod legacy;
 pub mod log;
 mod op;
@@ -57,6 +54,7 @@ use tocsin_core::store::{
 };
 use tokio::sync::oneshot;
 
+use self::activations::Activations;
 use self::log::{LogError, LogWriter, Position, SyncHandle};
 use self::op::{Done, Op};
 use self::snapshot::SnapshotError;
@@ -84,6 +82,9 @@ pub struct Options {
     pub snapshot_records: u64,
     /// ... or after this long with at least one.
     pub snapshot_interval: Duration,
+    /// Activations are settled into fjall once this many wait in memory (or 10 s after the
+    /// last settle).
+    pub settle_activations: usize,
 }
 
 impl Default for Options {
@@ -93,6 +94,7 @@ impl Default for Options {
             log_retention: Duration::from_secs(7 * 86_400),
             snapshot_records: 500_000,
             snapshot_interval: Duration::from_secs(300),
+            settle_activations: 10_000,
         }
     }
 }
@@ -127,26 +129,22 @@ pub enum OpenError {
     Thread(std::io::Error),
 }
 
-/// The fjall keyspaces; cheap to clone (handles).
+/// The fjall keyspaces written beside the writer; cheap to clone (handles).
 #[derive(Clone)]
 struct Keyspaces {
-    activations: Keyspace,
-    by_project: Keyspace,
-    outbox: Keyspace,
     audit: Keyspace,
     tokens: Keyspace,
 }
 
-/// Memtable size of the keyspaces written when alerts fire.
-const HOT_MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 /// Memtable size of the keyspaces written when people change things (audit, tokens).
 const COLD_MEMTABLE_BYTES: u64 = 1024 * 1024;
 /// Block cache for reads of activations.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 /// At most this many operations share one commit.
 const MAX_GROUP: usize = 256;
-/// During replay, fjall writes are committed every this many records.
-const REPLAY_BATCH: u64 = 10_000;
+/// Activations are settled into fjall this long after the last settle (or once
+/// [`Options::settle_activations`] wait).
+const SETTLE_AFTER: Duration = Duration::from_secs(10);
 
 /// An operation for the writer: run on its state, it returns what answers it once the
 /// commit's outcome is known.
@@ -157,7 +155,6 @@ type Reply = Box<dyn FnOnce(&Result<()>) + Send>;
 pub struct EmbeddedStore {
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
-    snapshotter: Option<JoinHandle<()>>,
     disk: Arc<Disk>,
     log_sync: SyncHandle,
     /// The next audit entry's key.
@@ -171,6 +168,7 @@ pub struct EmbeddedStore {
 struct Disk {
     db: Database,
     ks: Keyspaces,
+    acts: Activations,
     durability: Durability,
     /// The data directory (the snapshot's place).
     dir: PathBuf,
@@ -185,10 +183,21 @@ struct Writer {
     log: LogWriter,
     since_snapshot: u64,
     snapshot_at: Instant,
+    settled_at: Instant,
     options: Options,
-    snapshots: Option<mpsc::SyncSender<(Vec<u8>, Position)>>,
-    /// A snapshot is being written: do not encode another.
-    snapshotting: Arc<AtomicBool>,
+    background: Option<mpsc::SyncSender<Background>>,
+    /// The thread that settles activations and writes snapshots.
+    background_thread: Option<JoinHandle<()>>,
+    /// Background work is in progress: do not start more.
+    busy: Arc<AtomicBool>,
+}
+
+/// Work for the background thread.
+enum Background {
+    /// Write the activations set aside into fjall.
+    Settle,
+    /// Settle, then write this snapshot, taken at this position.
+    Snapshot(Vec<u8>, Position),
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -242,10 +251,8 @@ impl EmbeddedStore {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable)
             })
         };
+        let acts = Activations::open(&db).map_err(db_err)?;
         let ks = Keyspaces {
-            activations: open("activations", HOT_MEMTABLE_BYTES).map_err(db_err)?,
-            by_project: open("activations_by_project", HOT_MEMTABLE_BYTES).map_err(db_err)?,
-            outbox: open("outbox", HOT_MEMTABLE_BYTES).map_err(db_err)?,
             audit: open("audit", COLD_MEMTABLE_BYTES).map_err(db_err)?,
             tokens: open("tokens", COLD_MEMTABLE_BYTES).map_err(db_err)?,
         };
@@ -268,6 +275,7 @@ impl EmbeddedStore {
         let disk = Arc::new(Disk {
             db,
             ks,
+            acts,
             durability: options.durability,
             dir: dir.to_owned(),
             log_dir: dir.join("log"),
@@ -276,7 +284,7 @@ impl EmbeddedStore {
             Some(found) => found,
             None if legacy::present(&disk.db) => {
                 // The old layout: its state becomes the first snapshot, then its keyspaces go.
-                let state = legacy::load(&disk.db, disk.last_activation_id().map_err(db_err)?)?;
+                let state = legacy::load(&disk.db, disk.acts.last_settled_id().map_err(db_err)?)?;
                 let encoded = snapshot::encode(&state, Position::default())
                     .map_err(|e| write_err(std::io::Error::other(e)))?;
                 snapshot::write(dir, &encoded).map_err(write_err)?;
@@ -292,23 +300,22 @@ impl EmbeddedStore {
             legacy::drop_keyspaces(&disk.db).map_err(db_err)?;
         }
         let started = Instant::now();
-        let mut changes = Changes::default();
+        let replay_err = |e: Error| write_err(std::io::Error::other(e.to_string()));
         let mut replayed = 0u64;
         let end = log::replay(&disk.log_dir, from, |payload| {
             let op: Op = serde_json::from_slice(payload).map_err(|e| OpenError::Corrupt {
                 what: "log record",
                 detail: e.to_string(),
             })?;
+            let mut changes = Changes::default();
             op::apply(&mut state, op, &mut changes);
             replayed += 1;
-            if replayed.is_multiple_of(REPLAY_BATCH) {
-                disk.commit(std::mem::take(&mut changes))
-                    .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
+            disk.acts.apply(changes).map_err(replay_err)?;
+            if disk.acts.unsettled() >= options.settle_activations && disk.acts.begin_settling() {
+                disk.acts.settle().map_err(replay_err)?;
             }
             Ok::<_, OpenError>(())
         })??;
-        disk.commit(changes)
-            .map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
         if replayed > 0 {
             tracing::info!(
                 records = replayed,
@@ -319,16 +326,21 @@ impl EmbeddedStore {
         let log = LogWriter::open(&disk.log_dir, end, options.durability == Durability::Fsync)
             .map_err(write_err)?;
         let log_sync = log.sync_handle();
-        let (snap_tx, snap_rx) = mpsc::sync_channel::<(Vec<u8>, Position)>(1);
-        let snapshotting = Arc::new(AtomicBool::new(false));
-        let snapshotter = {
-            let (disk, sync, busy) = (disk.clone(), log_sync.clone(), snapshotting.clone());
+        let (work_tx, work_rx) = mpsc::sync_channel::<Background>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let background_thread = {
+            let (disk, sync, busy) = (disk.clone(), log_sync.clone(), busy.clone());
             let retention = options.log_retention;
             std::thread::Builder::new()
                 .name("tocsin-snapshot".into())
                 .spawn(move || {
-                    for (encoded, at) in snap_rx {
-                        disk.write_snapshot(&encoded, at, &sync, retention);
+                    for work in work_rx {
+                        match work {
+                            Background::Settle => disk.settle(),
+                            Background::Snapshot(encoded, at) => {
+                                disk.write_snapshot(&encoded, at, &sync, retention)
+                            }
+                        }
                         busy.store(false, Ordering::Release);
                     }
                 })
@@ -341,13 +353,15 @@ impl EmbeddedStore {
             // A long replay is worth a snapshot soon, so that the next restart is short.
             since_snapshot: replayed,
             snapshot_at: Instant::now(),
+            settled_at: Instant::now(),
             options,
-            snapshots: Some(snap_tx),
-            snapshotting,
+            background: Some(work_tx),
+            background_thread: Some(background_thread),
+            busy,
         };
         if replayed >= options.snapshot_records / 10 {
             writer_state.snapshot_at -= options.snapshot_interval;
-            writer_state.maybe_snapshot();
+            writer_state.background_work(&disk);
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let writer_disk = disk.clone();
@@ -358,7 +372,6 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             jobs: Some(tx),
             writer: Some(writer),
-            snapshotter: Some(snapshotter),
             disk,
             log_sync,
             audit_seq: Arc::new(audit_seq.into()),
@@ -412,6 +425,12 @@ impl EmbeddedStore {
             .map_err(store_err)
     }
 
+    /// Gives the writer a turn when nothing else does: background work that is due by time
+    /// (a settle of activations, a snapshot) starts after a commit, and an idle server has none.
+    pub async fn upkeep(&self) -> Result<()> {
+        self.run(|_| Ok(())).await
+    }
+
     /// Bytes the event log's segments take on disk.
     pub fn log_bytes(&self) -> Result<u64> {
         log::disk_bytes(&self.disk.log_dir).map_err(store_err)
@@ -432,9 +451,6 @@ impl Drop for EmbeddedStore {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-        if let Some(s) = self.snapshotter.take() {
-            let _ = s.join();
-        }
     }
 }
 
@@ -448,36 +464,58 @@ impl Writer {
         Ok(op::apply(&mut self.state, op, &mut self.changes))
     }
 
-    /// Hands a snapshot to the snapshot thread when one is due and none is being written.
-    fn maybe_snapshot(&mut self) {
-        let due = self.since_snapshot >= self.options.snapshot_records
+    /// Starts background work when some is due and none is in progress: a snapshot (records
+    /// or time), or a settle of activations (count or time).
+    fn background_work(&mut self, disk: &Disk) {
+        if self.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(tx) = &self.background else { return };
+        let snapshot_due = self.since_snapshot >= self.options.snapshot_records
             || (self.since_snapshot > 0
                 && self.snapshot_at.elapsed() >= self.options.snapshot_interval);
-        if !due || self.snapshotting.load(Ordering::Acquire) {
-            return;
-        }
-        let Some(tx) = &self.snapshots else { return };
-        let at = self.log.position();
-        match snapshot::encode(&self.state, at) {
-            Ok(encoded) => {
-                self.snapshotting.store(true, Ordering::Release);
-                if tx.try_send((encoded, at)).is_err() {
-                    self.snapshotting.store(false, Ordering::Release);
+        let unsettled = disk.acts.unsettled();
+        let settle_due = disk.acts.settling()
+            || unsettled >= self.options.settle_activations
+            || (unsettled > 0 && self.settled_at.elapsed() >= SETTLE_AFTER);
+        let work = if snapshot_due && disk.acts.begin_settling() {
+            let at = self.log.position();
+            match snapshot::encode(&self.state, at) {
+                Ok(encoded) => Background::Snapshot(encoded, at),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a snapshot");
                     return;
                 }
-                self.since_snapshot = 0;
-                self.snapshot_at = Instant::now();
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode a snapshot"),
-        }
-    }
-
-    /// The last snapshot, at shutdown: written here, after the snapshot thread is done.
-    fn final_snapshot(&mut self, disk: &Disk) {
-        drop(self.snapshots.take());
-        if self.since_snapshot == 0 {
+        } else if settle_due {
+            disk.acts.begin_settling();
+            Background::Settle
+        } else {
+            return;
+        };
+        let snapshot = matches!(work, Background::Snapshot(..));
+        self.busy.store(true, Ordering::Release);
+        if tx.try_send(work).is_err() {
+            self.busy.store(false, Ordering::Release);
             return;
         }
+        if snapshot {
+            self.since_snapshot = 0;
+            self.snapshot_at = Instant::now();
+        }
+        self.settled_at = Instant::now();
+    }
+
+    /// The last snapshot, at shutdown: written here, once the background thread is done.
+    fn final_snapshot(&mut self, disk: &Disk) {
+        drop(self.background.take());
+        if let Some(t) = self.background_thread.take() {
+            let _ = t.join();
+        }
+        if self.since_snapshot == 0 && disk.acts.unsettled() == 0 && !disk.acts.settling() {
+            return;
+        }
+        disk.acts.begin_settling();
         let at = self.log.position();
         match snapshot::encode(&self.state, at) {
             Ok(encoded) => disk.write_snapshot(
@@ -505,7 +543,7 @@ fn write_loop(w: &mut Writer, disk: &Disk, jobs: &mpsc::Receiver<Job>) {
             .log
             .commit()
             .map_err(store_err)
-            .and_then(|()| disk.commit(changes));
+            .and_then(|()| disk.acts.apply(changes));
         for reply in replies {
             reply(&committed);
         }
@@ -516,19 +554,12 @@ fn write_loop(w: &mut Writer, disk: &Disk, jobs: &mpsc::Receiver<Job>) {
             tracing::error!(error = %e, "a store commit failed; the store stopped: restart tocsin once the disk is healthy");
             return;
         }
-        w.maybe_snapshot();
+        w.background_work(disk);
     }
     w.final_snapshot(disk);
 }
 
 impl Disk {
-    fn batch(&self) -> WriteBatch {
-        // A batch left without a mode stays in fjall's journal buffer, in this process: a
-        // `kill -9` would lose it. `Buffer` hands it to the OS. No fsync even with
-        // fsync durability: the log (synced) can replay it; a snapshot syncs fjall first.
-        self.db.batch().durability(Some(PersistMode::Buffer))
-    }
-
     /// A write beside the writer (audit, tokens): durable as the durability asks, on its own.
     fn own_batch(&self) -> WriteBatch {
         let mode = match self.durability {
@@ -538,22 +569,16 @@ impl Disk {
         self.db.batch().durability(Some(mode))
     }
 
-    /// The highest activation id in fjall (0 when there is none).
-    fn last_activation_id(&self) -> std::result::Result<u64, fjall::Error> {
-        Ok(match self.ks.activations.last_key_value() {
-            Some(g) => id_of(&g.key()?).unwrap_or(0),
-            None => 0,
-        })
-    }
-
     /// Writes a snapshot taken at `at`: first makes the log and fjall durable up to there
     /// (the snapshot stands for them), then replaces the previous snapshot, then deletes log
     /// segments that are no longer needed and older than the retention.
     fn write_snapshot(&self, encoded: &[u8], at: Position, log: &SyncHandle, retention: Duration) {
         let started = Instant::now();
-        let written = log
-            .sync()
+        let written = self
+            .acts
+            .settle()
             .map_err(|e| e.to_string())
+            .and_then(|()| log.sync().map_err(|e| e.to_string()))
             .and_then(|()| {
                 self.db
                     .persist(PersistMode::SyncData)
@@ -588,80 +613,12 @@ impl Disk {
         }
     }
 
-    /// The activation `id` for an update in this batch: new in it, already read for it, or
-    /// read now from disk. None if it does not exist (retention may have deleted it).
-    fn activation_mut<'a>(
-        &self,
-        id: u64,
-        fresh: &'a mut BTreeMap<u64, Activation>,
-        touched: &'a mut BTreeMap<u64, Activation>,
-    ) -> Result<Option<&'a mut Activation>> {
-        if fresh.contains_key(&id) {
-            return Ok(fresh.get_mut(&id));
+    /// Settles the activations set aside (the background thread; a failure is tried again at
+    /// the next settle).
+    fn settle(&self) {
+        if let Err(e) = self.acts.settle() {
+            tracing::error!(error = %e, "cannot write activations to fjall; will try again");
         }
-        match touched.entry(id) {
-            std::collections::btree_map::Entry::Occupied(e) => Ok(Some(e.into_mut())),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                Ok(self.read_activation(id)?.map(|a| e.insert(a)))
-            }
-        }
-    }
-
-    fn read_activation(&self, id: u64) -> Result<Option<Activation>> {
-        match self.ks.activations.get(id_key(id)).map_err(store_err)? {
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
-            None => Ok(None),
-        }
-    }
-
-    /// Writes the activations that `changes` names (new, closed, delivered, pruned) in one
-    /// batch. The rest of a change set is the engine's state, which the log and snapshots keep.
-    fn commit(&self, changes: Changes) -> Result<()> {
-        if changes.activations.is_empty()
-            && changes.closed.is_empty()
-            && changes.deliveries.is_empty()
-            && changes.activations_removed.is_empty()
-        {
-            return Ok(());
-        }
-        let mut batch = self.batch();
-        let mut fresh: BTreeMap<u64, Activation> =
-            changes.activations.into_iter().map(|a| (a.id, a)).collect();
-        let mut touched: BTreeMap<u64, Activation> = BTreeMap::new();
-        for closed in changes.closed {
-            if let Some(a) = self.activation_mut(closed.activation, &mut fresh, &mut touched)? {
-                a.reset_time.get_or_insert(closed.at);
-            }
-        }
-        for (id, delivery) in changes.deliveries {
-            if let Some(a) = self.activation_mut(id, &mut fresh, &mut touched)? {
-                a.record(delivery);
-            }
-        }
-        for (id, a) in touched {
-            batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
-            if !a.is_pending() {
-                batch.remove(&self.ks.outbox, id_key(id));
-            }
-        }
-        for (id, a) in fresh {
-            batch.insert(&self.ks.activations, id_key(id), to_json(&a)?);
-            batch.insert(&self.ks.by_project, scoped_key(&a.project, &id_key(id)), []);
-            if a.is_pending() {
-                batch.insert(&self.ks.outbox, id_key(id), []);
-            } else {
-                batch.remove(&self.ks.outbox, id_key(id));
-            }
-        }
-        for (id, project) in changes.activations_removed {
-            batch.remove(&self.ks.activations, id_key(id));
-            batch.remove(&self.ks.outbox, id_key(id));
-            batch.remove(&self.ks.by_project, scoped_key(&project, &id_key(id)));
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        batch.commit().map_err(store_err)
     }
 }
 
@@ -747,12 +704,12 @@ impl EventStore for EmbeddedStore {
 impl ActivationStore for EmbeddedStore {
     async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
         let query = query.clone();
-        self.read(move |disk| disk.activations(&query)).await
+        self.read(move |disk| disk.acts.query(&query)).await
     }
 
     async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>> {
         let project = project.to_owned();
-        self.read(move |disk| Ok(disk.read_activation(id)?.filter(|a| a.project == project)))
+        self.read(move |disk| Ok(disk.acts.get(id)?.filter(|a| a.project == project)))
             .await
     }
 
@@ -766,27 +723,13 @@ impl ActivationStore for EmbeddedStore {
     }
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
-        self.read(move |disk| {
-            let mut pending = Vec::new();
-            for item in disk.ks.outbox.iter().take(limit) {
-                let k = item.key().map_err(store_err)?;
-                if let Some(a) = id_of(&k)
-                    .map(|id| disk.read_activation(id))
-                    .transpose()?
-                    .flatten()
-                {
-                    pending.push(a);
-                }
-            }
-            Ok(pending)
-        })
-        .await
+        self.read(move |disk| disk.acts.pending(limit)).await
     }
 
     async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
         let disk = self.disk.clone();
         self.run(move |w| {
-            let old = disk.activations_before(before)?;
+            let old = disk.acts.before(before)?;
             let n = old.len();
             w.changes.activations_removed.extend(old);
             Ok(n)
@@ -877,71 +820,6 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Disk {
-    /// Activations matching `query`, newest first, read from the keyspaces.
-    fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
-        let mut out = Vec::new();
-        if query.limit == 0 {
-            return Ok(out);
-        }
-        let mut skip = query.offset;
-        let mut take = |a: Activation| {
-            if !query.matches(&a) {
-                return true;
-            }
-            if skip > 0 {
-                skip -= 1;
-                return true;
-            }
-            out.push(a);
-            out.len() < query.limit
-        };
-        match &query.project {
-            Some(project) => {
-                let prefix = scoped_key(project, &[]);
-                for item in self.ks.by_project.prefix(&prefix).rev() {
-                    let k = item.key().map_err(store_err)?;
-                    let Some(id) = id_of(&k[prefix.len()..]) else {
-                        continue;
-                    };
-                    let Some(a) = self.read_activation(id)? else {
-                        continue;
-                    };
-                    if !take(a) {
-                        break;
-                    }
-                }
-            }
-            None => {
-                for item in self.ks.activations.iter().rev() {
-                    let v = item.value().map_err(store_err)?;
-                    let a: Activation = serde_json::from_slice(&v).map_err(store_err)?;
-                    if !take(a) {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// (id, project) of the activations older than `before`, oldest first (ids grow with time).
-    fn activations_before(&self, before: Timestamp) -> Result<Vec<(u64, String)>> {
-        let mut old = Vec::new();
-        for item in self.ks.activations.iter() {
-            let (k, v) = item.into_inner().map_err(store_err)?;
-            let a: Activation = serde_json::from_slice(&v).map_err(store_err)?;
-            if a.activation_time >= before {
-                break;
-            }
-            if let Some(id) = id_of(&k) {
-                old.push((id, a.project));
-            }
-        }
-        Ok(old)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -957,6 +835,28 @@ mod tests {
     }
 
     tocsin_core::store_contract_tests!(open());
+
+    /// The contract again, with activations settled into fjall after every commit that made
+    /// some (in the background, as it happens): reads merge what is in memory over fjall.
+    mod settled {
+        use std::sync::Arc;
+
+        use tocsin_core::store::Store;
+
+        use super::super::{EmbeddedStore, Options};
+
+        fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let options = Options {
+                settle_activations: 1,
+                ..Options::default()
+            };
+            let store = EmbeddedStore::open(dir.path(), options).expect("store opens");
+            (Arc::new(store), dir)
+        }
+
+        tocsin_core::store_contract_tests!(open());
+    }
 
     #[tokio::test]
     async fn tokens_are_kept_found_and_revoked() {
@@ -1154,6 +1054,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("dir");
             let options = Options {
                 snapshot_records: 100,
+                settle_activations: 1,
                 ..Options::default()
             };
             let (mid_snapshot, before) = {

@@ -14,8 +14,10 @@ use tocsin_core::store::{MemoryState, PutOutcome};
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// An accepted event (counted, or a duplicate of a held idempotency key); also what the
-    /// backtest replays.
+    /// backtest replays. The most frequent record, so written short (see [`compact`]).
+    #[serde(rename = "ev")]
     Event {
+        #[serde(rename = "e", with = "compact")]
         event: AcceptedEvent,
         ttl: Span,
     },
@@ -44,6 +46,72 @@ pub enum Op {
     PruneIdempotency {
         now: Timestamp,
     },
+}
+
+/// An event as the log writes it: short keys, the time as microseconds, empty fields left out.
+/// About 150 bytes for a typical event, against 260 for its wire form.
+mod compact {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+    use tocsin_core::model::{AcceptedEvent, EntityKind, EventKind, Timestamp};
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        p: &'a str,
+        k: &'a EventKind,
+        ek: &'a EntityKind,
+        e: &'a str,
+        #[serde(skip_serializing_if = "Map::is_empty")]
+        v: &'a Map<String, Value>,
+        t: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        i: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        c: &'a [String],
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        p: String,
+        k: EventKind,
+        ek: EntityKind,
+        e: String,
+        #[serde(default)]
+        v: Map<String, Value>,
+        t: i64,
+        #[serde(default)]
+        i: Option<String>,
+        #[serde(default)]
+        c: Vec<String>,
+    }
+
+    pub fn serialize<S: Serializer>(ev: &AcceptedEvent, s: S) -> Result<S::Ok, S::Error> {
+        Ref {
+            p: &ev.project,
+            k: &ev.kind,
+            ek: &ev.entity_kind,
+            e: &ev.entity_id,
+            v: &ev.value_dict,
+            t: ev.at.0,
+            i: ev.idempotency_key.as_deref(),
+            c: &ev.chain,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AcceptedEvent, D::Error> {
+        let o = Owned::deserialize(d)?;
+        Ok(AcceptedEvent {
+            project: o.p,
+            kind: o.k,
+            entity_kind: o.ek,
+            entity_id: o.e,
+            value_dict: o.v,
+            at: Timestamp(o.t),
+            idempotency_key: o.i,
+            chain: o.c,
+        })
+    }
 }
 
 /// What an operation answered.
@@ -134,5 +202,31 @@ impl Done {
             Done::Recorded => Ok(()),
             other => Err(mismatch(&other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+    use tocsin_core::model::{AcceptedEvent, Span};
+
+    #[test]
+    fn an_event_record_is_short_and_reads_back_whole() {
+        let event: AcceptedEvent = serde_json::from_value(serde_json::json!({
+            "project": "load", "kind": "data-drift-detected", "entity_kind": "model-endpoint-result",
+            "entity_id": "ep123", "value_dict": {"value": 0.93, "threshold": 0.5},
+            "at": "2026-12-02T10:00:00.123456+00:00", "idempotency_key": "k1", "chain": ["p/a"]
+        }))
+        .expect("event");
+        let op = Op::Event {
+            event: event.clone(),
+            ttl: Span::from_secs(86_400),
+        };
+        let bytes = serde_json::to_vec(&op).expect("json");
+        assert!(bytes.len() < 200, "{}", String::from_utf8_lossy(&bytes));
+        let Op::Event { event: back, ttl } = serde_json::from_slice(&bytes).expect("read") else {
+            panic!("not an event");
+        };
+        assert_eq!((back, ttl), (event, Span::from_secs(86_400)));
     }
 }
