@@ -78,7 +78,9 @@ pub struct Options {
     /// How long log segments are kept once a snapshot made them unnecessary for a restart
     /// (for the backtest).
     pub log_retention: Duration,
-    /// A snapshot is taken after this many log records ...
+    /// A snapshot is taken after this many log records (once the log after the last snapshot
+    /// is at least as large as that snapshot, so that snapshots never cost more writes than
+    /// the log) ...
     pub snapshot_records: u64,
     /// ... or after this long with at least one.
     pub snapshot_interval: Duration,
@@ -92,7 +94,7 @@ impl Default for Options {
         Options {
             durability: Durability::Os,
             log_retention: Duration::from_secs(7 * 86_400),
-            snapshot_records: 500_000,
+            snapshot_records: 100_000,
             snapshot_interval: Duration::from_secs(300),
             settle_activations: 10_000,
         }
@@ -183,6 +185,8 @@ struct Writer {
     log: LogWriter,
     since_snapshot: u64,
     snapshot_at: Instant,
+    /// Where the last snapshot was taken, and its size.
+    last_snapshot: (Position, u64),
     settled_at: Instant,
     options: Options,
     background: Option<mpsc::SyncSender<Background>>,
@@ -353,6 +357,7 @@ impl EmbeddedStore {
             // A long replay is worth a snapshot soon, so that the next restart is short.
             since_snapshot: replayed,
             snapshot_at: Instant::now(),
+            last_snapshot: (from, 0),
             settled_at: Instant::now(),
             options,
             background: Some(work_tx),
@@ -471,7 +476,14 @@ impl Writer {
             return;
         }
         let Some(tx) = &self.background else { return };
-        let snapshot_due = self.since_snapshot >= self.options.snapshot_records
+        let now_at = self.log.position();
+        let (last_at, last_bytes) = self.last_snapshot;
+        // Bytes of log since the last snapshot (segments hold about SEGMENT_BYTES each).
+        let log_since = ((now_at.segment.saturating_sub(last_at.segment)) * log::SEGMENT_BYTES
+            + now_at.offset)
+            .saturating_sub(last_at.offset);
+        let snapshot_due = (self.since_snapshot >= self.options.snapshot_records
+            && log_since >= last_bytes)
             || (self.since_snapshot > 0
                 && self.snapshot_at.elapsed() >= self.options.snapshot_interval);
         let unsettled = disk.acts.unsettled();
@@ -479,9 +491,12 @@ impl Writer {
             || unsettled >= self.options.settle_activations
             || (unsettled > 0 && self.settled_at.elapsed() >= SETTLE_AFTER);
         let work = if snapshot_due && disk.acts.begin_settling() {
-            let at = self.log.position();
+            let at = now_at;
             match snapshot::encode(&self.state, at) {
-                Ok(encoded) => Background::Snapshot(encoded, at),
+                Ok(encoded) => {
+                    self.last_snapshot = (at, encoded.len() as u64);
+                    Background::Snapshot(encoded, at)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode a snapshot");
                     return;
