@@ -57,9 +57,9 @@ def put_alerts(n):
         c.request("PUT", f"/api/v1/projects/load/alerts/{name}", json.dumps(body),
                   {"Content-Type": "application/json"})
         r = c.getresponse()
-        r.read()
+        answer = r.read()
         if r.status != 200:
-            sys.exit(f"storing {name}: {r.status}")
+            sys.exit(f"storing {name}: {r.status} {answer[:300]}")
     for i in range(n):
         put(f"drift-{i}", [f"ep{i}"], 3, "10m")
     for i in range(5):
@@ -108,12 +108,13 @@ def post_events(total, endpoints, connections=4):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tocsin", nargs="?", default=os.path.join(ROOT, "target/release/tocsin"))
-    ap.add_argument("--alerts", type=int, default=10_000)
+    ap.add_argument("--alerts", type=int, default=9_995, help="per-endpoint alerts (plus 5 deep ones: 10,000, the default max_allowed)")
     ap.add_argument("--events", type=int, default=10_000_000)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="tocsin-restart-")
     data = os.path.join(tmp, "data")
     log = open(os.path.join(tmp, "serve.log"), "w")
+    proc = None
     try:
         proc, first = start(args.tocsin, data, log)
         t0 = time.monotonic()
@@ -131,9 +132,10 @@ def main():
         proc.wait()
         proc, ready = start(args.tocsin, data, log)
         print(f"after kill -9: ready in {ready:.2f} s; RSS {rss_mb(proc.pid):.1f} MB", flush=True)
-        proc.terminate()
-        proc.wait(timeout=30)
     finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
         log.close()
         with open(os.path.join(tmp, "serve.log")) as f:
             replays = [l.strip() for l in f if "replayed" in l]

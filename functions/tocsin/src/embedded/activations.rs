@@ -199,7 +199,9 @@ impl Activations {
                     acts.write(key, to_json(&**a)?).map_err(store_err)?;
                     if a.is_pending() {
                         outbox.write(key, []).map_err(store_err)?;
-                    } else {
+                    } else if !a.deliveries.is_empty() {
+                        // It may have been pending when an earlier settle wrote it. One with no
+                        // notifications never was: no tombstone to pile up in the outbox.
                         outbox.write_tombstone(key).map_err(store_err)?;
                     }
                     by_project.insert(scoped_key(&a.project, &key), true);
