@@ -9,7 +9,7 @@
 //! events. Nothing blocks the async runtime: callers await a reply.
 //!
 //! What is written is what happened, not what it did to every window: an event costs its own
-//! record (about 200 bytes), however many windows it counts in. Every so often (records or time)
+//! record (about 170 bytes), however many windows it counts in. Every so often (records or time)
 //! the writer encodes the state as a [snapshot](snapshot), which a second thread writes beside
 //! it. Opening reads the last snapshot and replays the log after it through the same engine
 //! code ([`op::apply`]); the engine takes time from the operation, which makes the replay exact.
