@@ -9,7 +9,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
 import { chromium } from "playwright-core";
-import { LAUNCH } from "./launch.mjs";
+import { LAUNCH, stopServer } from "./launch.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.TOCSIN_BIN || join(here, "../../target/debug/tocsin");
@@ -40,7 +40,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
+  await stopServer(server);
   rmSync(dir, { recursive: true, force: true });
 });
 

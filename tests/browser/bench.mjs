@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { stopServer } from "./launch.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.TOCSIN_BIN || join(here, "../../target/release/tocsin");
@@ -58,6 +59,6 @@ try {
   console.log(`alerts: ${N}; first render (navigation start to table built), 11 loads: median ${times[5].toFixed(0)} ms, min ${times[0].toFixed(0)} ms, max ${times[10].toFixed(0)} ms`);
   console.log(`assets: 1 file, ${html.length} bytes (${gzipSync(html).length} gzipped)`);
 } finally {
-  server.kill("SIGTERM");
+  await stopServer(server);
   rmSync(dir, { recursive: true, force: true });
 }
