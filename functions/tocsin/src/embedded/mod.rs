@@ -530,7 +530,15 @@ impl Writer {
         if self.since_snapshot == 0 && disk.acts.unsettled() == 0 && !disk.acts.settling() {
             return;
         }
-        disk.acts.begin_settling();
+        // What an earlier, failed settle left aside first: the snapshot stands for every
+        // activation before its position, so all of them must be set aside for it.
+        disk.settle();
+        if !disk.acts.begin_settling() {
+            tracing::error!(
+                "activations could not be written to fjall; no last snapshot (the log replays them)"
+            );
+            return;
+        }
         let at = self.log.position();
         match snapshot::encode(&self.state, at) {
             Ok(encoded) => disk.write_snapshot(
