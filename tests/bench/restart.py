@@ -116,7 +116,7 @@ def main():
     log = open(os.path.join(tmp, "serve.log"), "w")
     proc = None
     try:
-        proc, first = start(args.tocsin, data, log)
+        proc, _ = start(args.tocsin, data, log)
         t0 = time.monotonic()
         put_alerts(args.alerts)
         print(f"stored {args.alerts + 5} alerts in {time.monotonic() - t0:.1f} s; "

@@ -1,9 +1,10 @@
 //! The change set: exactly what an operation changed, named so that a store can commit it
-//! without deciding anything. The memory store applies it, the embedded store persists it in
-//! one batch, and DynamoDB turns it into conditional writes.
+//! without deciding anything. The memory store applies it, the embedded store keeps its
+//! activations (its state is in memory, kept by its log of operations), and DynamoDB turns it
+//! into conditional writes.
 
 use super::Closed;
-use crate::model::{Activation, Delivery, Timestamp};
+use crate::model::{Activation, Delivery};
 
 /// A change to persisted windows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +33,6 @@ pub struct Changes {
     pub activations: Vec<Activation>,
     /// Activations that a reset or a cooldown's end closed.
     pub closed: Vec<Closed>,
-    /// Idempotency keys claimed: (project, key, expiry).
-    pub idempotency: Vec<(String, String, Timestamp)>,
-    /// Idempotency keys expired: (project, key).
-    pub idempotency_removed: Vec<(String, String)>,
     /// Delivery outcomes to record on activations.
     pub deliveries: Vec<(u64, Delivery)>,
     /// Activations deleted by retention: (id, project).
@@ -51,8 +48,6 @@ impl Changes {
             && self.windows.is_empty()
             && self.activations.is_empty()
             && self.closed.is_empty()
-            && self.idempotency.is_empty()
-            && self.idempotency_removed.is_empty()
             && self.deliveries.is_empty()
             && self.activations_removed.is_empty()
     }

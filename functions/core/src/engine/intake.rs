@@ -261,9 +261,6 @@ pub fn intake(
     if let Some(key) = &ev.idempotency_key {
         let expires = key_expiry(ev, ttl);
         state.hold_key(&ev.project, key, expires);
-        changes
-            .idempotency
-            .push((ev.project.clone(), key.clone(), expires));
     }
     let (mut alerts, next) = state.alerts_and_ids();
     let mut ids = || {

@@ -3,8 +3,8 @@
 //!
 //! It never reads the clock and never does I/O: every function takes the time and the values it
 //! decides on, and says what changed in a [`Changes`]. Stores only hold state and commit those
-//! changes inside whatever makes them atomic (a lock and one batch write in the embedded store,
-//! conditional writes in DynamoDB), and `tocsin test` runs the same code on a virtual clock.
+//! changes inside whatever makes them atomic (one writer thread and its log in the embedded
+//! store, conditional writes in DynamoDB), and `tocsin test` runs the same code on a virtual clock.
 
 mod changes;
 pub mod intake;

@@ -1,8 +1,8 @@
 //! The in-memory state of a store: alert entries, their windows, the matching index and
 //! idempotency keys. It decides nothing: operations go through the engine ([`intake`],
 //! [`update`]) and apply what they return. [`MemoryStore`] is it behind a lock; the embedded
-//! store is it behind a lock plus a write-through of the [`Changes`] each operation reports, so
-//! that both behave identically by construction.
+//! store is it owned by one writer thread that logs each operation before applying it, so that
+//! both behave identically by construction.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -276,18 +276,11 @@ impl MemoryState {
         intake::intake(self, ev, ttl, changes)
     }
 
-    /// Forgets idempotency keys that expired by `now`; returns them for deletion from disk.
-    pub fn prune_idempotency(&mut self, now: Timestamp) -> Vec<(Box<str>, Box<str>)> {
-        let expired: Vec<_> = self
-            .idempotency
-            .iter()
-            .filter(|(_, e)| **e <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &expired {
-            self.idempotency.remove(k);
-        }
-        expired
+    /// Forgets idempotency keys that expired by `now`; returns how many.
+    pub fn prune_idempotency(&mut self, now: Timestamp) -> usize {
+        let before = self.idempotency.len();
+        self.idempotency.retain(|_, expires| *expires > now);
+        before - self.idempotency.len()
     }
 }
 

@@ -296,15 +296,6 @@ pub fn prune(dir: &Path, keep_from: u64, older_than: SystemTime) -> io::Result<(
     Ok((n, bytes))
 }
 
-/// Bytes the log's segments take.
-pub fn disk_bytes(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for segment in segments(dir)? {
-        total += std::fs::metadata(segment_path(dir, segment))?.len();
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

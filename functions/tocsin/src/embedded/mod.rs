@@ -436,11 +436,6 @@ impl EmbeddedStore {
         self.run(|_| Ok(())).await
     }
 
-    /// Bytes the event log's segments take on disk.
-    pub fn log_bytes(&self) -> Result<u64> {
-        log::disk_bytes(&self.disk.log_dir).map_err(store_err)
-    }
-
     /// Forgets idempotency keys that expired by `now`; returns how many.
     pub async fn prune_idempotency(&self, now: Timestamp) -> Result<usize> {
         self.apply(Op::PruneIdempotency { now }).await?.pruned()

@@ -148,14 +148,7 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
             changes.deliveries.push((activation, delivery));
             Done::Recorded
         }
-        Op::PruneIdempotency { now } => {
-            let expired = state.prune_idempotency(now);
-            let n = expired.len();
-            changes
-                .idempotency_removed
-                .extend(expired.into_iter().map(|(p, k)| (p.into(), k.into())));
-            Done::Pruned(n)
-        }
+        Op::PruneIdempotency { now } => Done::Pruned(state.prune_idempotency(now)),
     }
 }
 
