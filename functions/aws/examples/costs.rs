@@ -1,6 +1,7 @@
 //! What an event costs in DynamoDB requests and write units, counted by the SDK client on its
 //! way to moto (`TOCSIN_MOTO_URL`): unbatched through the API function, in batches of 98
-//! through the evaluator, and what a firing adds. Prints a Markdown table for BENCHMARKS.md.
+//! through the evaluator (packed in one message, and in one message per event), and what a
+//! firing adds. Prints a Markdown table for BENCHMARKS.md.
 //!
 //!     TOCSIN_MOTO_URL=http://127.0.0.1:5055 cargo run --release -p tocsin-aws --example costs
 
@@ -180,31 +181,65 @@ async fn main() {
     }
     rows.push(row("the same with an idempotency key", &counter, 970));
 
-    // Batches of 98 events, each on one alert, through a new evaluator container (each message
-    // id is the event's idempotency key).
-    reset_all(false).await;
-    let evaluator = EvaluatorHandler::new(&env, &clients);
-    let batch = |alert: usize, n: usize| -> aws_lambda_events::event::sqs::SqsEvent {
-        let records: Vec<Value> = (0..n)
-            .map(|i| {
-                let accepted = json!({"project": "bench", "kind": "failed", "entity_kind": "job",
-                    "entity_id": format!("job-{alert}"), "value_dict": {}, "at": "2026-11-24T05:00:00+00:00",
-                    "idempotency_key": null, "chain": []});
-                json!({"messageId": format!("m-{alert}-{i}"), "body": accepted.to_string(), "eventSource": "aws:sqs"})
-            })
-            .collect();
+    // Batches of 98 events, each on one alert, through a new evaluator container. The API packs
+    // a request's events into one message; messages of one event are the worst case for the
+    // windows' receipts (one per message), and accumulate over the redelivery horizon.
+    let accepted = |alert: usize| {
+        json!({"project": "bench", "kind": "failed", "entity_kind": "job",
+            "entity_id": format!("job-{alert}"), "value_dict": {}, "at": "2026-11-24T05:00:00+00:00",
+            "idempotency_key": null, "chain": []})
+    };
+    let sqs = |records: Vec<Value>| -> aws_lambda_events::event::sqs::SqsEvent {
         serde_json::from_value(json!({"Records": records})).expect("SQS event")
     };
+    let packed = |alert: usize, n: usize, tag: &str| {
+        let body = Value::Array((0..n).map(|_| accepted(alert)).collect()).to_string();
+        sqs(vec![
+            json!({"messageId": format!("{tag}-{alert}"), "body": body, "eventSource": "aws:sqs"}),
+        ])
+    };
+    let single = |alert: usize, n: usize, tag: &str| {
+        sqs((0..n)
+            .map(|i| json!({"messageId": format!("{tag}-{alert}-{i}"), "body": Value::Array(vec![accepted(alert)]).to_string(), "eventSource": "aws:sqs"}))
+            .collect())
+    };
+    reset_all(false).await;
+    let evaluator = EvaluatorHandler::new(&env, &clients);
     counter.reset();
     for a in 0..10 {
-        let answer = evaluator.handle(batch(a, 98)).await;
+        let answer = evaluator.handle(packed(a, 98, "packed")).await;
         assert!(answer.batch_item_failures.is_empty());
     }
     rows.push(row(
-        "a batch of 98 events on one alert (evaluator)",
+        "a batch of 98 events on one alert (evaluator), in one message",
         &counter,
         980,
     ));
+    reset_all(false).await;
+    counter.reset();
+    for a in 0..10 {
+        let answer = evaluator.handle(single(a, 98, "single")).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    rows.push(row("the same in 98 messages of one event", &counter, 980));
+    reset_all(false).await;
+    counter.reset();
+    for b in 0..10 {
+        let answer = evaluator.handle(single(0, 9, &format!("run-{b}"))).await;
+        assert!(answer.batch_item_failures.is_empty());
+    }
+    rows.push(row(
+        "10 batches in a row on one alert, 9 one-event messages each (receipts accumulate)",
+        &counter,
+        90,
+    ));
+    let answer = evaluator.handle(packed(0, 9, "run-9")).await;
+    assert!(answer.batch_item_failures.is_empty());
+    counter.reset();
+    let answer = evaluator.handle(packed(0, 9, "run-9")).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let redelivered = counter.writes();
+    assert_eq!(redelivered, 0, "a redelivered message writes nothing");
 
     // Firing: an auto alert with count 1 fires on every event.
     api.handle(request(

@@ -50,6 +50,9 @@ pub struct Environment {
     pub sweep_after_secs: i64,
     /// `TOCSIN_ACTIVATION_RETENTION_DAYS`: activations expire (TTL) this long after they fired (30).
     pub activation_retention_days: i64,
+    /// `TOCSIN_REDELIVERY_HORIZON_SECS`: how long windows remember the queue messages they
+    /// counted (900: the queue's visibility timeout, 180 s, times its `maxReceiveCount`, 5).
+    pub redelivery_horizon_secs: u64,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -138,6 +141,11 @@ impl Environment {
                 get("TOCSIN_ACTIVATION_RETENTION_DAYS"),
                 30,
             )?,
+            redelivery_horizon_secs: parse(
+                "TOCSIN_REDELIVERY_HORIZON_SECS",
+                get("TOCSIN_REDELIVERY_HORIZON_SECS"),
+                900,
+            )?,
         })
     }
 
@@ -146,6 +154,7 @@ impl Environment {
         DynamoSettings {
             config_ttl: self.config_ttl,
             activation_retention: Span::from_secs(self.activation_retention_days * 86_400),
+            redelivery_horizon: Duration::from_secs(self.redelivery_horizon_secs),
             ..DynamoSettings::new(self.table.clone())
         }
     }

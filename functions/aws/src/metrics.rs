@@ -136,6 +136,10 @@ fn value_bytes(v: &serde_json::Value) -> usize {
         ("L", serde_json::Value::Array(l)) => {
             3 + l.iter().map(|x| value_bytes(x) + 1).sum::<usize>()
         }
+        // Base64 on the wire; billed by the bytes it decodes to.
+        ("B", serde_json::Value::String(b)) => {
+            (b.len() / 4) * 3 - b.bytes().rev().take_while(|&c| c == b'=').count()
+        }
         _ => 1,
     }
 }

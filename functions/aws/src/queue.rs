@@ -1,5 +1,9 @@
 //! The SQS queue of events: the API's batch endpoint queues accepted events here, and the
 //! evaluator Lambda takes them in batches.
+//!
+//! A message carries many events (a JSON array, up to [`MAX_MESSAGE_EVENTS`] or about
+//! 240 KiB): SQS bills and limits per message, and the evaluator's exactly-once receipts are
+//! kept per message, so that fewer, fuller messages make both cheaper.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -7,9 +11,15 @@ use tocsin_adapters::api::EventQueue;
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::AcceptedEvent;
 
-/// SQS takes at most 10 messages, and 256 KiB, per `SendMessageBatch`.
+/// SQS takes at most 10 messages, and 256 KiB, per `SendMessageBatch` (and per message).
 const MAX_ENTRIES: usize = 10;
 const MAX_BATCH_BYTES: usize = 250 * 1024;
+
+/// A message holds at most this many events, and this many bytes. Fewer than SQS would take:
+/// a message is also what fails and is retried as one, and what one evaluator invocation
+/// (6 MB of payload) must get through in its timeout.
+pub const MAX_MESSAGE_EVENTS: usize = 500;
+const MAX_MESSAGE_BYTES: usize = 240 * 1024;
 
 /// The queue, with its client (built once per Lambda container).
 pub struct SqsQueue {
@@ -70,15 +80,13 @@ impl SqsQueue {
 
 #[async_trait]
 impl EventQueue for SqsQueue {
-    /// Sends in batches of 10 (or fewer, to stay under SQS's size limit). A failure part-way
-    /// leaves the earlier batches queued: clients that retry should give events an `id`, which
-    /// the evaluator counts once.
+    /// Packs the events into messages and sends them, up to 10 messages (and 250 KiB) per
+    /// request. A failure part-way leaves the earlier messages queued: clients that retry should
+    /// give events an `id`, which the evaluator counts once.
     async fn enqueue(&self, events: &[AcceptedEvent]) -> Result<()> {
         let mut batch: Vec<String> = Vec::with_capacity(MAX_ENTRIES);
         let mut bytes = 0;
-        for ev in events {
-            let body = serde_json::to_string(ev)
-                .map_err(|e| Error::backend(Backend::Sqs, e.to_string()))?;
+        for body in pack(events)? {
             if batch.len() == MAX_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES {
                 self.send(&batch).await?;
                 batch.clear();
@@ -91,5 +99,86 @@ impl EventQueue for SqsQueue {
             self.send(&batch).await?;
         }
         Ok(())
+    }
+}
+
+/// The bodies of the messages that carry `events`, in order: JSON arrays of up to
+/// [`MAX_MESSAGE_EVENTS`] events and about [`MAX_MESSAGE_BYTES`].
+pub fn pack(events: &[AcceptedEvent]) -> Result<Vec<String>> {
+    let mut bodies = Vec::new();
+    let mut body = String::from("[");
+    let mut count = 0;
+    for ev in events {
+        let one =
+            serde_json::to_string(ev).map_err(|e| Error::backend(Backend::Sqs, e.to_string()))?;
+        if count > 0
+            && (count == MAX_MESSAGE_EVENTS || body.len() + one.len() + 2 > MAX_MESSAGE_BYTES)
+        {
+            body.push(']');
+            bodies.push(std::mem::replace(&mut body, String::from("[")));
+            count = 0;
+        }
+        if count > 0 {
+            body.push(',');
+        }
+        body.push_str(&one);
+        count += 1;
+    }
+    if count > 0 {
+        body.push(']');
+        bodies.push(body);
+    }
+    Ok(bodies)
+}
+
+/// The events of a message body: an array, or one event (as messages were before they were
+/// packed, so that messages queued by an older API are still read).
+pub fn unpack(body: &str) -> serde_json::Result<Vec<AcceptedEvent>> {
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(body)
+    } else {
+        serde_json::from_str(body).map(|ev| vec![ev])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tocsin_core::model::{EntityKind, EventKind, Timestamp};
+
+    fn event(i: usize, pad: usize) -> AcceptedEvent {
+        AcceptedEvent {
+            project: "p".into(),
+            kind: EventKind::Failed,
+            entity_kind: EntityKind::Job,
+            entity_id: format!("j{i}{}", "x".repeat(pad)),
+            value_dict: Default::default(),
+            at: Timestamp::from_secs(i as i64),
+            idempotency_key: None,
+            chain: Vec::new(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn events_pack_into_full_messages_and_unpack_in_order() {
+        let events: Vec<AcceptedEvent> = (0..1201).map(|i| event(i, 0)).collect();
+        let bodies = pack(&events).expect("packs");
+        assert_eq!(bodies.len(), 3, "500 + 500 + 201");
+        let back: Vec<AcceptedEvent> = bodies
+            .iter()
+            .flat_map(|b| unpack(b).expect("unpacks"))
+            .collect();
+        assert_eq!(back, events);
+        let big: Vec<AcceptedEvent> = (0..40).map(|i| event(i, 20_000)).collect();
+        let bodies = pack(&big).expect("packs");
+        assert!(bodies.iter().all(|b| b.len() <= MAX_MESSAGE_BYTES));
+        assert_eq!(bodies.len(), 4, "11 events of 20 KB per message");
+        let one = serde_json::to_string(&events[0]).expect("json");
+        assert_eq!(
+            unpack(&one).expect("an unpacked message"),
+            vec![events[0].clone()]
+        );
+        assert!(pack(&[]).expect("nothing").is_empty());
     }
 }

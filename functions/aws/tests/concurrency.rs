@@ -1,5 +1,6 @@
 //! Exactly once under concurrency: eight API functions (eight containers, each with its own
-//! clients and cache) deliver the last events of a window at the same moment, a hundred times.
+//! clients and cache) deliver the last events of a window at the same moment, a hundred times;
+//! eight evaluators get the same queued message at once.
 
 mod common;
 
@@ -93,5 +94,63 @@ async fn eight_concurrent_handlers_fire_exactly_once_in_a_hundred_trials() {
         assert_eq!(counted, expected, "trial {trial} ({reset}, count {count})");
         let (_, state) = call(&handlers[3], "GET", &path, None).await;
         assert_eq!(state["count"], expected.len(), "trial {trial}: {state}");
+    }
+}
+
+/// SQS hands the same message to several evaluators at once (a redelivery while the first
+/// delivery is still running): each event is counted once, and the firings are the ones the
+/// events make one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn eight_evaluators_given_the_same_message_count_each_event_once() {
+    use tocsin_aws::handlers::EvaluatorHandler;
+    const EVALUATOR_TRIALS: usize = 20;
+    let d = Deployment::new().await;
+    let env = d.env(true);
+    let api = ApiHandler::new(&env, &clients(None));
+    let evaluators: Vec<Arc<EvaluatorHandler>> = (0..HANDLERS)
+        .map(|_| Arc::new(EvaluatorHandler::new(&env, &clients(None))))
+        .collect();
+    for trial in 0..EVALUATOR_TRIALS {
+        let (count, reset, expected) = if trial % 2 == 0 {
+            (10, "manual", vec![10])
+        } else {
+            (4, "auto", vec![4, 4, 4])
+        };
+        let name = format!("queued-{trial}");
+        let path = format!("/api/v1/projects/race/alerts/{name}");
+        let (status, _) = call(&api, "PUT", &path, Some(alert(&name, count, reset))).await;
+        assert_eq!(status, 200);
+        let events: Vec<Value> = (0..12).map(|i| failure(&name, i)).collect();
+        let (status, body) = call(
+            &api,
+            "POST",
+            "/api/v1/projects/race/events",
+            Some(json!({ "events": events })),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let messages = common::drain(&d.queue_url).await;
+        assert_eq!(messages.len(), 1);
+        let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(json!({
+            "Records": [{"messageId": messages[0].0, "body": messages[0].1, "eventSource": "aws:sqs"}]
+        }))
+        .expect("an SQS event");
+        let mut tasks = tokio::task::JoinSet::new();
+        for evaluator in &evaluators {
+            let (evaluator, sqs) = (evaluator.clone(), sqs.clone());
+            tasks.spawn(async move { evaluator.handle(sqs).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let answer = done.expect("task");
+            assert!(answer.batch_item_failures.is_empty(), "trial {trial}");
+        }
+        let (_, page) = call(&api, "GET", &format!("{path}/activations"), None).await;
+        let counted: Vec<u64> = page["activations"]
+            .as_array()
+            .expect("activations")
+            .iter()
+            .map(|a| a["number_of_events"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(counted, expected, "trial {trial} ({reset}, count {count})");
     }
 }

@@ -240,21 +240,36 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
         "{answer}"
     );
 
-    let messages = drain(&d.queue_url).await;
-    assert_eq!(messages.len(), 100, "only the valid batch was queued");
     let sqs_event = |msgs: &[(String, String)]| -> aws_lambda_events::event::sqs::SqsEvent {
         serde_json::from_value(json!({"Records": msgs.iter().map(|(id, body)| json!({
             "messageId": id, "body": body, "eventSource": "aws:sqs"})).collect::<Vec<_>>()}))
         .expect("SQS event")
     };
+    let messages = drain(&d.queue_url).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message carries the valid batch: {messages:?}"
+    );
+    let carried: Vec<Value> = serde_json::from_str(&messages[0].1).expect("an array of events");
+    assert_eq!(carried.len(), 100);
+    assert_eq!(carried[6]["entity_id"], "job-6", "in order");
     let evaluator = EvaluatorHandler::new(&env, &clients(None));
-    let answer = evaluator.handle(sqs_event(&messages)).await;
+    // The evaluator crashed after counting the message's first 60 events (it committed the
+    // window, then died before SQS heard of it): the receipt says 60.
+    let first_60: Vec<&Value> = carried[..60].iter().collect();
+    let partial = vec![(messages[0].0.clone(), json!(first_60).to_string())];
+    let answer = evaluator.handle(sqs_event(&partial)).await;
     assert!(answer.batch_item_failures.is_empty());
-    // SQS redelivers a batch: its events are counted once.
-    let again = evaluator.handle(sqs_event(&messages[..30])).await;
+    // SQS redelivers the whole message, to another container: the last 40 are counted.
+    let other = EvaluatorHandler::new(&env, &clients(None));
+    let answer = other.handle(sqs_event(&messages)).await;
+    assert!(answer.batch_item_failures.is_empty());
+    // And again, to the first container (its cache is behind): nothing more is counted.
+    let again = evaluator.handle(sqs_event(&messages)).await;
     assert!(again.batch_item_failures.is_empty());
     // A message that is not an event fails alone (SQS retries it, then dead-letters it).
-    let mut broken = messages[..2].to_vec();
+    let mut broken = messages.clone();
     broken.push(("broken-1".into(), "{not json".into()));
     let answer = evaluator.handle(sqs_event(&broken)).await;
     let failed: Vec<&str> = answer
@@ -263,7 +278,6 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, vec!["broken-1"]);
-
     let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/bursts", None).await;
     assert_eq!(
         alert["count"], 4,

@@ -64,6 +64,7 @@ fn events(alerts: usize) -> Vec<AcceptedEvent> {
             at: Timestamp::from_secs(1 + i as i64 / 100),
             idempotency_key: None,
             chain: Vec::new(),
+            message: None,
         })
         .collect()
 }

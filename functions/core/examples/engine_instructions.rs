@@ -55,6 +55,7 @@ fn main() {
                 at: Timestamp::from_secs(1 + (pass * 10_000 + i) as i64 / 100),
                 idempotency_key: None,
                 chain: Vec::new(),
+                message: None,
             };
             let outcome = state.apply_event(&ev, Span::from_secs(3600), &mut Changes::default());
             fired += outcome.fired.len();

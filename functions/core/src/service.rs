@@ -218,6 +218,7 @@ impl Service {
             at: now,
             idempotency_key,
             chain: Vec::new(),
+            message: None,
         })
     }
 
@@ -301,6 +302,7 @@ impl Service {
             at: now,
             idempotency_key: None,
             chain: Vec::new(),
+            message: None,
         };
         let mut runtime = record.runtime.clone();
         let deliveries = runtime.plan_deliveries(&rule, now);

@@ -286,7 +286,7 @@ def test_the_evaluator_reports_a_broken_message_as_a_partial_batch_failure(stack
     answer = requests.post(f"{project_api(project)}/events", json={"events": events}).json()
     assert answer == {"accepted": 3, "queued": True}
     queued = drain(stack["env"]["TOCSIN_QUEUE_URL"])
-    assert len(queued) == 3
+    assert [len(json.loads(body)) for _, body in queued] == [3], "one message carries the batch"
     records = [{"messageId": mid, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
                 "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
                 "awsRegion": "us-east-1"} for mid, body in queued]
@@ -294,7 +294,7 @@ def test_the_evaluator_reports_a_broken_message_as_a_partial_batch_failure(stack
     answer = invoke(stack, "EvaluatorFunction", {"Records": records})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "broken-1"}]}
     got = project.get_alert_config("queued")
-    assert (got.state, got.count) == ("active", 1), "the three good messages were counted"
+    assert (got.state, got.count) == ("active", 1), "the good message's three events were counted"
 
 
 def test_the_scheduled_sweep_through_start_lambda(stack, project, receiver):

@@ -1,5 +1,7 @@
-//! Activation records: newest first from the base table (all projects) or `gsi1` (one
-//! project), the outbox from the sparse `gsi2`.
+//! Activation records, spread over
+//! [`ACTIVATION_SHARDS`](super::item::ACTIVATION_SHARDS) partitions by id: newest first from
+//! the base table (all projects: the partitions merged by id) or `gsi1` (one project), the
+//! outbox from the sparse `gsi2`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -9,7 +11,8 @@ use tocsin_core::model::{Activation, Delivery, Timestamp};
 use tocsin_core::store::{ActivationQuery, ActivationStore};
 
 use super::item::{
-    Item, activation_sk, get_json, get_n, is_conditional, json, key, n, opt_n, s, sdk_err, ttl_secs,
+    Item, LEGACY_ACTIVATIONS, activation_partitions, activation_pk, activation_sk, get_json, get_n,
+    get_s, is_conditional, json, key, n, opt_n, s, sdk_err, ttl_secs,
 };
 use super::{DynamoStore, MAX_CONFLICTS};
 
@@ -20,7 +23,7 @@ impl DynamoStore {
     /// An activation item at version `v`.
     pub(super) fn activation_item(&self, a: &Activation, v: u64) -> Result<Item> {
         let sk = activation_sk(a.id);
-        let mut item = key("ACT", sk.clone());
+        let mut item = key(activation_pk(a.id), sk.clone());
         item.insert("doc".into(), json(a)?);
         item.insert("at".into(), n(a.activation_time.0));
         item.insert("v".into(), n(v));
@@ -74,21 +77,89 @@ impl DynamoStore {
             .is_some_and(|e| e <= now.0 / 1_000_000)
     }
 
+    /// An activation by id, from its shard, or else from the legacy partition.
     async fn read_activation(&self, id: u64) -> Result<Option<(Activation, u64)>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(self.table())
-            .set_key(Some(key("ACT", activation_sk(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_err("GetItem", e))?;
-        match out.item() {
-            Some(item) if !Self::expired(item, Timestamp::now()) => {
-                Self::activation_of(item).map(Some)
+        for pk in [activation_pk(id), LEGACY_ACTIVATIONS.to_owned()] {
+            let out = self
+                .client
+                .get_item()
+                .table_name(self.table())
+                .set_key(Some(key(pk, activation_sk(id))))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk_err("GetItem", e))?;
+            match out.item() {
+                Some(item) if !Self::expired(item, Timestamp::now()) => {
+                    return Self::activation_of(item).map(Some);
+                }
+                Some(_) => return Ok(None),
+                None => continue,
             }
-            _ => Ok(None),
+        }
+        Ok(None)
+    }
+
+    /// The activation items of a listing, newest first: one project's from `gsi1`, or every
+    /// partition's merged by id. Each partition is read in pages sized to what the listing
+    /// needs: ids go round the shards, so each holds about its share of the newest.
+    async fn newest_activations(
+        &self,
+        project: Option<&str>,
+        wanted: usize,
+        mut each: impl FnMut(Item) -> Result<bool>,
+    ) -> Result<()> {
+        let queries = match project {
+            Some(p) => vec![self.newest_first("ACT", Some(p))],
+            None => activation_partitions()
+                .map(|pk| {
+                    self.client
+                        .query()
+                        .table_name(self.table())
+                        .key_condition_expression("pk = :pk")
+                        .expression_attribute_values(":pk", s(pk))
+                        .scan_index_forward(false)
+                        .consistent_read(true)
+                })
+                .collect(),
+        };
+        let share = wanted.div_ceil(queries.len()).saturating_add(2);
+        let page = i32::try_from(share).unwrap_or(PAGE).clamp(10, PAGE);
+        let mut streams: Vec<_> = queries
+            .into_iter()
+            .map(|q| q.limit(page).into_paginator().items().send())
+            .collect();
+        let mut heads = Vec::with_capacity(streams.len());
+        for stream in &mut streams {
+            heads.push(
+                stream
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|e| sdk_err("Query", e))?,
+            );
+        }
+        loop {
+            let newest = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| Some((i, get_s(h.as_ref()?, "sk").ok()?)))
+                .max_by(|a, b| a.1.cmp(b.1))
+                .map(|(i, _)| i);
+            let Some(i) = newest else {
+                return Ok(());
+            };
+            let item = heads[i].take();
+            heads[i] = streams[i]
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| sdk_err("Query", e))?;
+            if let Some(item) = item
+                && !each(item)?
+            {
+                return Ok(());
+            }
         }
     }
 }
@@ -99,30 +170,23 @@ impl ActivationStore for DynamoStore {
         let now = Timestamp::now();
         let mut found = Vec::new();
         let mut skipped = 0;
-        let mut items = self
-            .newest_first("ACT", query.project.as_deref())
-            .limit(PAGE)
-            .into_paginator()
-            .items()
-            .send();
-        while found.len() < query.limit {
-            let Some(item) = items.next().await else {
-                break;
-            };
-            let item = item.map_err(|e| sdk_err("Query", e))?;
+        let wanted = query.offset.saturating_add(query.limit);
+        self.newest_activations(query.project.as_deref(), wanted, |item| {
             if Self::expired(&item, now) {
-                continue;
+                return Ok(true);
             }
             let (a, _) = Self::activation_of(&item)?;
             if !query.matches(&a) {
-                continue;
+                return Ok(true);
             }
             if skipped < query.offset {
                 skipped += 1;
-                continue;
+                return Ok(true);
             }
             found.push(a);
-        }
+            Ok(found.len() < query.limit)
+        })
+        .await?;
         Ok(found)
     }
 
@@ -189,22 +253,26 @@ impl ActivationStore for DynamoStore {
     }
 
     async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
-        let doomed = self
-            .client
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk")
-            .filter_expression("#at < :before")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":pk", s("ACT"))
-            .expression_attribute_values(":before", n(before.0))
-            .projection_expression("pk, sk")
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| sdk_err("Query", e))?;
+        let mut doomed = Vec::new();
+        for pk in activation_partitions() {
+            let items: Vec<Item> = self
+                .client
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk")
+                .filter_expression("#at < :before")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":before", n(before.0))
+                .projection_expression("pk, sk")
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            doomed.extend(items);
+        }
         for chunk in doomed.chunks(25) {
             let requests = chunk
                 .iter()

@@ -12,7 +12,8 @@ use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
 
 use super::cache::StoredAlert;
 use super::item::{
-    activation_sk, alert_sk, cancelled_conditions, get_n, is_conditional, key, n, sdk_err,
+    LEGACY_ACTIVATIONS, activation_pk, activation_sk, alert_sk, cancelled_conditions, get_n,
+    is_conditional, key, n, sdk_err,
 };
 use super::{DynamoStore, MAX_CONFLICTS};
 
@@ -103,21 +104,25 @@ impl DynamoStore {
     /// Stamps the activation a reset (or a cooldown's end) closed with its `reset_time`, unless
     /// it already has one or is gone.
     pub(super) async fn close_activation(&self, closed: Closed) -> Result<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(self.table())
-            .set_key(Some(key("ACT", activation_sk(closed.activation))))
-            .update_expression("SET reset_time = if_not_exists(reset_time, :t)")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", n(closed.at.0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional(&e) => Ok(()),
-            Err(e) => Err(sdk_err("UpdateItem", e)),
+        let id = closed.activation;
+        for pk in [activation_pk(id), LEGACY_ACTIVATIONS.to_owned()] {
+            let result = self
+                .client
+                .update_item()
+                .table_name(self.table())
+                .set_key(Some(key(pk, activation_sk(id))))
+                .update_expression("SET reset_time = if_not_exists(reset_time, :t)")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", n(closed.at.0))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conditional(&e) => continue,
+                Err(e) => return Err(sdk_err("UpdateItem", e)),
+            }
         }
+        Ok(())
     }
 
     /// Read, change, write back conditionally, retrying when a concurrent writer won. The

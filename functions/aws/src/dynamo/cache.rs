@@ -15,6 +15,7 @@ use tocsin_core::store::AlertRecord;
 
 use super::DynamoStore;
 use super::item::{Item, alert_sk, get_json, get_n, get_s, json, key, n, s, sdk_err};
+use super::receipts::Receipts;
 
 /// Windows remembered at most; beyond, the cache of windows starts over (a window not in the
 /// cache costs one more write when another instance wrote it meanwhile, never a wrong count).
@@ -101,8 +102,14 @@ impl WindowKey {
     }
 }
 
-/// A window with the version of its item (0: no item known).
-pub type Versioned = (Window, u64);
+/// A window as its item holds it: the times, the receipts of the queue messages counted in
+/// it, and the item's version (0: no item known).
+#[derive(Debug, Clone, Default)]
+pub struct Versioned {
+    pub window: Window,
+    pub receipts: Receipts,
+    pub v: u64,
+}
 
 /// The cache of one store instance.
 #[derive(Default)]
@@ -249,8 +256,15 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_err("GetItem", e))?;
         match out.item() {
-            Some(item) => Ok((decode_window(get_s(item, "w")?)?, get_n(item, "v")?)),
-            None => Ok((Window::default(), 0)),
+            Some(item) => Ok(Versioned {
+                window: decode_window(get_s(item, "w")?)?,
+                receipts: match item.get("m") {
+                    Some(AttributeValue::B(b)) => Receipts::decode(b.as_ref())?,
+                    _ => Receipts::default(),
+                },
+                v: get_n(item, "v")?,
+            }),
+            None => Ok(Versioned::default()),
         }
     }
 }

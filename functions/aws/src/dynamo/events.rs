@@ -1,14 +1,17 @@
-//! Event intake on DynamoDB: the store claims idempotency keys, groups a batch's events by the
-//! window they count in, runs each group through the engine's intake on a working copy of the
-//! window and the alert's runtime, and commits the change set it returns: one conditional write
-//! of the window, or, when the alert's state changed, one transaction with its runtime and the
-//! activations it fired. A write lost to a concurrent writer re-reads and runs the group again.
+//! Event intake on DynamoDB: the store claims client-given idempotency keys, groups a batch's
+//! events by the window they count in, skips what the window's receipts say it counted already
+//! (a queue's redelivery), runs the rest through the engine's intake on a working copy of the
+//! window and the alert's runtime, and commits the change set it returns with the new receipts:
+//! one conditional write of the window, or, when the alert's state changed, one transaction with
+//! its runtime and the activations it fired. A write lost to a concurrent writer re-reads and
+//! runs the group again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
 use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
@@ -16,10 +19,11 @@ use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Span, Timestamp};
 use tocsin_core::store::EventStore;
 
-use super::cache::{Cache, StoredAlert, WindowKey, at_version};
+use super::cache::{Cache, StoredAlert, Versioned, WindowKey, at_version};
 use super::item::{
     Item, alert_sk, cancelled_conditions, is_conditional, json, key, n, s, sdk_err, ttl_secs,
 };
+use super::receipts::{Receipts, message_hash};
 use super::{DynamoStore, MAX_CONFLICTS};
 
 /// How fresh the cache must be before a custom kind is refused as unknown: an alert created a
@@ -167,10 +171,28 @@ impl DynamoStore {
         while !round.is_empty() {
             let groups = group_by_window(&cache, &round);
             let mut next = Vec::new();
-            for (key, members) in groups {
-                for chunk in members.chunks(MAX_GROUP) {
-                    match self.evaluate_window(&mut cache, key.clone(), chunk).await {
-                        Ok((effects, activations)) => {
+            for Group {
+                key,
+                members,
+                places,
+            } in groups
+            {
+                let mut chunks = members.chunks(MAX_GROUP).zip(places.chunks(MAX_GROUP));
+                while let Some((chunk, places)) = chunks.next() {
+                    match self
+                        .evaluate_window(&mut cache, key.clone(), chunk, places)
+                        .await
+                    {
+                        Ok(Evaluation {
+                            effects,
+                            activations,
+                            skipped,
+                        }) => {
+                            for j in skipped {
+                                if let Ok(outcome) = &mut outcomes[round[j].0] {
+                                    outcome.duplicate = true;
+                                }
+                            }
                             for effect in effects {
                                 let origin = round[effect.origin].0;
                                 if let Ok(outcome) = &mut outcomes[origin] {
@@ -180,9 +202,14 @@ impl DynamoStore {
                             }
                         }
                         Err(e) => {
-                            for &(j, _) in chunk {
-                                outcomes[round[j].0] = Err(e.clone());
+                            // The receipts count a message's events in order: a later chunk
+                            // must not be committed past a failed one.
+                            for (chunk, _) in std::iter::once((chunk, places)).chain(chunks) {
+                                for &(j, _) in chunk {
+                                    outcomes[round[j].0] = Err(e.clone());
+                                }
                             }
+                            break;
                         }
                     }
                 }
@@ -322,18 +349,20 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Evaluates, in order, the events of one window (each with its index in the round) and
-    /// commits what the engine changed, returning its effects and the activations they refer
-    /// to. After losing the write to a concurrent writer, it reads the window and the alert
-    /// again and evaluates the events anew. Activation ids are reserved once the engine has said
-    /// how many firings there are, and the group is evaluated again with them: the engine is
+    /// Evaluates, in order, the events of one window (each with its index in the round and its
+    /// place in its queue message) and commits what the engine changed with the window's new
+    /// receipts, returning its effects, the activations they refer to, and the events skipped as
+    /// counted before. After losing the write to a concurrent writer, it reads the window and the
+    /// alert again and evaluates the events anew. Activation ids are reserved once the engine has
+    /// said how many firings there are, and the group is evaluated again with them: the engine is
     /// deterministic, so it fires the same way.
     async fn evaluate_window(
         &self,
         cache: &mut Cache,
         mut key: WindowKey,
         events: &[(usize, &AcceptedEvent)],
-    ) -> Result<(Vec<Effect>, Vec<Activation>)> {
+        places: &[Option<Place>],
+    ) -> Result<Evaluation> {
         let last_at = events
             .iter()
             .map(|(_, ev)| ev.at)
@@ -343,27 +372,43 @@ impl DynamoStore {
         loop {
             let Some(alert) = cache.alerts.get(&key.alert).cloned() else {
                 // Deleted meanwhile: the events count nowhere.
-                return Ok((Vec::new(), Vec::new()));
+                return Ok(Evaluation::default());
             };
             key.generation = alert.generation;
-            let (window, wv) = cache.windows.get(&key).cloned().unwrap_or_default();
+            let stored = cache.windows.get(&key).cloned().unwrap_or_default();
+            let (fresh, skipped, receipts) = self.unreceipted(&stored.receipts, events, places);
+            if fresh.is_empty() {
+                return Ok(Evaluation {
+                    skipped,
+                    ..Evaluation::default()
+                });
+            }
             let mut provisional = 0;
-            let mut done = evaluate(&alert, &window, events, &mut || {
+            let mut done = evaluate(&alert, &stored.window, &fresh, &mut || {
                 provisional += 1;
                 provisional
             });
             let fired = done.changes.activations.len() as u64;
             if fired > 0 {
                 let mut id = self.next_ids("next_activation", fired).await? + 1 - fired;
-                done = evaluate(&alert, &window, events, &mut || {
+                done = evaluate(&alert, &stored.window, &fresh, &mut || {
                     id += 1;
                     id - 1
                 });
             }
-            match self.commit(&key, &done, wv, &alert, last_at).await? {
+            let receipts = (receipts != stored.receipts).then_some(receipts);
+            match self
+                .commit(&key, &done, &stored, receipts.as_ref(), &alert, last_at)
+                .await?
+            {
                 Some((new_wv, new_av)) => {
-                    if !done.changes.windows.is_empty() {
-                        cache.put_window(key.clone(), (done.window, new_wv));
+                    if new_wv != stored.v {
+                        let window = Versioned {
+                            window: done.window,
+                            receipts: receipts.unwrap_or(stored.receipts),
+                            v: new_wv,
+                        };
+                        cache.put_window(key.clone(), window);
                     }
                     if !done.changes.runtimes.is_empty() {
                         let mut alert = alert;
@@ -374,7 +419,11 @@ impl DynamoStore {
                     for c in done.changes.closed {
                         self.close_activation(c).await?;
                     }
-                    return Ok((done.effects, done.changes.activations));
+                    return Ok(Evaluation {
+                        effects: done.effects,
+                        activations: done.changes.activations,
+                        skipped,
+                    });
                 }
                 None => {
                     conflicts += 1;
@@ -382,6 +431,43 @@ impl DynamoStore {
                 }
             }
         }
+    }
+
+    /// Splits a group by the window's receipts: the events to evaluate (with their indexes in
+    /// the round), the round indexes of those counted before, and the receipts once the fresh
+    /// ones are counted, aged by the redelivery horizon.
+    fn unreceipted<'e>(
+        &self,
+        receipts: &Receipts,
+        events: &[(usize, &'e AcceptedEvent)],
+        places: &[Option<Place>],
+    ) -> (Vec<(usize, &'e AcceptedEvent)>, Vec<usize>, Receipts) {
+        let counted = receipts.index();
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut skipped = Vec::new();
+        let mut after = receipts.clone();
+        let now = now_secs();
+        for (&(i, ev), place) in events.iter().zip(places) {
+            match place {
+                Some(p) if p.ordinal < counted.get(&p.message).copied().unwrap_or(0) => {
+                    skipped.push(i)
+                }
+                Some(p) => {
+                    after.record(p.message, p.ordinal + 1, now);
+                    fresh.push((i, ev));
+                }
+                None => fresh.push((i, ev)),
+            }
+        }
+        let horizon = u32::try_from(self.settings.redelivery_horizon.as_secs()).unwrap_or(u32::MAX);
+        let forgotten = after.expire(now, horizon);
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "a window received more queue messages within the redelivery horizon than it keeps receipts for: redeliveries of the oldest could count twice"
+            );
+        }
+        (fresh, skipped, after)
     }
 
     /// After a lost write: the alert and the window as they are now.
@@ -416,24 +502,31 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Writes a group's change set: nothing when nothing changed; the window alone when the
-    /// alert's state did not change (one `PutItem`); else one transaction with the window, the
-    /// alert's runtime and the new activations. Returns the new versions of the window and the
-    /// alert, or None when a concurrent writer changed either first.
+    /// Writes a group's change set: nothing when nothing changed; the window alone (with its
+    /// receipts) when the alert's state did not change (one `PutItem`); else one transaction
+    /// with the window, the alert's runtime and the new activations. Receipts are written only
+    /// with a change: events that changed nothing may be evaluated again. Returns the new
+    /// versions of the window and the alert, or None when a concurrent writer changed either
+    /// first.
     async fn commit(
         &self,
         key: &WindowKey,
         done: &Evaluated,
-        wv: u64,
+        stored: &Versioned,
+        receipts: Option<&Receipts>,
         alert: &StoredAlert,
         last_at: Timestamp,
     ) -> Result<Option<(u64, u64)>> {
-        let window_dirty = !done.changes.windows.is_empty();
+        let wv = stored.v;
         let runtime_dirty = !done.changes.runtimes.is_empty();
+        let window_dirty =
+            !done.changes.windows.is_empty() || (runtime_dirty && receipts.is_some());
         if !window_dirty && !runtime_dirty {
             return Ok(Some((wv, alert.v)));
         }
-        let window_item = self.window_item(key, &done.window, wv + 1, &alert.rule, last_at)?;
+        let receipts = receipts.unwrap_or(&stored.receipts);
+        let window_item =
+            self.window_item(key, &done.window, receipts, wv + 1, &alert.rule, last_at)?;
         let (condition, value) = at_version(wv);
         let values = value.map(|v| [(":expected".to_owned(), v)].into());
         if !runtime_dirty {
@@ -497,10 +590,12 @@ impl DynamoStore {
 
     /// A window item at version `v`, expiring when its newest event (at `last`) leaves the
     /// period: TTL then deletes it, and a later write finds no item, as if it were empty.
+    /// A window's receipts outlive its times by up to the redelivery horizon.
     fn window_item(
         &self,
         key: &WindowKey,
         w: &Window,
+        receipts: &Receipts,
         v: u64,
         rule: &Rule,
         last: Timestamp,
@@ -508,9 +603,17 @@ impl DynamoStore {
         let mut item = key.item_key();
         item.insert("w".into(), s(super::cache::encode_window(w)));
         item.insert("v".into(), n(v));
+        if !receipts.is_empty() {
+            item.insert("m".into(), AttributeValue::B(Blob::new(receipts.encode())));
+        }
         if let Some(span) = rule.sustain.or(rule.period) {
             let newest = w.times().last().copied().unwrap_or(last).max(last);
-            item.insert("expires_at".into(), n(ttl_secs(newest.plus(span))));
+            let mut expires = ttl_secs(newest.plus(span));
+            if !receipts.is_empty() {
+                let horizon = self.settings.redelivery_horizon.as_secs();
+                expires = expires.max(i64::from(now_secs()) + horizon as i64);
+            }
+            item.insert("expires_at".into(), n(expires));
         }
         Ok(item)
     }
@@ -542,16 +645,50 @@ impl EventStore for DynamoStore {
     }
 }
 
-/// The events of a round by the window they count in (each with its index in the round), in
-/// order of arrival within each window: the matcher decides which alerts an event matches, the
-/// engine later whether it concerns them.
-fn group_by_window<'r>(
-    cache: &Cache,
-    round: &'r [(usize, AcceptedEvent)],
-) -> Vec<(WindowKey, Vec<(usize, &'r AcceptedEvent)>)> {
-    let mut groups: Vec<(WindowKey, Vec<(usize, &AcceptedEvent)>)> = Vec::new();
+/// Where an event sits among the events of its queue message that go to one window: the
+/// receipts count them in this order.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    message: u64,
+    ordinal: u32,
+}
+
+/// The events of one window in a round, in order of arrival, each with its index in the round
+/// and its place in its message (None off a queue).
+struct Group<'r> {
+    key: WindowKey,
+    members: Vec<(usize, &'r AcceptedEvent)>,
+    places: Vec<Option<Place>>,
+}
+
+/// What evaluating one window's events did.
+#[derive(Default)]
+struct Evaluation {
+    effects: Vec<Effect>,
+    activations: Vec<Activation>,
+    /// Round indexes of the events its receipts say were counted before.
+    skipped: Vec<usize>,
+}
+
+/// Seconds since the epoch by this machine's clock: receipts age by it, not by event time,
+/// since a redelivery comes a visibility timeout after the delivery whatever the events say.
+fn now_secs() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// The events of a round by the window they count in, in order of arrival within each window:
+/// the matcher decides which alerts an event matches, the engine later whether it concerns
+/// them.
+fn group_by_window<'r>(cache: &Cache, round: &'r [(usize, AcceptedEvent)]) -> Vec<Group<'r>> {
+    let mut groups: Vec<Group<'r>> = Vec::new();
     let mut index: HashMap<WindowKey, usize> = HashMap::new();
+    // Per window and message: how many of the message's events went to the window so far.
+    let mut ordinals: HashMap<(usize, u64), u32> = HashMap::new();
     for (j, (_, ev)) in round.iter().enumerate() {
+        let message = ev.message.as_deref().map(message_hash);
         cache
             .matcher
             .for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
@@ -564,10 +701,23 @@ fn group_by_window<'r>(
                     entity: alert.rule.per_entity.then(|| ev.entity_id.as_str().into()),
                 };
                 let g = *index.entry(key.clone()).or_insert_with(|| {
-                    groups.push((key, Vec::new()));
+                    groups.push(Group {
+                        key,
+                        members: Vec::new(),
+                        places: Vec::new(),
+                    });
                     groups.len() - 1
                 });
-                groups[g].1.push((j, ev));
+                let place = message.map(|message| {
+                    let next = ordinals.entry((g, message)).or_insert(0);
+                    *next += 1;
+                    Place {
+                        message,
+                        ordinal: *next - 1,
+                    }
+                });
+                groups[g].members.push((j, ev));
+                groups[g].places.push(place);
             });
     }
     groups

@@ -115,6 +115,26 @@ pub fn alert_sk(project: &str, name: &str) -> String {
     format!("{project}\u{1}{name}")
 }
 
+/// Activations are spread over this many partitions by id (`ACT0` to `ACT7`): one partition
+/// takes about 1,000 writes a second, and every firing writes its activation.
+pub const ACTIVATION_SHARDS: u64 = 8;
+
+/// The partition key of an activation.
+pub fn activation_pk(id: u64) -> String {
+    format!("ACT{}", id % ACTIVATION_SHARDS)
+}
+
+/// The partition activations were kept in before they were spread: still read (listed, found
+/// by id, closed and pruned) until TTL has emptied it.
+pub const LEGACY_ACTIVATIONS: &str = "ACT";
+
+/// Every partition an activation may be in: the shards, then the legacy one.
+pub fn activation_partitions() -> impl Iterator<Item = String> {
+    (0..ACTIVATION_SHARDS)
+        .map(|s| format!("ACT{s}"))
+        .chain(std::iter::once(LEGACY_ACTIVATIONS.to_owned()))
+}
+
 /// The sort key of an activation: its id in 20 digits, so that keys sort as ids do.
 pub fn activation_sk(id: u64) -> String {
     format!("{id:020}")

@@ -7,14 +7,16 @@
 //! |---|---|---|---|---|
 //! | catalog | `META` | `CATALOG` | `v` (bumped by every config change, reset and acknowledgement), `alerts` (count), `next_alert`, `next_activation` | < 100 B |
 //! | alert | `ALERT` | project `\u{1}` name | `id`, `doc` (rule with secrets, dates: JSON), `rt` (runtime: JSON), `v` (version), `gen` (window generation) | 1–4 KB |
-//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `v`, `expires_at` | ≤ `max_criteria_count` times, about 1 KB at 99 |
-//! | idempotency key | `I#{project}` | the key | `exp` (µs), `expires_at` | < 300 B |
-//! | activation | `ACT` | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
+//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `m` (receipts of the queue messages counted, 16 B each, binary), `v`, `expires_at` | ≤ `max_criteria_count` times, about 1 KB at 99, plus the receipts |
+//! | idempotency key | `I#{project}` | the key (client-given ids only) | `exp` (µs), `expires_at` | < 300 B |
+//! | activation | `ACT{id % 8}` (before: `ACT`, still read) | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
 //! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
 //!
 //! Indexes: `gsi1` (`gsi1pk`, `gsi1sk`) lists a project's activations newest first; `gsi2`
 //! (`gsi2pk`, `gsi2sk`) is sparse, the outbox of activations with pending notifications.
-//! Activations of all projects are listed from the base table (`pk = ACT`).
+//! Activations of all projects are listed from the base table: the eight partitions (and the
+//! legacy `ACT`) read newest first and merged by id. Spreading them lets firings go past one
+//! partition's 1,000 writes a second.
 //!
 //! # The hot path: one conditional write per matched (event, alert), no read
 //!
@@ -29,6 +31,15 @@
 //! every event counted once. A batch (the SQS evaluator) evaluates all its events of one window
 //! in memory and writes once.
 //!
+//! # Exactly once on the queued path: receipts in the window
+//!
+//! The evaluator's events carry their SQS message id; a message holds many events. Each
+//! window keeps, with its times, how many of each recent message's events it counted (see
+//! `receipts`), written in the same conditional write as the times: a redelivery skips what
+//! was counted, window by window, and costs no claim. Only events with a client-given id
+//! claim it as an idempotency key, on both paths, since a client may retry at any time within
+//! the key's lifetime.
+//!
 //! The cache checks the catalog's version (one `GetItem`) at most every
 //! [`DynamoSettings::config_ttl`], and reloads the alerts when it changed. A reset or a config
 //! change moves the alert to a new window generation, so windows never need deleting: old
@@ -41,6 +52,7 @@ mod audit;
 mod cache;
 mod events;
 pub(crate) mod item;
+mod receipts;
 mod table;
 
 use std::sync::Arc;
@@ -64,16 +76,22 @@ pub struct DynamoSettings {
     pub config_ttl: Duration,
     /// Activations are kept this long (their `expires_at`).
     pub activation_retention: Span,
+    /// How long a window remembers a queue message it counted (see `receipts`): at least the
+    /// queue's visibility timeout times its `maxReceiveCount`, after which SQS no longer
+    /// redelivers the message.
+    pub redelivery_horizon: Duration,
 }
 
 impl DynamoSettings {
     /// Settings for `table` with the defaults: configs checked every 5 s, activations kept
-    /// 30 days.
+    /// 30 days, messages remembered 15 minutes (the template's queue: 180 s visibility, 5
+    /// receives).
     pub fn new(table: impl Into<String>) -> Self {
         DynamoSettings {
             table: table.into(),
             config_ttl: Duration::from_secs(5),
             activation_retention: Span::from_secs(30 * 86_400),
+            redelivery_horizon: Duration::from_secs(900),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The evaluator function: takes SQS batches of accepted events, evaluates each batch with one
-//! write per window it touches, publishes what fired, and reports the messages that failed so
+//! The evaluator function: takes SQS batches of messages of accepted events, evaluates each
+//! batch with one write per window it touches, publishes what fired, and reports the messages that failed so
 //! that SQS retries only those (and, after the queue's `maxReceiveCount`, moves them to the
 //! dead-letter queue).
 
@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tocsin_core::Service;
-use tocsin_core::model::AcceptedEvent;
 
 use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
+use crate::queue::unpack;
 use crate::sns::Outbox;
 
 pub struct EvaluatorHandler {
@@ -28,19 +28,23 @@ impl EvaluatorHandler {
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
         let mut failed = Vec::new();
-        let mut ids = Vec::with_capacity(batch.records.len());
+        // Each event with the index of its message in `ids`.
+        let mut ids: Vec<String> = Vec::with_capacity(batch.records.len());
         let mut events = Vec::with_capacity(batch.records.len());
+        let mut carried_by = Vec::with_capacity(batch.records.len());
         for record in batch.records {
             let id = record.message_id.unwrap_or_default();
-            match serde_json::from_str::<AcceptedEvent>(record.body.as_deref().unwrap_or("")) {
-                Ok(mut event) => {
-                    // SQS delivers at least once: the message id makes a redelivery a
-                    // duplicate, counted once, when the sender gave the event no id.
-                    if event.idempotency_key.is_none() {
-                        event.idempotency_key = Some(format!("sqs:{id}"));
+            match unpack(record.body.as_deref().unwrap_or("")) {
+                Ok(carried) => {
+                    // SQS delivers at least once: the windows keep receipts of the messages
+                    // they counted, so that a redelivery counts only what was not counted.
+                    let message: Arc<str> = id.as_str().into();
+                    for mut event in carried {
+                        event.message = Some(message.clone());
+                        events.push(event);
+                        carried_by.push(ids.len());
                     }
                     ids.push(id);
-                    events.push(event);
                 }
                 Err(e) => {
                     tracing::error!(message = %id, error = %e, "a queued message is not an event");
@@ -49,12 +53,20 @@ impl EvaluatorHandler {
             }
         }
         let outcomes = self.service.ingest_batch(&events).await;
-        for (id, outcome) in ids.into_iter().zip(outcomes) {
+        let mut message_failed = vec![false; ids.len()];
+        for (m, outcome) in carried_by.into_iter().zip(outcomes) {
             if let Err(e) = outcome {
-                tracing::error!(message = %id, error = %e, "an event was not evaluated");
-                failed.push(id);
+                if !message_failed[m] {
+                    tracing::error!(message = %ids[m], error = %e, "an event was not evaluated");
+                }
+                message_failed[m] = true;
             }
         }
+        failed.extend(
+            ids.into_iter()
+                .zip(message_failed)
+                .filter_map(|(id, f)| f.then_some(id)),
+        );
         self.outbox.flush().await;
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failed

@@ -336,6 +336,7 @@ mod tests {
             at: Timestamp::from_secs(at),
             idempotency_key: None,
             chain: Vec::new(),
+            message: None,
         }
     }
 

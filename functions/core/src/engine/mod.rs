@@ -132,6 +132,7 @@ fn calculated_event(rule: &Rule, kind: &EventKind, ev: &AcceptedEvent) -> Option
         at: ev.at,
         idempotency_key: None,
         chain,
+        message: None,
     })
 }
 

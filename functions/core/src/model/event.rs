@@ -40,4 +40,11 @@ pub struct AcceptedEvent {
     /// The alerts (`project/name`) whose `event` notifications led to this event, oldest
     /// first; empty for an event a client posted. Guards chained events against loops.
     pub chain: Vec<String>,
+    /// The id of the queue message that carried the event (SQS `messageId`), for a store that
+    /// recognises redeliveries itself (DynamoDB); None off a queue. A redelivery carries the
+    /// same events under the same id, in the same order, which is what lets a window remember
+    /// "counted the first n events of message m" instead of one key per event. Not part of the
+    /// queued JSON: the queue assigns it on receipt.
+    #[serde(skip)]
+    pub message: Option<std::sync::Arc<str>>,
 }

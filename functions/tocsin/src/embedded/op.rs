@@ -110,6 +110,7 @@ mod compact {
             at: Timestamp(o.t),
             idempotency_key: o.i,
             chain: o.c,
+            message: None,
         })
     }
 }
