@@ -30,9 +30,18 @@ fn event(alert: usize, id: Option<String>) -> Value {
 }
 
 fn request(method: &str, path: &str, body: &Value) -> lambda_http::Request {
+    request_with(method, path, body, None)
+}
+
+/// A request, with an `If-None-Match` header when `tag` is given.
+fn request_with(method: &str, path: &str, body: &Value, tag: Option<&str>) -> lambda_http::Request {
+    let mut headers = json!({"content-type": "application/json"});
+    if let Some(tag) = tag {
+        headers["if-none-match"] = json!(tag);
+    }
     let e = json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
+        "headers": headers,
         "requestContext": {"accountId": "1", "apiId": "a", "domainName": "a", "domainPrefix": "a",
             "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"}},
@@ -268,6 +277,31 @@ async fn main() {
         100,
     ));
 
+    // The Alerts page's poll of `GET /projects/*/alerts`: in full, then unchanged (304).
+    let listing = "/api/v1/projects/*/alerts";
+    counter.reset();
+    let full = api
+        .handle(request_with("GET", listing, &Value::Null, None))
+        .await
+        .expect("listing");
+    assert_eq!(full.status(), 200);
+    let tag = full
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("an ETag")
+        .to_owned();
+    let mut polls = vec![row("an Alerts page poll, in full (11 alerts)", &counter, 1)];
+    counter.reset();
+    for _ in 0..10 {
+        let again = api
+            .handle(request_with("GET", listing, &Value::Null, Some(&tag)))
+            .await
+            .expect("listing");
+        assert_eq!(again.status(), 304);
+    }
+    polls.push(row("the same poll, unchanged (304)", &counter, 10));
+
     println!("| per event | write requests | read requests | write units (puts) | by operation |");
     println!("|---|---|---|---|---|");
     for r in rows {
@@ -275,5 +309,11 @@ async fn main() {
             "| {} | {:.3} | {:.3} | {:.2} | {} |",
             r.what, r.writes, r.reads, r.units, r.detail
         );
+    }
+    println!();
+    println!("| per request | read requests | by operation |");
+    println!("|---|---|---|");
+    for r in polls {
+        println!("| {} | {:.3} | {} |", r.what, r.reads, r.detail);
     }
 }

@@ -174,6 +174,9 @@ impl AlertStore for SubscribingStore {
     ) -> Result<Vec<AlertRecord>> {
         self.store.list_alerts(project, offset, limit).await
     }
+    async fn alerts_version(&self) -> Result<String> {
+        self.store.alerts_version().await
+    }
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
         let existed = self.store.delete_alert(project, name).await?;
         self.sync(project, name, &BTreeSet::new()).await?;

@@ -531,3 +531,67 @@ async fn jwt_claims_map_to_the_same_roles_and_iam_keeps_full_access() {
         ]
     );
 }
+
+/// The Alerts page's poll: a listing asked again with its ETag is 304 for one read of the
+/// catalog item, and a firing anywhere makes the next poll read in full.
+#[tokio::test]
+async fn an_unchanged_alerts_listing_costs_one_read_of_the_catalog() {
+    let d = Deployment::new().await;
+    let counter = tocsin_aws::metrics::RequestCounter::default();
+    let api = ApiHandler::new(&d.env(false), &clients(Some(&counter)));
+    for name in ["one", "two", "three"] {
+        let mut body = alert(name, 2, "manual", "http://127.0.0.1:9/none", None);
+        body["notifications"] = json!([]);
+        let (status, answer) = call(
+            &api,
+            "PUT",
+            &format!("/api/v1/projects/fraud/alerts/{name}"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let listing = "/api/v1/projects/*/alerts";
+    let poll = async |tag: Option<&str>| {
+        let mut req = api_gateway_event("GET", listing, None);
+        if let Some(tag) = tag {
+            req.headers_mut()
+                .insert("if-none-match", tag.parse().expect("a header value"));
+        }
+        let res = api.handle(req).await.expect("infallible");
+        let tag = res
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (res.status().as_u16(), tag)
+    };
+    let (status, tag) = poll(None).await;
+    assert_eq!(status, 200);
+    counter.reset();
+    let (status, again) = poll(Some(&tag)).await;
+    assert_eq!((status, again.as_str()), (304, tag.as_str()));
+    let ops: Vec<(String, u64)> = counter
+        .snapshot()
+        .into_iter()
+        .map(|(op, c)| (op, c.requests))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![("GetItem".to_owned(), 1)],
+        "the catalog, nothing else"
+    );
+    for i in 0..2 {
+        let (status, _) = call(
+            &api,
+            "POST",
+            "/api/v1/projects/fraud/events/failed",
+            Some(failure(&format!("job-{i}"))),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = poll(Some(&tag)).await;
+    assert_eq!(status, 200, "a firing changes the listing");
+}

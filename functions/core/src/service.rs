@@ -118,6 +118,12 @@ impl Service {
         self.store.list_alerts(project, offset, limit).await
     }
 
+    /// What a listing's "not modified" is checked against: see
+    /// [`crate::store::AlertStore::alerts_version`]. Read it before the listing it describes.
+    pub async fn alerts_version(&self) -> Result<String> {
+        self.store.alerts_version().await
+    }
+
     /// `DELETE /projects/{project}/alerts/{name}`: succeeds also when there is no such alert.
     pub async fn delete_alert(&self, project: &str, name: &str) -> Result<()> {
         self.store.delete_alert(project, name).await.map(|_| ())

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 use serde::ser::SerializeSeq;
@@ -12,6 +13,7 @@ use tocsin_core::auth::{Action, Principal};
 use tocsin_core::model::{AlertConfig, ProjectName, ProjectScope, Timestamp};
 use tocsin_core::store::AlertRecord;
 
+use super::listing_tag::{self, ListingTag};
 use super::{ApiError, ApiPath, AppState, JsonBody};
 
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {
@@ -83,19 +85,50 @@ pub async fn get(
     Ok(Json(for_client(config, from_mlrun(&headers))))
 }
 
+/// `GET /projects/{project}/alerts`. Answers with an ETag; a request whose `If-None-Match`
+/// still holds (see [`listing_tag`](super::listing_tag)) gets 304 for one read of the store's
+/// version, which is what an open Alerts page does every 2 s.
 pub async fn list(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath(scope): ApiPath<ProjectScope>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<AlertList>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = scope.as_str();
     let offset = number(&params, "offset")?.unwrap_or(0);
     let limit = number(&params, "page-size")?
         .or(number(&params, "limit")?)
         .unwrap_or(usize::MAX);
-    let records = match principal.readable() {
+    let mlrun = from_mlrun(&headers);
+    let readable = principal.readable();
+    let reader = listing_tag::reader(&[
+        &principal.name,
+        &format!("{}{mlrun}{readable:?}", principal.authenticated),
+        project,
+        &offset.to_string(),
+        &limit.to_string(),
+    ]);
+    // Read before the listing: a change in between makes the next request read in full.
+    let version = s.service.alerts_version().await?;
+    let now = Timestamp::now();
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ListingTag::parse);
+    if let Some(tag) = held
+        && tag.still_holds(&version, reader, now)
+    {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, tag.render()),
+                (header::CACHE_CONTROL, NO_CACHE.into()),
+            ],
+        )
+            .into_response());
+    }
+    let records: Vec<AlertRecord> = match readable {
         // A `*` listing by a principal who reads only some projects: those, then the page.
         Some(_) if project == "*" => s
             .service
@@ -108,14 +141,33 @@ pub async fn list(
             .collect(),
         _ => s.service.list_alerts(project, offset, limit).await?,
     };
-    Ok(Json(AlertList {
-        alerts: Views {
-            records,
-            now: Timestamp::now(),
-            mlrun: from_mlrun(&headers),
-        },
-    }))
+    let tag = ListingTag {
+        version,
+        issued: now,
+        until: records
+            .iter()
+            .filter_map(|r| r.changes_by_itself_at(now))
+            .min(),
+        reader,
+    };
+    Ok((
+        [
+            (header::ETAG, tag.render()),
+            (header::CACHE_CONTROL, NO_CACHE.into()),
+        ],
+        Json(AlertList {
+            alerts: Views {
+                records,
+                now,
+                mlrun,
+            },
+        }),
+    )
+        .into_response())
 }
+
+/// Caches may keep a listing, but must ask again each time (with its ETag).
+const NO_CACHE: &str = "private, no-cache";
 
 /// `{"alerts": [...]}`, each alert's view rendered as it is written.
 #[derive(Serialize)]

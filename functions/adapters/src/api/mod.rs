@@ -13,6 +13,7 @@ mod body;
 mod error;
 mod events;
 mod limits;
+mod listing_tag;
 mod page;
 mod path;
 mod rule_text;

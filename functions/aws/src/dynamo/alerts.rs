@@ -193,7 +193,7 @@ impl AlertStore for DynamoStore {
                         });
                     }
                     Written::Conflict(reasons) if reasons.get(1) == Some(&true) => {
-                        let (_, count) = self.catalog().await?;
+                        let count = self.catalog().await?.alerts;
                         return Err(update::too_many(count, put.max_allowed));
                     }
                     // Created concurrently: update it instead.
@@ -296,6 +296,15 @@ impl AlertStore for DynamoStore {
     }
 
     async fn alert_count(&self) -> Result<usize> {
-        Ok(self.catalog().await?.1)
+        Ok(self.catalog().await?.alerts)
+    }
+
+    /// The catalog's version and activation counter: one strongly consistent read of an item
+    /// under 100 bytes (1 read unit). A firing takes its activation id just before its
+    /// transaction commits, so a reader in between sees the new version with the old listing:
+    /// the API bounds how long a listing's tag is trusted for that reason.
+    async fn alerts_version(&self) -> Result<String> {
+        let c = self.catalog().await?;
+        Ok(format!("{}-{}", c.version, c.next_activation))
     }
 }

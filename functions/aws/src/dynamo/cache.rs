@@ -102,6 +102,16 @@ impl WindowKey {
     }
 }
 
+/// The catalog item: what every instance checks before trusting its cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Catalog {
+    /// Bumped by every config change, reset and acknowledgement.
+    pub version: u64,
+    pub alerts: usize,
+    /// The last activation id handed out: every firing takes one first.
+    pub next_activation: u64,
+}
+
 /// A window as its item holds it: the times, the receipts of the queue messages counted in
 /// it, and the item's version (0: no item known).
 #[derive(Debug, Clone, Default)]
@@ -160,8 +170,8 @@ impl Cache {
 }
 
 impl DynamoStore {
-    /// The catalog's config version and alert count.
-    pub(super) async fn catalog(&self) -> Result<(u64, usize)> {
+    /// The catalog item, read strongly consistent.
+    pub(super) async fn catalog(&self) -> Result<Catalog> {
         let out = self
             .client
             .get_item()
@@ -171,12 +181,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("GetItem", e))?;
-        Ok(match out.item() {
-            Some(item) => (
-                super::item::opt_n(item, "v")?.unwrap_or(0),
-                super::item::opt_n(item, "alerts")?.unwrap_or(0),
-            ),
-            None => (0, 0),
+        let Some(item) = out.item() else {
+            return Ok(Catalog::default());
+        };
+        Ok(Catalog {
+            version: super::item::opt_n(item, "v")?.unwrap_or(0),
+            alerts: super::item::opt_n(item, "alerts")?.unwrap_or(0),
+            next_activation: super::item::opt_n(item, "next_activation")?.unwrap_or(0),
         })
     }
 
@@ -222,7 +233,7 @@ impl DynamoStore {
         if cache.age().is_some_and(|age| age < max_age) {
             return Ok(());
         }
-        let (version, _) = self.catalog().await?;
+        let version = self.catalog().await?.version;
         if cache.checked.is_some() && version == cache.catalog {
             cache.checked = Some(Instant::now());
             return Ok(());

@@ -37,6 +37,9 @@ pub struct MemoryState {
     names: BTreeMap<(String, String), u64>,
     matcher: Matcher,
     idempotency: FxHashMap<(Box<str>, Box<str>), Timestamp>,
+    /// Config changes, resets and acknowledgements since the state was made (not persisted:
+    /// see [`MemoryState::listing_version`]).
+    edits: u64,
 }
 
 impl MemoryState {
@@ -48,6 +51,13 @@ impl MemoryState {
             next_alert_id: 1,
             ..Default::default()
         }
+    }
+
+    /// What changes whenever a listing of the alerts could read differently other than by
+    /// time passing: the edits, and the next activation id (every firing takes one). The edits
+    /// count from zero in each process, so stores pair this with when they opened.
+    pub fn listing_version(&self) -> (u64, u64) {
+        (self.edits, self.next_activation_id)
     }
 
     /// Adds an alert loaded from persistent storage.
@@ -202,6 +212,7 @@ impl MemoryState {
         self.matcher.insert(id, &rule);
         changes.rules.push(id);
         changes.runtimes.push(id);
+        self.edits += 1;
         Ok(PutOutcome {
             alert: entry.record.clone(),
             created: plan.created,
@@ -218,6 +229,7 @@ impl MemoryState {
             self.matcher.remove(id, &entry.record.rule);
         }
         changes.removed.push(id);
+        self.edits += 1;
         true
     }
 
@@ -241,6 +253,7 @@ impl MemoryState {
         entry.windows = Windows::for_rule(&entry.record.rule);
         changes.windows.push(WindowChange::Clear { alert: id });
         changes.runtimes.push(id);
+        self.edits += 1;
         true
     }
 
@@ -261,6 +274,7 @@ impl MemoryState {
         };
         update::acknowledge(&mut entry.record.runtime, by, now)?;
         changes.runtimes.push(entry.record.id);
+        self.edits += 1;
         Ok(true)
     }
 
@@ -358,6 +372,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// everything on exit, by design.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
+    /// When it was made: part of its listing version, which starts over with the store.
+    opened: Timestamp,
     inner: Mutex<(MemoryState, BTreeMap<u64, Activation>)>,
     audit: Mutex<Vec<AuditEntry>>,
     tokens: Mutex<BTreeMap<String, TokenRecord>>,
@@ -367,6 +383,7 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore {
+            opened: Timestamp::now(),
             inner: Mutex::new((MemoryState::new(0), BTreeMap::new())),
             audit: Mutex::default(),
             tokens: Mutex::default(),
@@ -408,6 +425,10 @@ impl AlertStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<AlertRecord>> {
         Ok(lock(&self.inner).0.list(project, offset, limit))
+    }
+    async fn alerts_version(&self) -> Result<String> {
+        let (edits, next) = lock(&self.inner).0.listing_version();
+        Ok(format!("{:x}-{edits}-{next}", self.opened.0))
     }
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
         Ok(self.apply(|s, c| s.delete(project, name, c)))

@@ -49,6 +49,20 @@ impl AlertRecord {
         c.last_activation_time = self.runtime.last_fired;
         c
     }
+
+    /// When this alert's view changes with no write, after `now`: the end of an active auto
+    /// alert's cooldown (see [`crate::engine::Runtime::state_at`]). A cached listing is good
+    /// until the earliest of these.
+    pub fn changes_by_itself_at(&self, now: Timestamp) -> Option<Timestamp> {
+        match self.runtime.cooldown_until {
+            Some(until)
+                if self.runtime.state == crate::model::AlertState::Active && until > now =>
+            {
+                Some(until)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a put did.
@@ -75,6 +89,11 @@ pub trait AlertStore: Send + Sync {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<AlertRecord>>;
+    /// A token that changes whenever a listing of alerts could read differently other than by
+    /// time passing (see [`AlertRecord::changes_by_itself_at`]): config changes, resets,
+    /// acknowledgements, firings. It lets a listing answer "not modified" for one small read.
+    /// It may change when nothing visible did; it must not stay the same when something did.
+    async fn alerts_version(&self) -> Result<String>;
     /// Whether it existed.
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool>;
     /// Resets an alert (inactive, windows cleared, count kept, last activation closed). Returns

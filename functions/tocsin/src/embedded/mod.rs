@@ -155,6 +155,9 @@ type Reply = Box<dyn FnOnce(&Result<()>) + Send>;
 
 /// The persistent store of `tocsin serve`.
 pub struct EmbeddedStore {
+    /// When it was opened: part of its listing version, whose edit count starts over with
+    /// each process.
+    opened: Timestamp,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     disk: Arc<Disk>,
@@ -375,6 +378,7 @@ impl EmbeddedStore {
             .spawn(move || write_loop(&mut writer_state, &writer_disk, &rx))
             .map_err(OpenError::Thread)?;
         Ok(EmbeddedStore {
+            opened: Timestamp::now(),
             jobs: Some(tx),
             writer: Some(writer),
             disk,
@@ -659,6 +663,10 @@ impl AlertStore for EmbeddedStore {
         let project = project.map(str::to_owned);
         self.run(move |w| Ok(w.state.list(project.as_deref(), offset, limit)))
             .await
+    }
+    async fn alerts_version(&self) -> Result<String> {
+        let (edits, next) = self.run(|w| Ok(w.state.listing_version())).await?;
+        Ok(format!("{:x}-{edits}-{next}", self.opened.0))
     }
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
         let (project, name) = (project.to_owned(), name.to_owned());

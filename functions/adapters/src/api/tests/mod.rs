@@ -502,3 +502,93 @@ async fn project_names_in_paths_are_parsed_once_for_every_route() {
 }
 
 mod auth;
+
+/// A listing answers with an ETag; asked again with it, 304 until something a reader would see
+/// changed: a firing, an acknowledgement, a reset, a config change, or another reader.
+#[tokio::test]
+async fn an_unchanged_listing_is_not_modified_until_a_firing_or_an_edit() {
+    let (app, _) = app();
+    let get = async |uri: &str, tag: Option<&str>, mlrun: bool| {
+        let mut req = Request::builder().method(Method::GET).uri(uri);
+        if let Some(tag) = tag {
+            req = req.header("If-None-Match", tag);
+        }
+        if mlrun {
+            req = req.header("x-mlrun-client-version", "1.12.1");
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        let status = res.status();
+        let etag = res
+            .headers()
+            .get("ETag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = to_bytes(res.into_body(), usize::MAX).await.expect("body");
+        (status, etag, bytes.len())
+    };
+    let mut manual = alert();
+    manual["reset_policy"] = json!("manual");
+    let (s, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/alerts/a",
+        Some(manual),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let all = "/api/v1/projects/*/alerts";
+    let (s, tag, len) = get(all, None, false).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(tag.starts_with("W/\"") && len > 0, "{tag}");
+    let (s, again, len) = get(all, Some(&tag), false).await;
+    assert_eq!((s, len), (StatusCode::NOT_MODIFIED, 0));
+    assert_eq!(again, tag, "the same tag comes back");
+    // Another page, or MLRun's rendering, is another listing.
+    let (s, _, _) = get("/api/v1/projects/p/alerts", Some(&tag), false).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = get(all, Some(&tag), true).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = get(all, Some("W/\"something else\""), false).await;
+    assert_eq!(s, StatusCode::OK, "a tag this server did not issue");
+
+    let event = json!({"kind": "failed", "entity": {"kind": "job", "project": "p", "ids": ["j"]}});
+    let post = "/api/v1/projects/p/events/failed";
+    let (s, body) = call(&app, Method::POST, post, Some(event.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _, _) = get(all, Some(&tag), false).await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_MODIFIED,
+        "counted, not fired: nothing listed changed"
+    );
+    let (s, body) = call(&app, Method::POST, post, Some(event)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, fired, _) = get(all, Some(&tag), false).await;
+    assert_eq!(s, StatusCode::OK, "a firing changes the listing");
+    assert_ne!(fired, tag);
+    let (s, _, _) = get(all, Some(&fired), false).await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+    for (uri, body) in [
+        (
+            "/api/v1/projects/p/alerts/a/acknowledge",
+            Some(json!({"by": "ann"})),
+        ),
+        ("/api/v1/projects/p/alerts/a/reset", None),
+    ] {
+        let (_, before, _) = get(all, None, false).await;
+        let (s, answer) = call(&app, Method::POST, uri, body).await;
+        assert!(s.is_success(), "{uri}: {answer}");
+        let (s, _, _) = get(all, Some(&before), false).await;
+        assert_eq!(s, StatusCode::OK, "{uri} changes the listing");
+    }
+    let (_, before, _) = get(all, None, false).await;
+    let (s, _) = call(&app, Method::DELETE, "/api/v1/projects/p/alerts/a", None).await;
+    assert!(s.is_success());
+    let (s, _, _) = get(all, Some(&before), false).await;
+    assert_eq!(s, StatusCode::OK, "a delete changes the listing");
+}
