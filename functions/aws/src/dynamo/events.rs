@@ -665,7 +665,7 @@ struct Group<'r> {
 #[derive(Default)]
 struct Evaluation {
     effects: Vec<Effect>,
-    activations: Vec<Activation>,
+    activations: Vec<Arc<Activation>>,
     /// Round indexes of the events its receipts say were counted before.
     skipped: Vec<usize>,
 }

@@ -4,6 +4,8 @@
 //! into conditional writes.
 
 use super::Closed;
+use std::sync::Arc;
+
 use crate::model::{Activation, Delivery};
 
 /// A change to persisted windows.
@@ -29,8 +31,9 @@ pub struct Changes {
     /// Alerts deleted (with their windows).
     pub removed: Vec<u64>,
     pub windows: Vec<WindowChange>,
-    /// New activations.
-    pub activations: Vec<Activation>,
+    /// New activations, shared with the outcomes that report them (`Fired`): one allocation
+    /// per firing, whoever keeps it longest frees it.
+    pub activations: Vec<Arc<Activation>>,
     /// Activations that a reset or a cooldown's end closed.
     pub closed: Vec<Closed>,
     /// Delivery outcomes to record on activations.

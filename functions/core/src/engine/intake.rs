@@ -149,7 +149,7 @@ fn evaluate(
     // Most events fire at most once: room for one activation, not the four a first push
     // reserves (a request that large also costs the allocator a consolidation pass).
     changes.activations.reserve_exact(1);
-    changes.activations.push(activation);
+    changes.activations.push(Arc::new(activation));
     Step::Fires {
         activation: changes.activations.len() - 1,
         rule: rule.clone(),
@@ -189,7 +189,11 @@ impl EventOutcome {
     /// Adds one effect to the outcome of the event that caused it (`activations`: the change
     /// set's, which the effect refers to); returns the calculated event it emits, for the next
     /// round.
-    pub fn absorb(&mut self, effect: Effect, activations: &[Activation]) -> Option<AcceptedEvent> {
+    pub fn absorb(
+        &mut self,
+        effect: Effect,
+        activations: &[Arc<Activation>],
+    ) -> Option<AcceptedEvent> {
         match effect.step {
             Step::Ignored => None,
             Step::Counted => {
@@ -205,7 +209,7 @@ impl EventOutcome {
                 if let Some(a) = activations.get(activation) {
                     self.fired.reserve_exact(1);
                     self.fired.push(Fired {
-                        activation: Arc::new(a.clone()),
+                        activation: a.clone(),
                         rule,
                     });
                 }

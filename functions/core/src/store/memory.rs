@@ -396,7 +396,7 @@ impl MemoryStore {
         let mut changes = Changes::default();
         let r = f(state, &mut changes);
         for a in changes.activations {
-            activations.insert(a.id, a);
+            activations.insert(a.id, Arc::unwrap_or_clone(a));
         }
         for c in changes.closed {
             if let Some(a) = activations.get_mut(&c.activation) {

@@ -122,21 +122,21 @@ impl Activations {
         {
             return Ok(());
         }
-        let mut changed: BTreeMap<u64, Activation> =
+        let mut changed: BTreeMap<u64, Arc<Activation>> =
             changes.activations.into_iter().map(|a| (a.id, a)).collect();
         for closed in changes.closed {
             if let Some(a) = self.changing(closed.activation, &mut changed)? {
-                a.reset_time.get_or_insert(closed.at);
+                Arc::make_mut(a).reset_time.get_or_insert(closed.at);
             }
         }
         for (id, delivery) in changes.deliveries {
             if let Some(a) = self.changing(id, &mut changed)? {
-                a.record(delivery);
+                Arc::make_mut(a).record(delivery);
             }
         }
         let mut recent = write(&self.recent);
         for (id, a) in changed {
-            recent.current.insert(id, Entry::Kept(Arc::new(a)));
+            recent.current.insert(id, Entry::Kept(a));
         }
         for (id, project) in changes.activations_removed {
             recent.current.insert(id, Entry::Deleted { project });
@@ -149,11 +149,13 @@ impl Activations {
     fn changing<'a>(
         &self,
         id: u64,
-        changed: &'a mut BTreeMap<u64, Activation>,
-    ) -> Result<Option<&'a mut Activation>> {
+        changed: &'a mut BTreeMap<u64, Arc<Activation>>,
+    ) -> Result<Option<&'a mut Arc<Activation>>> {
         match changed.entry(id) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(Some(e.into_mut())),
-            std::collections::btree_map::Entry::Vacant(e) => Ok(self.get(id)?.map(|a| e.insert(a))),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                Ok(self.get(id)?.map(|a| e.insert(Arc::new(a))))
+            }
         }
     }
 
@@ -420,6 +422,7 @@ mod tests {
         let fresh = |range: std::ops::Range<u64>| Changes {
             activations: range
                 .map(|id| activation(id, if id % 2 == 0 { "even" } else { "odd" }, id % 4 == 1))
+                .map(std::sync::Arc::new)
                 .collect(),
             ..Default::default()
         };
