@@ -12,9 +12,10 @@ use tocsin_adapters::notify::email_recipients;
 use tocsin_core::auth::AuditEntry;
 use tocsin_core::engine::{EventOutcome, PutAlert};
 use tocsin_core::error::{Backend, Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
+use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Silence, Span, Timestamp};
 use tocsin_core::store::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventStore, PutOutcome,
+    SilenceStore,
 };
 
 use crate::dynamo::DynamoStore;
@@ -206,6 +207,19 @@ impl EventStore for SubscribingStore {
     }
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
         self.store.apply_events(events, ttl).await
+    }
+}
+
+#[async_trait]
+impl SilenceStore for SubscribingStore {
+    async fn put_silence(&self, silence: Silence, now: Timestamp, retention: Span) -> Result<()> {
+        self.store.put_silence(silence, now, retention).await
+    }
+    async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>> {
+        self.store.silence(project, id).await
+    }
+    async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>> {
+        self.store.silences(project).await
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AlertsSettings {
     pub max_criteria_count: i64,
     /// How long an event's idempotency key is remembered, in seconds.
     pub idempotency_ttl_secs: i64,
+    /// How long an expired silence stays listed, in seconds (Alertmanager keeps 5 days too).
+    pub silence_retention_secs: i64,
 }
 
 impl Default for AlertsSettings {
@@ -34,11 +36,17 @@ impl Default for AlertsSettings {
             max_allowed: 10_000,
             max_criteria_count: 100,
             idempotency_ttl_secs: 24 * 3600,
+            silence_retention_secs: 5 * 86_400,
         }
     }
 }
 
 impl AlertsSettings {
+    /// How long expired silences stay listed.
+    pub fn silence_retention(&self) -> Span {
+        Span::from_secs(self.silence_retention_secs)
+    }
+
     /// How long idempotency keys live.
     pub fn idempotency_ttl(&self) -> Span {
         Span::from_secs(self.idempotency_ttl_secs)

@@ -341,6 +341,7 @@ impl<'f> Checker<'f> {
             emits,
             state: Default::default(),
             acknowledged: None,
+            silenced: None,
             last_activation_time: None,
             count: 0,
             created: None,

@@ -9,8 +9,9 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use serde::ser::SerializeSeq;
 use serde_json::Value;
+use tocsin_core::SilenceFilter;
 use tocsin_core::auth::{Action, Principal};
-use tocsin_core::model::{AlertConfig, ProjectName, ProjectScope, Timestamp};
+use tocsin_core::model::{AlertConfig, ProjectName, ProjectScope, Silence, SilencedBy, Timestamp};
 use tocsin_core::store::AlertRecord;
 
 use super::listing_tag::{self, ListingTag};
@@ -78,11 +79,22 @@ pub async fn get(
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<AlertConfig>, ApiError> {
     let project = project.as_str();
-    let config = s
-        .service
-        .get_alert(project, &name, Timestamp::now())
-        .await?;
-    Ok(Json(for_client(config, from_mlrun(&headers))))
+    let now = Timestamp::now();
+    let mut config = s.service.get_alert(project, &name, now).await?;
+    let mlrun = from_mlrun(&headers);
+    if !mlrun {
+        let silences = s.service.silences_in_effect(project, now).await?;
+        config.silenced = silence_mark(&silences, &config, now);
+    }
+    Ok(Json(for_client(config, mlrun)))
+}
+
+/// The mark of the first silence in effect that holds back all of the alert's notifications.
+fn silence_mark(silences: &[Silence], config: &AlertConfig, now: Timestamp) -> Option<SilencedBy> {
+    silences
+        .iter()
+        .filter(|s| s.project == config.project)
+        .find_map(|s| s.marks(&config.name, config.severity, now))
 }
 
 /// `GET /projects/{project}/alerts`. Answers with an ETag; a request whose `If-None-Match`
@@ -141,15 +153,31 @@ pub async fn list(
             .collect(),
         _ => s.service.list_alerts(project, offset, limit).await?,
     };
+    // Silences mark alerts (not for MLRun's client); their starts and ends change a listing
+    // with no write, like cooldowns do.
+    let silences = if mlrun {
+        Vec::new()
+    } else {
+        s.service
+            .list_silences(project, SilenceFilter::Current, now)
+            .await?
+    };
+    let silence_turns = silences.iter().filter_map(|v| v.until.or(v.next_start));
     let tag = ListingTag {
         version,
         issued: now,
         until: records
             .iter()
             .filter_map(|r| r.changes_by_itself_at(now))
+            .chain(silence_turns)
             .min(),
         reader,
     };
+    let silences = silences
+        .into_iter()
+        .filter(|v| v.state == "active")
+        .map(|v| v.silence)
+        .collect();
     Ok((
         [
             (header::ETAG, tag.render()),
@@ -160,6 +188,7 @@ pub async fn list(
                 records,
                 now,
                 mlrun,
+                silences,
             },
         }),
     )
@@ -180,17 +209,20 @@ struct Views {
     now: Timestamp,
     /// Rendered for MLRun's client (see [`for_client`]).
     mlrun: bool,
+    /// The silences in effect, which mark the alerts they hold back.
+    silences: Vec<Silence>,
 }
 
 impl Serialize for Views {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(None)?;
         for r in &self.records {
-            let view = r.view(self.now);
+            let mut view = r.view(self.now);
             // MLRun's client rejects a whole listing over one alert on a custom event kind.
             if self.mlrun && !view.is_mlrun_readable() {
                 continue;
             }
+            view.silenced = silence_mark(&self.silences, &view, self.now);
             seq.serialize_element(&for_client(view, self.mlrun))?;
         }
         seq.end()

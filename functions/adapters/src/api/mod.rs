@@ -17,6 +17,7 @@ mod listing_tag;
 mod page;
 mod path;
 mod rule_text;
+mod silences;
 mod templates;
 mod tokens;
 
@@ -130,6 +131,18 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route(
             "/projects/{project}/alerts/{name}/activations",
             get(activations::list_for_alert),
+        )
+        .route(
+            "/projects/{project}/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/projects/{project}/silences/{id}",
+            get(silences::get).put(silences::put),
+        )
+        .route(
+            "/projects/{project}/silences/{id}/expire",
+            post(silences::expire),
         )
         .route("/projects/{project}/events/{kind}", post(events::post))
         .route("/projects/{project}/events", post(events::post_batch))

@@ -33,7 +33,7 @@ enum Written {
 
 impl DynamoStore {
     /// The catalog update that goes with every config change: `v` + 1, and `alerts` + `delta`.
-    fn catalog_bump(&self, delta: i64, max: Option<usize>) -> Result<TransactWriteItem> {
+    pub(super) fn catalog_bump(&self, delta: i64, max: Option<usize>) -> Result<TransactWriteItem> {
         let mut u = Update::builder()
             .table_name(self.table())
             .set_key(Some(key("META", "CATALOG")))

@@ -11,7 +11,7 @@ use tocsin_core::compiled::Rule;
 use tocsin_core::engine::{Matcher, Runtime, Window};
 use tocsin_core::error::Result;
 use tocsin_core::model::Timestamp;
-use tocsin_core::store::AlertRecord;
+use tocsin_core::store::{AlertRecord, Silences};
 
 use super::DynamoStore;
 use super::item::{Item, alert_sk, get_json, get_n, get_s, json, key, n, s, sdk_err};
@@ -130,6 +130,8 @@ pub struct Cache {
     pub alerts: FxHashMap<u64, StoredAlert>,
     pub matcher: Matcher,
     pub windows: FxHashMap<WindowKey, Versioned>,
+    /// Every project's silences, reloaded with the alerts.
+    pub silences: Silences,
 }
 
 impl Cache {
@@ -239,6 +241,7 @@ impl DynamoStore {
             return Ok(());
         }
         let alerts = self.load_alerts().await?;
+        cache.silences = self.load_silences().await?;
         cache.alerts.clear();
         cache.matcher = Matcher::default();
         for a in alerts {

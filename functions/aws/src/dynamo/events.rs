@@ -16,7 +16,7 @@ use tocsin_core::compiled::Rule;
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
 use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
 use tocsin_core::error::{Backend, Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, Span, Timestamp};
+use tocsin_core::model::{AcceptedEvent, Activation, Silence, Span, Timestamp};
 use tocsin_core::store::EventStore;
 
 use super::cache::{Cache, StoredAlert, Versioned, WindowKey, at_version};
@@ -47,6 +47,7 @@ struct OneWindow<'a> {
     rule: &'a Arc<Rule>,
     runtime: &'a mut Runtime,
     window: &'a mut Window,
+    silences: &'a [Silence],
 }
 
 impl IntakeState for OneWindow<'_> {
@@ -59,6 +60,7 @@ impl IntakeState for OneWindow<'_> {
                 rule: self.rule,
                 runtime: self.runtime,
                 windows: self.window,
+                silences: self.silences,
             },
         );
     }
@@ -76,6 +78,7 @@ struct Evaluated {
 fn evaluate(
     alert: &StoredAlert,
     window: &Window,
+    silences: &[Silence],
     events: &[(usize, &AcceptedEvent)],
     next_id: &mut impl FnMut() -> u64,
 ) -> Evaluated {
@@ -88,6 +91,7 @@ fn evaluate(
         rule: &alert.rule,
         runtime: &mut runtime,
         window: &mut window,
+        silences,
     };
     intake::round(
         &mut state,
@@ -383,15 +387,16 @@ impl DynamoStore {
                     ..Evaluation::default()
                 });
             }
+            let silences = cache.silences.of(alert.rule.project()).to_vec();
             let mut provisional = 0;
-            let mut done = evaluate(&alert, &stored.window, &fresh, &mut || {
+            let mut done = evaluate(&alert, &stored.window, &silences, &fresh, &mut || {
                 provisional += 1;
                 provisional
             });
             let fired = done.changes.activations.len() as u64;
             if fired > 0 {
                 let mut id = self.next_ids("next_activation", fired).await? + 1 - fired;
-                done = evaluate(&alert, &stored.window, &fresh, &mut || {
+                done = evaluate(&alert, &stored.window, &silences, &fresh, &mut || {
                     id += 1;
                     id - 1
                 });

@@ -10,6 +10,7 @@
 //! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `m` (receipts of the queue messages counted, 16 B each, binary), `v`, `expires_at` | ≤ `max_criteria_count` times, about 1 KB at 99, plus the receipts |
 //! | idempotency key | `I#{project}` | the key (client-given ids only) | `exp` (µs), `expires_at` | < 300 B |
 //! | activation | `ACT{id % 8}` (before: `ACT`, still read) | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
+//! | silence | `SIL` | project `\u{1}` id | `doc` (JSON), `expires_at` (its end plus the retention) | < 1 KB |
 //! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
 //!
 //! Indexes: `gsi1` (`gsi1pk`, `gsi1sk`) lists a project's activations newest first; `gsi2`
@@ -53,6 +54,7 @@ mod cache;
 mod events;
 pub(crate) mod item;
 mod receipts;
+mod silences;
 mod table;
 
 use std::sync::Arc;

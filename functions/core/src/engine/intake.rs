@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::{Changes, Runtime, WindowChange, WindowSource, concerns, count_in_window, fire};
 use crate::compiled::Rule;
-use crate::model::{AcceptedEvent, Activation, EventKind, Span, Timestamp};
+use crate::model::{AcceptedEvent, Activation, EventKind, Silence, Span, Timestamp};
 
 /// An activation, with the rule it fired for (what the notifier needs to deliver it). Shared,
 /// so that handing it to a dispatcher and answering with it costs no copy.
@@ -75,6 +75,8 @@ pub struct AlertSlot<'a, W: WindowSource> {
     pub rule: &'a Arc<Rule>,
     pub runtime: &'a mut Runtime,
     pub windows: &'a mut W,
+    /// The silences of the alert's project, in effect or not: a firing checks them.
+    pub silences: &'a [Silence],
 }
 
 /// The state a round runs on: the store's own (memory, embedded) or a working copy of one
@@ -124,6 +126,7 @@ fn evaluate(
         rule,
         runtime,
         windows,
+        silences,
     } = slot;
     let Some(passes) = concerns(rule, ev) else {
         return Step::Ignored;
@@ -144,7 +147,7 @@ fn evaluate(
     let Some(in_window) = met else {
         return Step::Counted;
     };
-    let (activation, emits) = fire(rule, runtime, ev, next_id(), in_window);
+    let (activation, emits) = fire(rule, runtime, silences, ev, next_id(), in_window);
     changes.runtimes.push(alert);
     // Most events fire at most once: room for one activation, not the four a first push
     // reserves (a request that large also costs the allocator a consolidation pass).
@@ -325,6 +328,7 @@ mod tests {
                     rule: &self.rule,
                     runtime: &mut self.runtime,
                     windows: &mut self.window,
+                    silences: &[],
                 },
             );
         }

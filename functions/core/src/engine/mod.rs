@@ -23,7 +23,7 @@ pub use window::Window;
 pub use windows::{WindowSource, Windows};
 
 use crate::compiled::{MAX_CHAIN, Rule};
-use crate::model::{AcceptedEvent, Activation, Delivery, EventKind};
+use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Silence};
 
 /// Whether an event that the matcher matched to `rule` concerns it, before any state changes:
 /// None when it does not (a custom kind about another entity kind, or a failing filter without
@@ -64,17 +64,18 @@ pub(crate) fn count_in_window(
 }
 
 /// The alert fires on `ev` with activation `id`, having counted `in_window` events: the state
-/// transition, the deliveries to make (or suppress), the activation, and the event it emits if
+/// transition, the deliveries to make (or suppress: `silences` are the project's), the activation, and the event it emits if
 /// it is a calculated event.
 pub(crate) fn fire(
     rule: &Rule,
     runtime: &mut Runtime,
+    silences: &[Silence],
     ev: &AcceptedEvent,
     id: u64,
     in_window: usize,
 ) -> (Activation, Option<AcceptedEvent>) {
     let closes_now = runtime.fire(rule, id, ev.at);
-    let deliveries = runtime.plan_deliveries(rule, ev.at);
+    let deliveries = runtime.plan_deliveries(rule, ev, silences);
     let activation = build_activation(id, rule, ev, in_window, closes_now, deliveries);
     let emitted = rule
         .config

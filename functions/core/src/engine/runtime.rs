@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::compiled::Rule;
-use crate::model::{Acknowledgement, AlertState, Delivery, DeliveryStatus, ResetPolicy, Timestamp};
+use crate::model::{
+    AcceptedEvent, Acknowledgement, AlertState, Delivery, DeliveryStatus, ResetPolicy, Silence,
+    Silenced, Timestamp,
+};
 
 /// What changes about an alert as events arrive; the config is in [`Rule`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,10 +95,28 @@ impl Runtime {
         }
     }
 
-    /// Which notifications of `rule` an activation at `now` sends, and which a running
-    /// per-notification cooldown suppresses; starts the cooldowns of those it sends.
-    pub fn plan_deliveries(&mut self, rule: &Rule, now: Timestamp) -> Vec<Delivery> {
+    /// Which notifications of `rule` an activation fired by `ev` sends, and which it holds
+    /// back: all of them while the alert is acknowledged or a silence of `silences` matches
+    /// (recorded as suppressed, with who and why), each while its own cooldown runs. Starts the
+    /// cooldowns of those it sends; a held-back notification starts none, so the first firing
+    /// after a silence notifies.
+    pub fn plan_deliveries(
+        &mut self,
+        rule: &Rule,
+        ev: &AcceptedEvent,
+        silences: &[Silence],
+    ) -> Vec<Delivery> {
+        let now = ev.at;
         self.notification_cooldowns.retain(|_, until| *until > now);
+        let target = Silenced {
+            alert: rule.name(),
+            entity: &ev.entity_id,
+            severity: rule.config.severity,
+            event_kind: &ev.kind,
+        };
+        let silence = silences
+            .iter()
+            .find_map(|s| s.silences(&target, now).map(|until| (s, until)));
         rule.config
             .notifications
             .iter()
@@ -108,12 +129,22 @@ impl Runtime {
                     attempts: 0,
                     error: None,
                     at: None,
+                    silence: None,
                 };
                 if let Some(ack) = &self.acknowledged {
                     return Delivery {
                         status: DeliveryStatus::Suppressed,
                         error: Some(format!("acknowledged by {} at {}", ack.by, ack.at)),
                         at: Some(now),
+                        ..pending
+                    };
+                }
+                if let Some((silence, until)) = silence {
+                    return Delivery {
+                        status: DeliveryStatus::Suppressed,
+                        error: Some(silence.reason(until)),
+                        at: (until.0 != i64::MAX).then_some(until),
+                        silence: Some(silence.id.clone()),
                         ..pending
                     };
                 }

@@ -109,9 +109,13 @@ pub struct Delivery {
     /// Why it failed, or why it was suppressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// When it was delivered or given up; for a suppressed one, when its cooldown ends.
+    /// When it was delivered or given up; for a suppressed one, when its cooldown or its
+    /// silence ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Timestamp>,
+    /// The id of the silence that held it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<String>,
 }
 
 /// The fate of a notification.
@@ -124,7 +128,8 @@ pub enum DeliveryStatus {
     Sent,
     /// Given up: a permanent refusal, or retries exhausted.
     Failed,
-    /// Not sent: the notification's cooldown was running.
+    /// Not sent: the alert was acknowledged, a silence held it back, or the notification's
+    /// cooldown was running.
     Suppressed,
 }
 

@@ -60,6 +60,14 @@ pub struct AlertConfig {
         deserialize_with = "lenient"
     )]
     pub acknowledged: Option<Acknowledgement>,
+    /// Tocsin extension, server-owned: the silence in effect that holds back all of the
+    /// alert's notifications, in listings and reads (not for MLRun clients).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub silenced: Option<super::SilencedBy>,
     /// Tocsin extension, server-owned: when the alert last fired.
     #[serde(
         default,
@@ -95,6 +103,7 @@ impl AlertConfig {
         self.state = Default::default();
         self.count = 0;
         self.acknowledged = None;
+        self.silenced = None;
         self.last_activation_time = None;
     }
 
@@ -112,11 +121,12 @@ impl AlertConfig {
     }
 
     /// The config as an MLRun client may read it: without notifications of kinds its enum
-    /// lacks (it would reject the whole answer). See [`crate::Service::store_alert_from_mlrun`]
+    /// lacks (it would reject the whole answer), and without Tocsin's silence mark. See [`crate::Service::store_alert_from_mlrun`]
     /// for the way back.
     pub fn for_mlrun_client(mut self) -> Self {
         self.notifications
             .retain(|n| n.notification.kind.is_mlrun_kind());
+        self.silenced = None;
         self
     }
 }

@@ -9,6 +9,7 @@ mod glob;
 mod kinds;
 mod names;
 mod notification_params;
+mod silence;
 mod template;
 mod time;
 
@@ -27,6 +28,10 @@ pub use kinds::{
 };
 pub use names::{AlertName, MAX_NAME, ProjectName, ProjectScope};
 pub use notification_params::ParamSpec;
+pub use silence::{
+    Day, InvalidSilence, Schedule, Silence, SilenceMatchers, SilenceSpec, SilenceState,
+    SilenceView, Silenced, SilencedBy, TimeOfDay,
+};
 pub use template::AlertTemplate;
 pub use time::{InvalidPeriod, Span, Timestamp, parse_period};
 

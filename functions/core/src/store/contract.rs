@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::auth::AuditEntry;
+use crate::SilenceFilter;
+use crate::auth::{AuditEntry, Principal};
 use crate::error::Error;
-use crate::model::{AlertConfig, AlertState, Event, Severity, Timestamp};
+use crate::model::{
+    AlertConfig, AlertState, DeliveryStatus, Event, Severity, SilenceSpec, Timestamp,
+};
 use crate::service::Service;
 use crate::settings::AlertsSettings;
 use crate::store::{ActivationQuery, EntityFilter, NameFilter, Store};
@@ -25,7 +28,8 @@ macro_rules! store_contract_tests {
             idempotent_events_count_once, operator_limits_are_enforced, secrets_are_masked_and_kept,
             activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged,
             filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained,
-            acknowledged_alerts_notify_no_one_until_reset, the_audit_list_keeps_who_did_what);
+            acknowledged_alerts_notify_no_one_until_reset, the_audit_list_keeps_who_did_what,
+            silences_hold_back_notifications_while_in_effect, silences_are_listed_expired_and_dropped);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -814,6 +818,205 @@ pub async fn acknowledged_alerts_notify_no_one_until_reset(s: Arc<dyn Store>) {
         svc.acknowledge_alert(P, "ack", "   ", at(201)).await,
         Err(Error::BadRequest(_))
     ));
+}
+
+fn silence(value: serde_json::Value) -> SilenceSpec {
+    serde_json::from_value(value).expect("valid contract silence")
+}
+
+fn signed_in(name: &str) -> Principal {
+    Principal {
+        name: name.into(),
+        grants: Vec::new(),
+        authenticated: true,
+    }
+}
+
+/// A silence holds back the notifications of the activations it matches while it is in
+/// effect (a one-off window, a daily schedule): the alert still fires and records them as
+/// suppressed, with who and why. Before, after, and for what it does not match, they go out.
+pub async fn silences_hold_back_notifications_while_in_effect(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("quiet", "job1", 1, None, "auto"), at(0)).await;
+    store(&svc, failure_alert("loud", "job2", 1, None, "auto"), at(0)).await;
+    let anyone = Principal::anonymous();
+    let window = silence(json!({
+        "matchers": {"alert": "qu*", "entity": "job?", "severity": ["medium"], "event_kind": ["failed"]},
+        "starts_at": at(100), "ends_at": at(200), "comment": "upgrade", "created_by": "ann"}));
+    let (made, created) = svc
+        .store_silence(P, "upgrade", window, &anyone, at(10))
+        .await
+        .expect("silence stored");
+    assert!(created);
+    assert_eq!(
+        (made.state.as_str(), made.next_start),
+        ("pending", Some(at(100)))
+    );
+    let status = |o: &crate::engine::EventOutcome| o.fired[0].activation.deliveries[0].clone();
+    assert_eq!(
+        status(&send(&svc, "job1", at(50)).await).status,
+        DeliveryStatus::Pending,
+        "not yet"
+    );
+    let held = send(&svc, "job1", at(150)).await;
+    let d = status(&held);
+    assert_eq!(d.status, DeliveryStatus::Suppressed);
+    assert_eq!(d.silence.as_deref(), Some("upgrade"));
+    assert!(
+        d.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("silenced by ann: upgrade, until")),
+        "{d:?}"
+    );
+    assert_eq!(d.at, Some(at(200)));
+    assert_eq!(
+        state(&svc, "quiet", at(151)).await.1,
+        2,
+        "it still fires and counts"
+    );
+    let stored = svc
+        .activation(P, held.fired[0].activation.id)
+        .await
+        .expect("recorded");
+    assert_eq!(stored.deliveries[0].status, DeliveryStatus::Suppressed);
+    assert_eq!(
+        status(&send(&svc, "job2", at(150)).await).status,
+        DeliveryStatus::Pending,
+        "another alert"
+    );
+    assert_eq!(
+        status(&send(&svc, "job1", at(200)).await).status,
+        DeliveryStatus::Pending,
+        "over"
+    );
+
+    // T0 is 08:00 UTC: a daily 09:00-10:00 window holds from 3600 s on.
+    let daily = silence(json!({
+        "matchers": {"severity": ["medium"]},
+        "schedule": {"from": "09:00", "to": "10:00", "time_zone": "UTC"},
+        "comment": "nightly batch"}));
+    svc.store_silence(P, "daily", daily, &signed_in("ops"), at(300))
+        .await
+        .expect("schedule stored");
+    let d = status(&send(&svc, "job2", at(3_660)).await);
+    assert_eq!(d.status, DeliveryStatus::Suppressed);
+    assert!(
+        d.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("silenced by ops: nightly batch"))
+    );
+    assert_eq!(d.at, Some(at(7_200)));
+    assert_eq!(
+        status(&send(&svc, "job2", at(7_260)).await).status,
+        DeliveryStatus::Pending
+    );
+    // Expired early: from then on it holds nothing.
+    let ended = svc
+        .expire_silence(P, "daily", &signed_in("bob"), at(90_000))
+        .await
+        .expect("expired");
+    assert_eq!(ended.state, "expired");
+    assert_eq!(ended.silence.expired_by.as_deref(), Some("bob"));
+    assert_eq!(
+        status(&send(&svc, "job2", at(90_000 + 3_660)).await).status,
+        DeliveryStatus::Pending
+    );
+}
+
+/// Silences are listed by state; an expired one stays listed for the retention, then is
+/// dropped; a replaced one keeps its id and creation time.
+pub async fn silences_are_listed_expired_and_dropped(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let anyone = Principal::anonymous();
+    let one = |end: i64| {
+        silence(json!({"matchers": {"alert": "a*"}, "ends_at": at(end), "comment": "why"}))
+    };
+    svc.store_silence(P, "a", one(1_000), &anyone, at(0))
+        .await
+        .expect("a");
+    svc.store_silence(P, "b", one(2_000), &anyone, at(0))
+        .await
+        .expect("b");
+    assert!(matches!(
+        svc.store_silence(P, "bad id!", one(1_000), &anyone, at(0))
+            .await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        svc.store_silence(
+            P,
+            "c",
+            silence(json!({"comment": "forever"})),
+            &anyone,
+            at(0)
+        )
+        .await,
+        Err(Error::BadRequest(_))
+    ));
+    let (replaced, created) = svc
+        .store_silence(P, "b", one(3_000), &anyone, at(10))
+        .await
+        .expect("replaced");
+    assert!(!created);
+    assert_eq!(
+        (replaced.silence.created, replaced.silence.updated),
+        (at(0), at(10))
+    );
+    assert_eq!(replaced.until, Some(at(3_000)));
+    let names = |v: Vec<crate::model::SilenceView>| -> Vec<String> {
+        v.into_iter().map(|v| v.silence.id).collect()
+    };
+    let listed = |f: SilenceFilter, t: i64| {
+        let svc = svc.clone();
+        async move { names(svc.list_silences(P, f, at(t)).await.expect("listed")) }
+    };
+    assert_eq!(listed(SilenceFilter::Current, 20).await, ["a", "b"]);
+    assert_eq!(listed(SilenceFilter::Expired, 1_500).await, ["a"]);
+    assert_eq!(listed(SilenceFilter::Active, 1_500).await, ["b"]);
+    assert_eq!(
+        names(
+            svc.list_silences("*", SilenceFilter::All, at(1_500))
+                .await
+                .expect("all")
+        ),
+        ["a", "b"]
+    );
+    assert!(listed(SilenceFilter::All, 20).await.len() == 2);
+    let retention = AlertsSettings::default().silence_retention_secs;
+    // Past a's retention: not found, not listed, and dropped by the next write.
+    assert!(matches!(
+        svc.get_silence(P, "a", at(1_000 + retention + 1)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        listed(SilenceFilter::All, 1_000 + retention + 1).await,
+        ["b"]
+    );
+    svc.store_silence(
+        P,
+        "d",
+        one(1_000 + retention + 100),
+        &anyone,
+        at(1_000 + retention + 1),
+    )
+    .await
+    .expect("d");
+    assert!(
+        svc.store().silence(P, "a").await.expect("read").is_none(),
+        "dropped"
+    );
+    assert!(matches!(
+        svc.expire_silence(P, "zzz", &anyone, at(0)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        svc.get_silence(P, "b", at(20))
+            .await
+            .expect("b")
+            .silence
+            .comment,
+        "why"
+    );
 }
 
 fn page(q: ActivationQuery) -> ActivationQuery {

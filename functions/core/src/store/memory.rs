@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventOutcome,
-    EventStore, PutOutcome, TokenStore,
+    EventStore, PutOutcome, SilenceStore, Silences, TokenStore,
 };
 use crate::auth::{AuditEntry, TokenRecord};
 use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
 use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, update};
 use crate::error::{Backend, Error, Result};
-use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Span, Timestamp};
+use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Silence, Span, Timestamp};
 
 /// An alert with its windows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +37,7 @@ pub struct MemoryState {
     names: BTreeMap<(String, String), u64>,
     matcher: Matcher,
     idempotency: FxHashMap<(Box<str>, Box<str>), Timestamp>,
+    silences: Silences,
     /// Config changes, resets and acknowledgements since the state was made (not persisted:
     /// see [`MemoryState::listing_version`]).
     edits: u64,
@@ -89,6 +90,7 @@ impl MemoryState {
                 .iter()
                 .map(|((p, k), t)| (&**p, &**k, *t))
                 .collect(),
+            silences: self.silences.clone(),
         };
         serde_json::to_writer(out, &image)
     }
@@ -105,6 +107,7 @@ impl MemoryState {
         for (project, key, expires) in image.idempotency {
             state.idempotency.insert((project, key), expires);
         }
+        state.silences = image.silences;
         Ok(state)
     }
 
@@ -290,6 +293,17 @@ impl MemoryState {
         intake::intake(self, ev, ttl, changes)
     }
 
+    /// Keeps a silence (see [`SilenceStore::put_silence`]).
+    pub fn put_silence(&mut self, silence: Silence, now: Timestamp, retention: Span) {
+        self.silences.put(silence, now, retention);
+        self.edits += 1;
+    }
+
+    /// The silences kept.
+    pub fn silences(&self) -> &Silences {
+        &self.silences
+    }
+
     /// Forgets idempotency keys that expired by `now`; returns how many.
     pub fn prune_idempotency(&mut self, now: Timestamp) -> usize {
         let before = self.idempotency.len();
@@ -305,12 +319,16 @@ struct Image<A, K> {
     next_activation_id: u64,
     alerts: Vec<A>,
     idempotency: Vec<(K, K, Timestamp)>,
+    /// Absent in images written before silences.
+    #[serde(default, skip_serializing_if = "Silences::is_empty")]
+    silences: Silences,
 }
 
 /// The alerts of a [`MemoryState`] as the intake matches against them.
 pub struct MatchedAlerts<'a> {
     matcher: &'a Matcher,
     alerts: &'a mut FxHashMap<u64, AlertEntry>,
+    silences: &'a Silences,
 }
 
 impl IntakeState for MatchedAlerts<'_> {
@@ -318,6 +336,7 @@ impl IntakeState for MatchedAlerts<'_> {
 
     fn each_match(&mut self, ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_, Windows>)) {
         let alerts = &mut *self.alerts;
+        let silences = self.silences.of(&ev.project);
         self.matcher
             .for_each_match(&ev.project, &ev.kind, &ev.entity_id, |id| {
                 if let Some(entry) = alerts.get_mut(&id) {
@@ -325,6 +344,7 @@ impl IntakeState for MatchedAlerts<'_> {
                         rule: &entry.record.rule,
                         runtime: &mut entry.record.runtime,
                         windows: &mut entry.windows,
+                        silences,
                     };
                     f(id, slot);
                 }
@@ -356,6 +376,7 @@ impl HeldState for MemoryState {
             MatchedAlerts {
                 matcher: &self.matcher,
                 alerts: &mut self.alerts,
+                silences: &self.silences,
             },
             &mut self.next_activation_id,
         )
@@ -498,6 +519,20 @@ impl ActivationStore for MemoryStore {
         let n = guard.1.len();
         guard.1.retain(|_, a| a.activation_time >= before);
         Ok(n - guard.1.len())
+    }
+}
+
+#[async_trait]
+impl SilenceStore for MemoryStore {
+    async fn put_silence(&self, silence: Silence, now: Timestamp, retention: Span) -> Result<()> {
+        lock(&self.inner).0.put_silence(silence, now, retention);
+        Ok(())
+    }
+    async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>> {
+        Ok(lock(&self.inner).0.silences.get(project, id).cloned())
+    }
+    async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>> {
+        Ok(lock(&self.inner).0.silences.list(project))
     }
 }
 

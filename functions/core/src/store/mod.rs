@@ -7,6 +7,7 @@
 
 mod memory;
 mod query;
+mod silences;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -19,12 +20,13 @@ use async_trait::async_trait;
 
 pub use memory::{AlertEntry, MemoryState, MemoryStore};
 pub use query::{ActivationQuery, EntityFilter, NameFilter};
+pub use silences::Silences;
 
 use crate::auth::{AuditEntry, TokenRecord};
 use crate::compiled::Rule;
 use crate::engine::{EventOutcome, PutAlert};
 use crate::error::Result;
-use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Span, Timestamp};
+use crate::model::{AcceptedEvent, Activation, AlertConfig, Delivery, Silence, Span, Timestamp};
 
 /// An alert as stored: its rule (config and secrets), its runtime state and its dates.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -155,6 +157,20 @@ pub trait ActivationStore: Send + Sync {
     async fn prune_activations(&self, before: Timestamp) -> Result<usize>;
 }
 
+/// Silences (see [`crate::model::Silence`]). The service decides what a silence is (made,
+/// changed, expired); the store keeps the newest version of each, by project and id.
+#[async_trait]
+pub trait SilenceStore: Send + Sync {
+    /// Keeps `silence`, replacing the one of its project with its id, and drops the project's
+    /// silences that ended more than `retention` before `now`. Event intake sees it from the
+    /// next event on (DynamoDB: within the config cache's age).
+    async fn put_silence(&self, silence: Silence, now: Timestamp, retention: Span) -> Result<()>;
+    async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>>;
+    /// The silences of `project` (all projects with None), by (project, id), expired ones
+    /// included until they are dropped.
+    async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>>;
+}
+
 /// The audit list: who changed what. Hosts record an entry after each change a principal made.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -177,5 +193,5 @@ pub trait TokenStore: Send + Sync {
 }
 
 /// Everything the service needs of a store.
-pub trait Store: AlertStore + EventStore + ActivationStore + AuditStore {}
-impl<T: AlertStore + EventStore + ActivationStore + AuditStore> Store for T {}
+pub trait Store: AlertStore + EventStore + ActivationStore + AuditStore + SilenceStore {}
+impl<T: AlertStore + EventStore + ActivationStore + AuditStore + SilenceStore> Store for T {}

@@ -398,6 +398,7 @@ mod tests {
             attempts: 1,
             error: None,
             at: None,
+            silence: None,
         }
     }
 

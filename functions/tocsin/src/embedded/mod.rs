@@ -47,10 +47,10 @@ use serde::{Deserialize, Serialize};
 use tocsin_core::auth::{AuditEntry, TokenRecord};
 use tocsin_core::engine::{Changes, EventOutcome, PutAlert};
 use tocsin_core::error::{Backend, Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Span, Timestamp};
+use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Silence, Span, Timestamp};
 use tocsin_core::store::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventStore, MemoryState,
-    PutOutcome, TokenStore,
+    PutOutcome, SilenceStore, TokenStore,
 };
 use tokio::sync::oneshot;
 
@@ -701,6 +701,29 @@ impl AlertStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl SilenceStore for EmbeddedStore {
+    async fn put_silence(&self, silence: Silence, now: Timestamp, retention: Span) -> Result<()> {
+        self.apply(Op::PutSilence {
+            silence: Box::new(silence),
+            now,
+            retention,
+        })
+        .await?
+        .recorded()
+    }
+    async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>> {
+        let (project, id) = (project.to_owned(), id.to_owned());
+        self.run(move |w| Ok(w.state.silences().get(&project, &id).cloned()))
+            .await
+    }
+    async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>> {
+        let project = project.map(str::to_owned);
+        self.run(move |w| Ok(w.state.silences().list(project.as_deref())))
+            .await
+    }
+}
+
+#[async_trait]
 impl EventStore for EmbeddedStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         let event = event.clone();
@@ -1046,6 +1069,7 @@ mod tests {
                             attempts: 1,
                             error: None,
                             at: Some(Timestamp::from_secs(3_000)),
+                            silence: None,
                         },
                     )
                     .await

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use tocsin_core::engine::{Changes, EventOutcome, PutAlert};
 use tocsin_core::error::{Backend, Error, Result};
-use tocsin_core::model::{AcceptedEvent, Delivery, Span, Timestamp};
+use tocsin_core::model::{AcceptedEvent, Delivery, Silence, Span, Timestamp};
 use tocsin_core::store::{MemoryState, PutOutcome};
 
 /// One logged change, in the order the writer applied it.
@@ -45,6 +45,13 @@ pub enum Op {
     },
     PruneIdempotency {
         now: Timestamp,
+    },
+    /// A silence made, changed or expired (the service decided which), with the retention
+    /// that drops old expired ones.
+    PutSilence {
+        silence: Box<Silence>,
+        now: Timestamp,
+        retention: Span,
     },
 }
 
@@ -150,6 +157,14 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
             Done::Recorded
         }
         Op::PruneIdempotency { now } => Done::Pruned(state.prune_idempotency(now)),
+        Op::PutSilence {
+            silence,
+            now,
+            retention,
+        } => {
+            state.put_silence(*silence, now, retention);
+            Done::Recorded
+        }
     }
 }
 

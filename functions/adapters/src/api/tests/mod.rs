@@ -592,3 +592,172 @@ async fn an_unchanged_listing_is_not_modified_until_a_firing_or_an_edit() {
     let (s, _, _) = get(all, Some(&before), false).await;
     assert_eq!(s, StatusCode::OK, "a delete changes the listing");
 }
+
+/// Silences over HTTP: made (POST and PUT), listed by state, marking the alerts they hold
+/// back (not for MLRun's client), holding back a firing's notifications, and expired.
+#[tokio::test]
+async fn silences_are_made_listed_marked_and_expired() {
+    let (app, collect) = app();
+    let mut a = alert();
+    a["criteria"] = json!({"count": 1});
+    a["notifications"] = json!([{"notification": {"kind": "webhook", "name": "hook",
+        "secret_params": {"url": "http://127.0.0.1:9/h"}}}]);
+    let (status, _) = call(&app, Method::PUT, "/api/v1/projects/p/alerts/a", Some(a)).await;
+    assert_eq!(status, StatusCode::OK);
+    let in_an_hour = tocsin_core::model::Timestamp::now()
+        .plus(tocsin_core::model::Span::from_secs(3600))
+        .to_string();
+    let (status, made) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/silences",
+        Some(
+            json!({"matchers": {"alert": "a"}, "ends_at": in_an_hour, "comment": "deploy",
+                     "created_by": "ann"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("s-") && id.len() == 18, "{id}");
+    assert_eq!(
+        (made["state"].clone(), made["created_by"].clone()),
+        (json!("active"), json!("ann"))
+    );
+
+    let (status, refused) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/silences/later",
+        Some(json!({"comment": "no end"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("forever")),
+        "{refused}"
+    );
+    let (status, refused) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/silences/later",
+        Some(json!({"comment": "x", "ends_at": in_an_hour, "matchers": {"alrt": "a"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("alrt")),
+        "{refused}"
+    );
+    let weekly = json!({"schedule": {"days": ["sat"], "from": "02:00", "to": "04:00",
+        "time_zone": "Europe/Berlin"}, "comment": "maintenance", "matchers": {"entity": "j9"}});
+    let (status, stored) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/silences/sat",
+        Some(weekly.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/silences/sat",
+        Some(weekly),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "replaced");
+
+    let (_, listed) = call(&app, Method::GET, "/api/v1/projects/p/silences", None).await;
+    let ids: Vec<&str> = listed["silences"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    assert!(ids.contains(&"sat") && ids.contains(&id.as_str()));
+    let (status, bad) = call(
+        &app,
+        Method::GET,
+        "/api/v1/projects/p/silences?state=gone",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // The alert is marked for Tocsin's clients; an entity-only silence marks nothing.
+    let (_, alerts) = call(&app, Method::GET, "/api/v1/projects/p/alerts", None).await;
+    assert_eq!(alerts["alerts"][0]["silenced"]["id"], json!(id), "{alerts}");
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/v1/projects/p/alerts/a")
+                .header("x-mlrun-client-version", "1.12.1")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let bytes = to_bytes(res.into_body(), usize::MAX).await.expect("body");
+    let for_mlrun: Value = serde_json::from_slice(&bytes).expect("json");
+    assert!(for_mlrun.get("silenced").is_none(), "{for_mlrun}");
+
+    let ev = json!({"entity": {"kind": "job", "project": "p", "ids": ["j1"]}});
+    call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/events/failed",
+        Some(ev.clone()),
+    )
+    .await;
+    let fired = collect.0.lock().expect("lock").pop().expect("fired");
+    let d = &fired.activation.deliveries[0];
+    assert_eq!(d.status, tocsin_core::model::DeliveryStatus::Suppressed);
+    assert!(
+        d.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("silenced by ann: deploy"))
+    );
+
+    let (status, ended) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/p/silences/{id}/expire"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ended["state"].clone()),
+        (StatusCode::OK, json!("expired"))
+    );
+    let (_, expired) = call(
+        &app,
+        Method::GET,
+        "/api/v1/projects/p/silences?state=expired",
+        None,
+    )
+    .await;
+    assert_eq!(expired["silences"][0]["id"], json!(id));
+    let (_, alerts) = call(&app, Method::GET, "/api/v1/projects/p/alerts", None).await;
+    assert!(alerts["alerts"][0].get("silenced").is_none(), "{alerts}");
+    call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/events/failed",
+        Some(ev),
+    )
+    .await;
+    let fired = collect.0.lock().expect("lock").pop().expect("fired");
+    assert_eq!(
+        fired.activation.deliveries[0].status,
+        tocsin_core::model::DeliveryStatus::Pending
+    );
+    let (status, missing) = call(&app, Method::GET, "/api/v1/projects/p/silences/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+}

@@ -2,6 +2,8 @@
 //! store calls. The HTTP router (in `tocsin serve` and the API Lambda) and `tocsin test` call
 //! these, so that every host behaves the same.
 
+mod silences;
+
 use std::sync::Arc;
 
 use crate::compiled::{Rule, compile};
@@ -14,6 +16,8 @@ use crate::model::{
 use crate::settings::{AlertsMode, AlertsSettings};
 use crate::store::{ActivationQuery, AlertRecord, Store};
 use crate::templates;
+
+pub use silences::SilenceFilter;
 
 /// Idempotency keys longer than this are refused (they are stored per event).
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -311,7 +315,7 @@ impl Service {
             message: None,
         };
         let mut runtime = record.runtime.clone();
-        let deliveries = runtime.plan_deliveries(&rule, now);
+        let deliveries = runtime.plan_deliveries(&rule, &event, &[]);
         let activation = crate::engine::build_activation(
             0,
             &rule,
