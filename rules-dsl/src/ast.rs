@@ -58,6 +58,51 @@ pub enum Item {
         statements: Vec<Spanned<Statement>>,
         span: Span,
     },
+    /// `silence NAME { ... }`.
+    Silence {
+        name: Spanned<String>,
+        statements: Vec<Spanned<SilenceStatement>>,
+        span: Span,
+    },
+}
+
+/// A statement inside a `silence` block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SilenceStatement {
+    /// Why: what the held-back notifications say.
+    Comment(Spanned<String>),
+    /// Who (when the server runs without auth; with auth, whoever applies the file).
+    By(Spanned<String>),
+    /// `match FIELD "glob"` or `match FIELD word, word`.
+    Match {
+        field: Spanned<String>,
+        values: Vec<Spanned<String>>,
+        /// Written as a quoted string (a glob), not as words.
+        quoted: bool,
+    },
+    From(Spanned<String>),
+    Until(Spanned<String>),
+    /// `every DAYS HH:MM to HH:MM "ZONE"`; `day` for every day.
+    Every {
+        days: Vec<Spanned<String>>,
+        from: Spanned<String>,
+        to: Spanned<String>,
+        zone: Spanned<String>,
+    },
+}
+
+impl SilenceStatement {
+    /// The keyword that starts it.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            SilenceStatement::Comment(_) => "comment",
+            SilenceStatement::By(_) => "by",
+            SilenceStatement::Match { .. } => "match",
+            SilenceStatement::From(_) => "from",
+            SilenceStatement::Until(_) => "until",
+            SilenceStatement::Every { .. } => "every",
+        }
+    }
 }
 
 impl PartialEq for Item {
@@ -88,6 +133,16 @@ impl PartialEq for Item {
                     ..
                 },
             ) => name == n2 && from == f2 && statements == s2,
+            (
+                Item::Silence {
+                    name, statements, ..
+                },
+                Item::Silence {
+                    name: n2,
+                    statements: s2,
+                    ..
+                },
+            ) => name == n2 && statements == s2,
             _ => false,
         }
     }
@@ -99,7 +154,9 @@ impl Item {
         match self {
             Item::Project(p) => p.span.clone(),
             Item::Template(d) | Item::Alert(d) => d.span.clone(),
-            Item::CustomEvent { span, .. } | Item::CalculatedEvent { span, .. } => span.clone(),
+            Item::CustomEvent { span, .. }
+            | Item::CalculatedEvent { span, .. }
+            | Item::Silence { span, .. } => span.clone(),
         }
     }
 }

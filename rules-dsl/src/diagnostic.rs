@@ -167,6 +167,14 @@ codes! {
     CooldownOnManual = ("E042", "`cooldown` on an alert with `reset manual`"),
     /// a calculated event that would feed itself
     SelfFeedingEvent = ("E043", "a calculated event that would feed itself"),
+    /// a silence with neither `until` nor `every`
+    EndlessSilence = ("E050", "a silence with neither `until` nor `every`"),
+    /// a silence matcher on a field silences do not match, or written the wrong way
+    UnknownMatch = ("E051", "a silence matcher on a field silences do not match, or written the wrong way"),
+    /// invalid time or time of day
+    InvalidTime = ("E052", "invalid time or time of day"),
+    /// unknown time zone
+    UnknownTimeZone = ("E053", "unknown time zone"),
     /// a template that nothing extends
     UnusedTemplate = ("W101", "a template that nothing extends"),
     /// an alert on many entities that counts them all in one window

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
+use crate::ast::{
+    Definition, Expr, File, Item, Literal, Param, SilenceStatement, Span, Spanned, Statement, Value,
+};
 
 /// Formats `file`, parsed from `source` (for its comments).
 pub fn format(file: &File, source: &str) -> String {
@@ -126,7 +128,47 @@ impl Formatter<'_> {
                 let _ = write!(self.out, "event {} from {}", name.node, words(from));
                 self.block(statements, span);
             }
+            Item::Silence {
+                name,
+                statements,
+                span,
+            } => {
+                let _ = write!(self.out, "silence {}", name.node);
+                self.block_with(statements, span, |f, s, sp| f.silence_statement(s, sp));
+            }
         }
+    }
+
+    fn silence_statement(&mut self, s: &SilenceStatement, span: &Span) {
+        let o = &mut self.out;
+        let _ = match s {
+            SilenceStatement::Comment(t) => write!(o, "comment {}", quote(&t.node)),
+            SilenceStatement::By(t) => write!(o, "by {}", quote(&t.node)),
+            SilenceStatement::From(t) => write!(o, "from {}", quote(&t.node)),
+            SilenceStatement::Until(t) => write!(o, "until {}", quote(&t.node)),
+            SilenceStatement::Match {
+                field,
+                values,
+                quoted,
+            } => match (quoted, values.first()) {
+                (true, Some(v)) => write!(o, "match {} {}", field.node, quote(&v.node)),
+                _ => write!(o, "match {} {}", field.node, words(values)),
+            },
+            SilenceStatement::Every {
+                days,
+                from,
+                to,
+                zone,
+            } => write!(
+                o,
+                "every {} {} to {} {}",
+                words(days),
+                from.node,
+                to.node,
+                quote(&zone.node)
+            ),
+        };
+        self.trailing(span.end);
     }
 
     fn definition(&mut self, keyword: &str, d: &Definition) {
@@ -138,6 +180,16 @@ impl Formatter<'_> {
     }
 
     fn block(&mut self, statements: &[Spanned<Statement>], span: &Span) {
+        self.block_with(statements, span, |f, s, sp| f.statement(s, sp));
+    }
+
+    /// A braced block of statements, one per line, with the comments where they were.
+    fn block_with<T>(
+        &mut self,
+        statements: &[Spanned<T>],
+        span: &Span,
+        mut each: impl FnMut(&mut Self, &T, &Span),
+    ) {
         self.out.push_str(" {");
         // A comment on the line of the opening brace stays there.
         let open = statements.first().map_or(span.end, |s| s.span.start);
@@ -158,7 +210,7 @@ impl Formatter<'_> {
         for s in statements {
             self.leading(s.span.start, 1);
             self.indent(1);
-            self.statement(&s.node, &s.span);
+            each(self, &s.node, &s.span);
         }
         self.leading(span.end, 1);
         self.out.push('}');

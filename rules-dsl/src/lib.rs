@@ -15,7 +15,7 @@ mod format;
 mod parse;
 pub mod testing;
 
-pub use check::{Checked, CompiledAlert, Resolver, check, check_source};
+pub use check::{Checked, CompiledAlert, CompiledSilence, Resolver, check, check_source};
 pub use diagnostic::{Diagnostic, Level};
 pub use format::format;
 pub use parse::{parse, pest_only};

@@ -10,7 +10,9 @@ use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use tocsin_core::model::CompareOp;
 
-use crate::ast::{Definition, Expr, File, Item, Literal, Param, Span, Spanned, Statement, Value};
+use crate::ast::{
+    Definition, Expr, File, Item, Literal, Param, SilenceStatement, Span, Spanned, Statement, Value,
+};
 use crate::diagnostic::{Code, Diagnostic};
 
 #[derive(pest_derive::Parser)]
@@ -109,7 +111,7 @@ fn item_starts(source: &str, near_misses: bool) -> Vec<usize> {
     for line in source.split_inclusive('\n') {
         let first = line.split_whitespace().next().unwrap_or("");
         let at_column_zero = !line.starts_with([' ', '\t']);
-        const ITEMS: [&str; 4] = ["project", "template", "alert", "event"];
+        const ITEMS: [&str; 5] = ["project", "template", "alert", "event", "silence"];
         // A misspelt item keyword (`alrt`) starts an item too, so that its error is reported.
         let starts_item = ITEMS.contains(&first)
             || (near_misses
@@ -250,7 +252,18 @@ fn expected(rules: &[Rule]) -> String {
             | Rule::template
             | Rule::alert
             | Rule::custom_event
-            | Rule::calculated_event => "`project`, `template`, `alert` or `event`",
+            | Rule::calculated_event
+            | Rule::silence => "`project`, `template`, `alert`, `event` or `silence`",
+            Rule::comment_
+            | Rule::by_
+            | Rule::match_
+            | Rule::from_
+            | Rule::until_
+            | Rule::every => {
+                "a silence statement (`comment`, `by`, `match`, `from`, `until`, `every`)"
+            }
+            Rule::silence_block => "`{`",
+            Rule::clock => "a time of day such as `02:00`",
             Rule::summary
             | Rule::description
             | Rule::severity
@@ -417,6 +430,27 @@ fn item(pair: Pair<Rule>, base: usize) -> Item {
                 span: sp,
             }
         }
+        Rule::silence => {
+            let name = next().map_or_else(
+                || Spanned::new(String::new(), sp.clone()),
+                |p| text(p, base),
+            );
+            let statements = next()
+                .map(|b| {
+                    b.into_inner()
+                        .filter_map(|p| {
+                            let sp = span(&p, base);
+                            silence_statement(p, base).map(|s| Spanned::new(s, sp))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Item::Silence {
+                name,
+                statements,
+                span: sp,
+            }
+        }
         _ => {
             let name = next().map_or_else(
                 || Spanned::new(String::new(), sp.clone()),
@@ -434,6 +468,39 @@ fn item(pair: Pair<Rule>, base: usize) -> Item {
             }
         }
     }
+}
+
+fn silence_statement(pair: Pair<Rule>, base: usize) -> Option<SilenceStatement> {
+    let rule = pair.as_rule();
+    let mut inner = pair.into_inner();
+    Some(match rule {
+        Rule::comment_ => SilenceStatement::Comment(string(inner.next()?, base)),
+        Rule::by_ => SilenceStatement::By(string(inner.next()?, base)),
+        Rule::from_ => SilenceStatement::From(string(inner.next()?, base)),
+        Rule::until_ => SilenceStatement::Until(string(inner.next()?, base)),
+        Rule::match_ => {
+            let field = text(inner.next()?, base);
+            let value = inner.next()?;
+            let quoted = value.as_rule() == Rule::string;
+            let values = if quoted {
+                vec![string(value, base)]
+            } else {
+                value.into_inner().map(|w| text(w, base)).collect()
+            };
+            SilenceStatement::Match {
+                field,
+                values,
+                quoted,
+            }
+        }
+        Rule::every => SilenceStatement::Every {
+            days: inner.next()?.into_inner().map(|w| text(w, base)).collect(),
+            from: text(inner.next()?, base),
+            to: text(inner.next()?, base),
+            zone: string(inner.next()?, base),
+        },
+        _ => return None,
+    })
 }
 
 fn block(pair: Pair<Rule>, base: usize) -> Vec<Spanned<Statement>> {

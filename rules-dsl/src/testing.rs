@@ -16,6 +16,9 @@
 //!   { at = "2m", alert = "endpoint-drift", state = "active", activations = 1, notifications = ["ml-alerts", "oncall"] },
 //! ]
 //! ```
+//!
+//! The rule files' `silence` blocks hold on the virtual clock too, which starts on Thursday
+//! 2026-01-01 00:00 UTC: `silenced = ["ml-alerts"]` expects what they held back.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
+use tocsin_core::auth::Principal;
 use tocsin_core::dispatch::Nowhere;
 use tocsin_core::model::{
     Activation, AlertState, DeliveryStatus, Event, EventKind, Span, Timestamp, parse_period,
@@ -32,7 +36,7 @@ use tocsin_core::model::{
 use tocsin_core::store::MemoryStore;
 use tocsin_core::{AlertsSettings, Service};
 
-use crate::check::{CompiledAlert, check_source};
+use crate::check::{CompiledAlert, CompiledSilence, check_source};
 use crate::diagnostic::render;
 
 /// Where the virtual clock starts: 2026-01-01T00:00:00Z.
@@ -103,8 +107,10 @@ struct Expect {
     activations: Option<u64>,
     /// Notifications sent by its activations so far, in order.
     notifications: Option<Vec<String>>,
-    /// Notifications a cooldown suppressed so far, in order.
+    /// Notifications a cooldown or an acknowledgement suppressed so far, in order.
     suppressed: Option<Vec<String>>,
+    /// Notifications a silence of the rule files held back so far, in order.
+    silenced: Option<Vec<String>>,
     /// The newest activation's summary.
     summary: Option<String>,
 }
@@ -143,6 +149,7 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut alerts = Vec::new();
+    let mut silences = Vec::new();
     let mut project = String::new();
     for rules in &file.rules {
         let rules_path = dir.join(rules);
@@ -166,12 +173,13 @@ pub fn run_file(path: &Path) -> Result<Report, TestFileError> {
         }
         project = checked.project;
         alerts.extend(checked.alerts);
+        silences.extend(checked.silences);
     }
     let cases = file
         .tests
         .iter()
         .map(|case| {
-            run_case(&project, &alerts, case).unwrap_or_else(|e| CaseResult {
+            run_case(&project, &alerts, &silences, case).unwrap_or_else(|e| CaseResult {
                 name: case.name.clone(),
                 failures: vec![e],
             })
@@ -194,9 +202,26 @@ fn offset(text: &str, what: &str) -> Result<Span, String> {
 }
 
 /// Runs one case; Err for a case that is itself wrong (a bad time, an unknown kind).
-fn run_case(project: &str, alerts: &[CompiledAlert], case: &Case) -> Result<CaseResult, String> {
+fn run_case(
+    project: &str,
+    alerts: &[CompiledAlert],
+    silences: &[CompiledSilence],
+    case: &Case,
+) -> Result<CaseResult, String> {
     let store = Arc::new(MemoryStore::new());
     let svc = Service::new(store, AlertsSettings::default(), Arc::new(Nowhere));
+    // The rule files' silences hold on the virtual clock as they would on a server: a weekly
+    // window in its time zone, a one-off window at its times.
+    for s in silences {
+        block_on(svc.store_silence(
+            project,
+            &s.id,
+            s.spec.clone(),
+            &Principal::anonymous(),
+            EPOCH,
+        ))
+        .map_err(|e| format!("silence `{}` is refused by the service: {e}", s.id))?;
+    }
     for a in alerts {
         block_on(svc.store_alert(project, &a.config.name, a.config.clone(), false, EPOCH))
             .map_err(|e| format!("alert `{}` is refused by the service: {e}", a.config.name))?;
@@ -327,10 +352,10 @@ fn expect(
     if let Some(n) = e.activations {
         check("activations", n.to_string(), config.count.to_string());
     }
-    let names = |status: DeliveryStatus| -> Vec<String> {
+    let names = |status: DeliveryStatus, silenced: bool| -> Vec<String> {
         mine.iter()
             .flat_map(|a| a.deliveries.iter())
-            .filter(|d| d.status == status)
+            .filter(|d| d.status == status && d.silence.is_some() == silenced)
             .map(|d| d.notification.clone())
             .collect()
     };
@@ -338,14 +363,21 @@ fn expect(
         check(
             "notifications sent",
             format!("{want:?}"),
-            format!("{:?}", names(DeliveryStatus::Pending)),
+            format!("{:?}", names(DeliveryStatus::Pending, false)),
         );
     }
     if let Some(want) = &e.suppressed {
         check(
             "notifications suppressed",
             format!("{want:?}"),
-            format!("{:?}", names(DeliveryStatus::Suppressed)),
+            format!("{:?}", names(DeliveryStatus::Suppressed, false)),
+        );
+    }
+    if let Some(want) = &e.silenced {
+        check(
+            "notifications silenced",
+            format!("{want:?}"),
+            format!("{:?}", names(DeliveryStatus::Suppressed, true)),
         );
     }
     if let Some(want) = &e.summary {

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::client::{answer, get_json};
 use tocsin_core::compiled::secret_reference;
-use tocsin_core::model::AlertConfig;
+use tocsin_core::model::{AlertConfig, Silence};
 use tocsin_rules::diagnostic::{render, to_json};
-use tocsin_rules::{CompiledAlert, Level, check_source};
+use tocsin_rules::{CompiledAlert, CompiledSilence, Level, check_source};
 
 /// `println!` that ignores a closed stdout (`tocsin export | head` must not panic).
 macro_rules! say {
@@ -89,7 +89,7 @@ fn read(path: &Path) -> Result<String, String> {
 pub fn compile_files(
     paths: &[PathBuf],
     secret: &tocsin_rules::Resolver,
-) -> Result<Vec<(PathBuf, String, Vec<CompiledAlert>)>, String> {
+) -> Result<Vec<(PathBuf, tocsin_rules::Checked)>, String> {
     let mut out = Vec::new();
     let mut rendered = String::new();
     for path in files(paths, ".tocsin")? {
@@ -103,7 +103,7 @@ pub fn compile_files(
                 false,
             ));
         } else {
-            out.push((path, checked.project, checked.alerts));
+            out.push((path, checked));
         }
     }
     if rendered.is_empty() {
@@ -332,12 +332,20 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
         }
     };
     let mut projects: BTreeMap<String, Vec<(PathBuf, CompiledAlert)>> = BTreeMap::new();
-    for (path, project, alerts) in compiled {
-        for a in alerts {
+    let mut silences: BTreeMap<String, Vec<CompiledSilence>> = BTreeMap::new();
+    for (path, checked) in compiled {
+        for a in checked.alerts {
             projects
-                .entry(project.clone())
+                .entry(checked.project.clone())
                 .or_default()
                 .push((path.clone(), a));
+        }
+        if !checked.silences.is_empty() {
+            projects.entry(checked.project.clone()).or_default();
+            silences
+                .entry(checked.project)
+                .or_default()
+                .extend(checked.silences);
         }
     }
     let base = server.trim_end_matches('/');
@@ -398,8 +406,30 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
                 return ExitCode::FAILURE;
             }
         }
+        let silences = silences.get(project).map_or(&[][..], Vec::as_slice);
+        let silence_steps = match silence_plan(&client, base, project, silences).await {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        };
+        for (s, change) in silences.iter().zip(&silence_steps) {
+            let (sign, word) = match change {
+                Change::Create => ("+", "create"),
+                Change::Unchanged => ("=", "unchanged"),
+                _ => ("~", "update"),
+            };
+            say!("  {sign} silence {}: {word}", s.id);
+        }
         if dry_run {
             continue;
+        }
+        for (s, change) in silences.iter().zip(&silence_steps) {
+            if *change != Change::Unchanged {
+                let url = format!("{base}/api/v1/projects/{project}/silences/{}", s.id);
+                if let Err(e) = answer(&url, client.put(&url).json(&s.spec).send().await).await {
+                    eprintln!("tocsin: silence {}: {e}", s.id);
+                    failed = true;
+                }
+            }
         }
         for (config, (name, change)) in desired.iter().zip(&steps) {
             if matches!(change, Change::Create | Change::Update { .. }) {
@@ -429,6 +459,50 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
         }
         ExitCode::SUCCESS
     }
+}
+
+/// What applying each silence would do: create it, change it, or nothing (the server's has the
+/// same matchers, times, schedule, comment and author).
+async fn silence_plan(
+    client: &reqwest::Client,
+    base: &str,
+    project: &str,
+    silences: &[CompiledSilence],
+) -> Result<Vec<Change>, String> {
+    if silences.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = format!("{base}/api/v1/projects/{project}/silences?state=all");
+    let listed = get_json(client, &url).await?;
+    let stored: Vec<Silence> = listed["silences"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|s| serde_json::from_value(s.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(silences
+        .iter()
+        .map(|s| match stored.iter().find(|x| x.id == s.id) {
+            None => Change::Create,
+            Some(x)
+                if x.matchers == s.spec.matchers
+                    && s.spec.starts_at.is_none_or(|t| t == x.starts_at)
+                    && x.ends_at == s.spec.ends_at
+                    && x.schedule == s.spec.schedule
+                    && x.comment == s.spec.comment
+                    && x.expired_by.is_none()
+                    && s.spec
+                        .created_by
+                        .as_ref()
+                        .is_none_or(|b| *b == x.created_by) =>
+            {
+                Change::Unchanged
+            }
+            Some(_) => Change::Update { resets: false },
+        })
+        .collect())
 }
 
 /// `tocsin export`: a project's alerts (from a server, or from a wire JSON file: one config,

@@ -8,4 +8,5 @@ pub mod config;
 pub mod embedded;
 pub mod listener;
 pub mod serve;
+pub mod silences;
 pub mod tokens;

@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Silence notifications on a running server: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
     /// Post one event to a running server.
     Send {
         /// The server's base URL.
@@ -131,6 +136,144 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct AddSilenceArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[arg(long)]
+    project: String,
+    /// Why (required): what the suppressed notifications say.
+    #[arg(long)]
+    comment: String,
+    /// Alert name, exact or a glob.
+    #[arg(long)]
+    alert: Option<String>,
+    /// Entity id glob.
+    #[arg(long)]
+    entity: Option<String>,
+    /// Severity to match; repeatable.
+    #[arg(long)]
+    severity: Vec<String>,
+    /// Event kind to match; repeatable.
+    #[arg(long)]
+    kind: Vec<String>,
+    /// How long from the start, e.g. 1h or 4h.
+    #[arg(long = "for", value_name = "SPAN")]
+    duration: Option<String>,
+    /// Until this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// From this time (default now).
+    #[arg(long)]
+    from: Option<String>,
+    /// A weekly window: `DAYS FROM-TO ZONE`, e.g. "sat 02:00-04:00 Europe/Berlin".
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Who, when the server runs without auth.
+    #[arg(long)]
+    by: Option<String>,
+    /// Its id (a second add with the same id replaces it); default: a new one.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Hold back the notifications of matching activations for a while, or on a weekly
+    /// schedule. Alerts still count and fire; their notifications are recorded as suppressed.
+    Add(Box<AddSilenceArgs>),
+    /// List a project's silences.
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        project: String,
+        /// current (active and pending), active, pending, expired or all.
+        #[arg(long, default_value = "current")]
+        state: String,
+    },
+    /// End a silence now (it stays listed as expired for five days).
+    Expire {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+}
+
+async fn silence(command: SilenceCommand) -> ExitCode {
+    let shown = |r: Result<Value, String>, verb: &str| match r {
+        Ok(s) => {
+            let turn = s["until"]
+                .as_str()
+                .map(|u| format!(" until {u}"))
+                .or_else(|| s["next_start"].as_str().map(|n| format!(", starts {n}")))
+                .unwrap_or_default();
+            println!(
+                "silence {} {verb}: {}{turn}",
+                s["id"].as_str().unwrap_or(""),
+                s["state"].as_str().unwrap_or("")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    };
+    match command {
+        SilenceCommand::Add(args) => {
+            let AddSilenceArgs {
+                server,
+                project,
+                comment,
+                alert,
+                entity,
+                severity,
+                kind,
+                duration,
+                until,
+                from,
+                schedule,
+                by,
+                id,
+            } = *args;
+            let add = tocsin::silences::AddSilence {
+                project,
+                id,
+                alert,
+                entity,
+                severity,
+                kind,
+                duration,
+                until,
+                from,
+                schedule,
+                comment,
+                by,
+            };
+            shown(tocsin::silences::add(&server, &add).await, "stored")
+        }
+        SilenceCommand::List {
+            server,
+            project,
+            state,
+        } => match tocsin::silences::list(&server, &project, &state).await {
+            Ok(list) => {
+                print!("{}", tocsin::silences::table(&list));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        SilenceCommand::Expire {
+            server,
+            project,
+            id,
+        } => shown(
+            tocsin::silences::expire(&server, &project, &id).await,
+            "expired",
+        ),
+    }
 }
 
 /// Where `tocsin token` works: one of `--server` and `--data-dir`.
@@ -317,6 +460,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Token { command } => token(command).await,
+        Command::Silence { command } => silence(command).await,
         Command::Preview {
             server,
             project,

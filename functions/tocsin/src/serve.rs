@@ -57,8 +57,27 @@ pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeEr
         crate::commands::compile_files(&[dir.to_path_buf()], &crate::commands::env_secret)
             .map_err(|rendered| err(format!("the rule files do not check:\n{rendered}")))?;
     let mut stored = 0;
-    for (path, project, alerts) in compiled {
-        for a in alerts {
+    for (path, checked) in compiled {
+        let project = checked.project;
+        for s in checked.silences {
+            service
+                .store_silence(
+                    &project,
+                    &s.id,
+                    s.spec,
+                    &tocsin_core::auth::Principal::anonymous(),
+                    Timestamp::now(),
+                )
+                .await
+                .map_err(|e| {
+                    err(format!(
+                        "{}: silence {project}/{}: {e}",
+                        path.display(),
+                        s.id
+                    ))
+                })?;
+        }
+        for a in checked.alerts {
             let name = a.config.name.clone();
             service
                 .store_alert(&project, &name, a.config, false, Timestamp::now())

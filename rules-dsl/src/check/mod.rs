@@ -33,9 +33,11 @@ mod filter;
 mod merge;
 mod names;
 mod notify;
+mod silence;
 mod values;
 
 pub use notify::secret_name;
+pub use silence::CompiledSilence;
 
 use names::name_error;
 use values::{number, number_or_string};
@@ -64,6 +66,8 @@ pub struct CompiledAlert {
 pub struct Checked {
     pub project: String,
     pub alerts: Vec<CompiledAlert>,
+    /// The file's silences (when there are no errors).
+    pub silences: Vec<CompiledSilence>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -84,6 +88,7 @@ pub fn check_source(source: &str, secret: &Resolver) -> Checked {
     checked.diagnostics = diagnostics;
     if checked.has_errors() {
         checked.alerts.clear();
+        checked.silences.clear();
     }
     checked
 }
@@ -191,11 +196,37 @@ impl<'f> Checker<'f> {
                 );
             }
         }
+        let mut silences = Vec::new();
+        let mut silence_names: BTreeMap<String, Span> = BTreeMap::new();
+        for item in &file.items {
+            if let Item::Silence {
+                name,
+                statements,
+                span,
+            } = item
+            {
+                if silence_names
+                    .insert(name.node.clone(), name.span.clone())
+                    .is_some()
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::DuplicateName,
+                            name.span.clone(),
+                            format!("silence `{}` is defined twice", name.node),
+                        )
+                        .label("defined again here"),
+                    );
+                }
+                silences.extend(self.silence(name, statements, span));
+            }
+        }
         let mut diagnostics = std::mem::take(&mut self.diags);
         diagnostics.sort_by_key(|d| (d.span.start, d.code));
         Checked {
             project: self.project.clone(),
             alerts,
+            silences,
             diagnostics,
         }
     }
@@ -224,7 +255,8 @@ impl<'f> Checker<'f> {
                         alerts.push(a);
                     }
                 }
-                Item::Project(_) | Item::CustomEvent { .. } => {}
+                // Checked once, after the items (they are few).
+                Item::Project(_) | Item::CustomEvent { .. } | Item::Silence { .. } => {}
             }
         }
         alerts

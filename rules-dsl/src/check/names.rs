@@ -35,6 +35,7 @@ impl<'f> Checker<'f> {
                     }
                 }
                 Item::Alert(d) => self.unique_name(&mut names, &d.name),
+                Item::Silence { .. } => {}
                 Item::CalculatedEvent { name, .. } => {
                     self.unique_name(&mut names, name);
                     if self.event_kind_name(name) {

@@ -248,6 +248,37 @@ impl fmt::Display for Schedule {
     }
 }
 
+impl FromStr for Schedule {
+    type Err = String;
+    /// `DAYS FROM-TO ZONE`, as [`Schedule`]'s `Display` writes it: `sat,sun 02:00-04:00
+    /// Europe/Berlin`, or `daily 09:00-10:00 UTC`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let shape = || {
+            format!(
+                "`{text}` is not a schedule: write DAYS FROM-TO ZONE, e.g. `sat,sun 02:00-04:00 Europe/Berlin` or `daily 09:00-10:00 UTC`"
+            )
+        };
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let [days, times, zone] = parts.as_slice() else {
+            return Err(shape());
+        };
+        let days = if days.eq_ignore_ascii_case("daily") {
+            Vec::new()
+        } else {
+            days.split(',').map(str::parse).collect::<Result<_, _>>()?
+        };
+        let (from, to) = times.split_once('-').ok_or_else(shape)?;
+        let schedule = Schedule {
+            days,
+            from: from.parse()?,
+            to: to.parse()?,
+            time_zone: (*zone).to_owned(),
+        };
+        schedule.zone()?;
+        Ok(schedule)
+    }
+}
+
 /// A local wall-clock time as an instant: the earlier one when the clock goes back (the time
 /// happens twice), and the first valid time after it when the clock goes forward (it never
 /// happens).
@@ -749,6 +780,24 @@ mod tests {
         assert!("24:00".parse::<TimeOfDay>().is_err());
         assert!("sat".parse::<Day>().is_ok() && "Saturday".parse::<Day>().is_ok());
         assert!("sa".parse::<Day>().is_err());
+        let text = "sat,sun 02:00-04:00 Europe/Berlin";
+        let parsed: Schedule = text.parse().expect("schedule");
+        assert_eq!(parsed.to_string(), text);
+        assert_eq!(
+            "daily 22:00-02:00 UTC"
+                .parse::<Schedule>()
+                .expect("daily")
+                .days,
+            []
+        );
+        for bad in [
+            "sat 02:00 UTC",
+            "sat 02:00-04:00",
+            "sat 02:00-25:00 UTC",
+            "sat 02:00-04:00 Mars/Base",
+        ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
     }
 
     #[test]
