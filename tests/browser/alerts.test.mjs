@@ -189,6 +189,64 @@ test("an on-call person follows an alert from firing to deletion without reloadi
   await page.close();
 });
 
+test("an on-call person silences an active alert for 4 hours from its row, sees it held back, and expires the silence", async () => {
+  const ops = { ...jobAlert("manual"), entities: { kind: "job", project: "ops", ids: ["*"] } };
+  await put("ops", "nightly-etl", ops);
+  await fail("ops", "etl-1");
+  await fail("ops", "etl-2");
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/alerts`);
+  const row = page.locator('tr[data-key="ops/nightly-etl"]');
+  await page.waitForFunction(() => document.querySelector('tr[data-key="ops/nightly-etl"]')?.dataset.state === "active");
+  await page.fill("#me", "dana");
+
+  await row.getByRole("button", { name: "Silence nightly-etl in ops" }).click();
+  await page.locator("#silencer[open]").waitFor();
+  await page.click("#silencer-save");
+  assert.match(await page.locator("#silencer-error").textContent(), /Say why/, "a silence needs a reason");
+  await page.check('input[name="silence-for"][value="4h"]');
+  await page.fill("#silence-comment", "re-running the backfill");
+  await page.click("#silencer-save");
+  await page.locator("#silencer:not([open])").waitFor({ state: "attached" });
+
+  // The row is marked, and the Silences table lists it with who and why.
+  await row.locator(".silenced", { hasText: /silenced by dana until/ }).waitFor();
+  const silenceRow = page.locator('#silence-rows tr[data-state="active"]');
+  await silenceRow.waitFor();
+  assert.match(await silenceRow.textContent(), /alert nightly-etl.*dana.*re-running the backfill/);
+  const listed = await (await fetch(`${api}/projects/ops/silences`)).json();
+  assert.equal(listed.silences.length, 1);
+  const made = listed.silences[0];
+  const hours = (Date.parse(made.ends_at) - Date.parse(made.starts_at)) / 3600e3;
+  assert.ok(Math.abs(hours - 4) < 0.01, `4 hours, got ${hours}`);
+  assert.equal(made.created_by, "dana");
+  await page.screenshot({ path: join(SHOTS, "alerts-silenced.png"), fullPage: true });
+
+  // Reset, and it fires again: recorded, its notification held back by the silence.
+  await row.getByRole("button", { name: "Reset nightly-etl in ops" }).click();
+  await page.waitForFunction(() => document.querySelector('tr[data-key="ops/nightly-etl"]')?.dataset.state === "inactive");
+  await fail("ops", "etl-3");
+  await fail("ops", "etl-4");
+  const acts = await (await fetch(`${api}/projects/ops/alerts/nightly-etl/activations`)).json();
+  assert.equal(acts.activations.length, 2);
+  const held = acts.activations[0].deliveries[0];
+  assert.equal(held.status, "suppressed");
+  assert.match(held.error, /^silenced by dana: re-running the backfill, until /);
+  assert.equal(held.silence, made.id);
+  assert.equal(acts.activations[1].deliveries[0].status === "suppressed", false, "the first firing was before the silence");
+
+  // Expire it from the table: it is listed as expired, and the row is no longer marked.
+  await page.getByRole("button", { name: `Expire silence ${made.id}` }).click();
+  await page.locator('#silence-rows tr[data-state="expired"]').waitFor();
+  await row.locator(".silenced").waitFor({ state: "detached" });
+  const after = await (await fetch(`${api}/projects/ops/silences/${made.id}`)).json();
+  assert.deepEqual([after.state, after.expired_by], ["expired", "anonymous"]);
+  assert.deepEqual(errors, [], "no script errors");
+  await page.close();
+});
+
 test("a new alert from a template, keyboard only, in the dark theme", async () => {
   const page = await browser.newPage({ colorScheme: "dark" });
   await page.goto(`${base}/`);

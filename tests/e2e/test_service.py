@@ -105,3 +105,46 @@ def test_tocsin_send_posts_an_event(tocsin):
     worse = subprocess.run([BIN, "send", "--server", tocsin.url, "--project", "fraud", "failed", "x",
                             "--entity-kind", "model-endpoint-result"], capture_output=True, text=True, timeout=30)
     assert worse.returncode == 1 and "400" in worse.stderr
+
+
+def test_tocsin_silence_adds_lists_and_expires_and_silences_survive_a_restart(tocsin):
+    hook = [{"notification": {"kind": "webhook", "name": "hook", "secret_params": {"url": "http://127.0.0.1:9/h"}}}]
+    put_alert(tocsin.api, alert("fraud", "drift", entity="ep1", kind="model-endpoint-result",
+                                events=["data-drift-detected"], notifications=hook))
+
+    def cli(*args):
+        return subprocess.run([BIN, "silence", *args, "--server", tocsin.url, "--project", "fraud"],
+                              capture_output=True, text=True, timeout=30)
+
+    made = cli("add", "--alert", "dr*", "--for", "4h", "--comment", "retraining", "--by", "ann")
+    assert made.returncode == 0, made.stderr
+    assert "active until" in made.stdout
+    weekly = cli("add", "--id", "weekend", "--schedule", "sat,sun 02:00-04:00 Europe/Berlin",
+                 "--severity", "low", "--comment", "feature store maintenance")
+    assert weekly.returncode == 0, weekly.stderr
+    refused = cli("add", "--comment", "forever")
+    assert refused.returncode == 1 and "400" in refused.stderr and "forever" in refused.stderr
+    typo = cli("add", "--for", "1h", "--severity", "urgent", "--comment", "x")
+    assert typo.returncode == 1 and "--severity" in typo.stderr
+
+    # The silence holds back the firing's notification; the activation is recorded.
+    subprocess.run([BIN, "send", "--server", tocsin.url, "--project", "fraud", "data_drift_detected", "ep1"],
+                   check=True, capture_output=True, timeout=30)
+    act = requests.get(f"{tocsin.api}/projects/fraud/alert-activations", timeout=10).json()["activations"][0]
+    assert act["deliveries"][0]["status"] == "suppressed"
+    assert act["deliveries"][0]["error"].startswith("silenced by ann: retraining, until ")
+
+    tocsin.stop()
+    tocsin.start()
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].startswith("ID\tSTATE")
+    assert len(lines) == 3, listed.stdout
+    assert any("weekend\tpending" in l and "sat,sun 02:00-04:00 Europe/Berlin" in l for l in lines)
+    sid = next(l.split("\t")[0] for l in lines[1:] if "retraining" in l)
+    ended = cli("expire", sid)
+    assert ended.returncode == 0 and "expired" in ended.stdout, ended.stderr
+    expired = cli("list", "--state", "expired")
+    assert sid in expired.stdout and "retraining" in expired.stdout
+    assert sid not in cli("list").stdout
