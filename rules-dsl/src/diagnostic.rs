@@ -183,6 +183,8 @@ codes! {
     ShortCooldown = ("W103", "a cooldown shorter than the criteria window"),
     /// an unknown placeholder in a summary or message
     UnknownPlaceholder = ("W104", "an unknown placeholder in a summary or message"),
+    /// `resolved true` on an alert whose activations close as they fire
+    ResolvedAtOnce = ("W105", "`resolved true` on an alert whose activations close as they fire"),
 }
 
 impl std::fmt::Display for Code {

@@ -243,6 +243,9 @@ fn notify(
     if let Some(cd) = &n.cooldown_period {
         param("cooldown", Value::Duration(cd.clone()));
     }
+    if n.send_resolved {
+        param("resolved", Value::Bool(true));
+    }
     Statement::Notify {
         kind: s(kind),
         name: s(&note.name),

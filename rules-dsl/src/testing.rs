@@ -33,7 +33,7 @@ use tocsin_core::dispatch::Nowhere;
 use tocsin_core::model::{
     Activation, AlertState, DeliveryStatus, Event, EventKind, Span, Timestamp, parse_period,
 };
-use tocsin_core::store::MemoryStore;
+use tocsin_core::store::{ActivationQuery, MemoryStore, NameFilter};
 use tocsin_core::{AlertsSettings, Service};
 
 use crate::check::{CompiledAlert, CompiledSilence, check_source};
@@ -111,6 +111,8 @@ struct Expect {
     suppressed: Option<Vec<String>>,
     /// Notifications a silence of the rule files held back so far, in order.
     silenced: Option<Vec<String>>,
+    /// Resolved notifications (`resolved true`) of the activations closed so far, in order.
+    resolved: Option<Vec<String>>,
     /// The newest activation's summary.
     summary: Option<String>,
 }
@@ -263,6 +265,8 @@ fn run_case(
     let mut failures = Vec::new();
     for (at, _, _, step) in steps {
         let now = EPOCH.plus(at);
+        // The virtual clock ticks before each step, as `tocsin serve`'s does every second.
+        block_on(svc.tick(now)).map_err(|e| format!("the clock at {}: {e}", human(at)))?;
         match step {
             Step::Event(input) => {
                 let event = event(project, input, alerts)?;
@@ -280,7 +284,7 @@ fn run_case(
                 );
             }
             Step::Reset(alert) => {
-                block_on(svc.reset_alert(project, alert, now))
+                block_on(svc.reset_alert(project, alert, "tocsin test", now))
                     .map_err(|e| format!("reset at {}: {e}", human(at)))?;
             }
             Step::Expect(e) => failures.extend(expect(&svc, project, &fired, e, at, now)),
@@ -378,6 +382,31 @@ fn expect(
             "notifications silenced",
             format!("{want:?}"),
             format!("{:?}", names(DeliveryStatus::Suppressed, true)),
+        );
+    }
+    if let Some(want) = &e.resolved {
+        // Closing adds them to the stored activation, after the firing's snapshot.
+        let query = ActivationQuery {
+            project: Some(project.to_owned()),
+            name: Some(NameFilter::Exact(e.alert.clone())),
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        let got: Vec<String> = match block_on(svc.activations(&query)) {
+            Ok(mut acts) => {
+                acts.reverse();
+                acts.iter()
+                    .flat_map(|a| a.deliveries.iter())
+                    .filter(|d| d.resolved)
+                    .map(|d| d.notification.clone())
+                    .collect()
+            }
+            Err(err) => vec![format!("(cannot read the activations: {err})")],
+        };
+        check(
+            "resolved notifications",
+            format!("{want:?}"),
+            format!("{got:?}"),
         );
     }
     if let Some(want) = &e.summary {

@@ -130,9 +130,10 @@ test("an on-call person follows an alert from firing to deletion without reloadi
   assert.match(await page.locator("#history-rows").textContent(), /train-2/);
   assert.equal(await page.locator("svg.timeline circle").count(), 1);
 
-  // Reset.
+  // Reset: the history says who closed the activation.
   await row("training-failed").getByRole("button", { name: "Reset training-failed in fraud" }).click();
   await page.waitForFunction(() => document.querySelector('tr[data-key="fraud/training-failed"]')?.dataset.state === "inactive");
+  await page.locator("#history-rows", { hasText: /reset by dana/ }).waitFor();
   const afterReset = (await getAlert("fraud", "training-failed")).body;
   assert.equal(afterReset.state, "inactive");
   assert.equal(afterReset.acknowledged, undefined, "a reset clears the acknowledgement");

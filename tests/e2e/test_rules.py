@@ -40,6 +40,7 @@ def test_apply_shows_the_plan_stores_and_the_mlrun_client_reads_it_back(tocsin, 
     d, env = rules
     dry = run("apply", str(d), "--server", tocsin.url, "--dry-run", env=env, check=0)
     assert "+ endpoint-drift: create" in dry.stdout and "5 to create" in dry.stdout, dry.stdout
+    assert "+ silence feature-store-maintenance: create" in dry.stdout, dry.stdout
     assert names(tocsin.api) == [], "a dry run stores nothing"
 
     out = run("apply", str(d), "--server", tocsin.url, env=env, check=0)
@@ -61,8 +62,13 @@ def test_apply_shows_the_plan_stores_and_the_mlrun_client_reads_it_back(tocsin, 
     failed = listed["training-failed"]
     assert failed.reset_policy == "auto" and failed.summary == "Training job {{entity}} failed twice within an hour"
 
+    silence = requests.get(f"{tocsin.api}/projects/fraud-detection/silences/feature-store-maintenance").json()
+    assert silence["schedule"] == {"days": ["sat"], "from": "02:00", "to": "04:00", "time_zone": "Europe/Berlin"}
+    assert silence["matchers"] == {"alert": "endpoint-drift"}
+
     again = run("apply", str(d), "--server", tocsin.url, env=env, check=0)
     assert "0 to create, 0 to update, 0 to delete, 5 unchanged" in again.stdout, again.stdout
+    assert "= silence feature-store-maintenance: unchanged" in again.stdout, again.stdout
 
 
 def test_the_plan_names_updates_that_reset_state_and_prune_deletes_only_applied_alerts(tocsin, rules, receiver):
@@ -148,7 +154,7 @@ def test_check_exit_codes_and_json(tmp_path):
 
 def test_rule_tests_run_from_the_command_line():
     out = run("test", os.path.join(ROOT, "rules-dsl/examples"), check=0)
-    assert "18 passed, 0 failed" in out.stdout, out.stdout
+    assert "19 passed, 0 failed" in out.stdout, out.stdout
 
 
 def test_the_mlrun_client_reads_around_custom_event_kinds(tocsin):

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
-use tocsin_adapters::notify::render_mail;
+use tocsin_adapters::notify::{Phase, render_mail};
 use tocsin_core::Dispatch;
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::Fired;
@@ -90,7 +90,7 @@ impl Topic {
             .iter()
             .map(|n| &n.notification)
             .find(|n| n.kind == NotificationKind::Email)
-            .map(|note| render_mail(note, activation));
+            .map(|note| render_mail(note, activation, Phase::Fired));
         let (title, body) = match mail {
             Some((subject, text, _html)) => (subject, text),
             None => (

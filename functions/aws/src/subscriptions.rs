@@ -183,8 +183,14 @@ impl AlertStore for SubscribingStore {
         self.sync(project, name, &BTreeSet::new()).await?;
         Ok(existed)
     }
-    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
-        self.store.reset_alert(project, name, now).await
+    async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.store.reset_alert(project, name, by, now).await
     }
     async fn acknowledge_alert(
         &self,
@@ -204,6 +210,9 @@ impl AlertStore for SubscribingStore {
 impl EventStore for SubscribingStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         self.store.apply_event(event, ttl).await
+    }
+    async fn tick(&self, now: Timestamp) -> Result<tocsin_core::engine::Ticked> {
+        self.store.tick(now).await
     }
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
         self.store.apply_events(events, ttl).await

@@ -9,6 +9,11 @@ use crate::engine::Fired;
 /// notifications are settled, and is delivered from there.
 pub trait Dispatch: Send + Sync {
     fn dispatch(&self, fired: Fired);
+
+    /// The outbox may hold new work that was not dispatched (a resolved notification that a
+    /// reset or a tick added to a closed activation): deliver it soon. A host whose outbox is
+    /// swept on a schedule (the Lambdas) may ignore it.
+    fn wake(&self) {}
 }
 
 /// Delivers nothing, for hosts that only evaluate (rule tests): activations stay recorded with

@@ -193,6 +193,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         server.sync_interval_ms,
         server.activation_retention_days,
     );
+    spawn_clock(service.clone());
 
     let mut state = AppState::open(service);
     if config.auth.enabled {
@@ -237,6 +238,25 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::error!(error = %e, "final sync failed");
     }
     Ok(())
+}
+
+/// How often the server's clock ticks: the end of a cooldown is settled (and its resolved
+/// notifications sent) within this of the time.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The clock of `tocsin serve`: time passes for the engine without events (see
+/// [`Service::tick`]). A tick with nothing due reads the state and writes nothing.
+fn spawn_clock(service: Service) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if let Err(e) = service.tick(Timestamp::now()).await {
+                tracing::error!(error = %e, "the clock's tick failed; the next one tries again");
+            }
+        }
+    });
 }
 
 /// Periodic log sync (with OS durability), the store's timed upkeep (settling activations,

@@ -305,6 +305,17 @@ impl<'f> Checker<'f> {
             } = &s.node
                 && let Some(n) = self.notification(&name.node, kind, nname, params, &mut unresolved)
             {
+                if n.send_resolved && reset == Some(ResetPolicy::Auto) && cooldown.is_none() {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            Code::ResolvedAtOnce,
+                            nname.span.clone(),
+                            format!("`{}` would say resolved the moment it fires", nname.node),
+                        )
+                        .label("an auto alert without a cooldown closes as it fires")
+                        .help("give the alert a `cooldown` (it stays active that long), or `reset manual`"),
+                    );
+                }
                 notifications.push(n);
             }
         }

@@ -42,12 +42,14 @@ impl<'f> Checker<'f> {
             ("message", false, false),
             ("severity", false, false),
             ("cooldown", false, false),
+            ("resolved", false, false),
         ];
         let allowed: Vec<(&str, bool, bool)> = own.iter().copied().chain(common).collect();
         let mut out_params = Map::new();
         let mut secret_params = Map::new();
         let mut secret_missing = false;
         let (mut message, mut severity, mut cooldown) = (None, None, None);
+        let mut send_resolved = false;
         let mut seen = BTreeSet::new();
         for p in params {
             let key = p.key.node.as_str();
@@ -125,6 +127,7 @@ impl<'f> Checker<'f> {
                 ("cooldown", Value::Duration(d)) => {
                     cooldown = self.duration(&Spanned::new(d.clone(), v.span.clone()))
                 }
+                ("resolved", Value::Bool(b)) => send_resolved = *b,
                 ("to", Value::Str(s)) => {
                     out_params.insert(wire_key, json!([s]));
                 }
@@ -192,6 +195,7 @@ impl<'f> Checker<'f> {
                 extra: Map::new(),
             },
             cooldown_period: cooldown,
+            send_resolved,
         })
     }
 }
@@ -205,6 +209,7 @@ pub(super) fn param_help(key: &str) -> String {
         "message" | "link" | "repo" | "entity" => format!("write `{key} \"...\"`"),
         "severity" => "write `severity warning` (info, debug, verbose, warning or error)".into(),
         "cooldown" => "write `cooldown 15m`".into(),
+        "resolved" => "write `resolved true`: also notify when the activation closes".into(),
         _ => format!("see the `{key}` parameter in the README"),
     }
 }

@@ -238,13 +238,27 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /projects/{project}/alerts/{name}/reset`. Who reset it is recorded on the activation it
+/// closes ("reset by dana") and said by its resolved notifications: the signed-in principal, or
+/// without auth the optional body's `by` (MLRun's client sends none: `anonymous`).
 pub async fn reset(
     State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let project = project.as_str();
+    let named = serde_json::from_slice::<Acknowledge>(&body)
+        .ok()
+        .and_then(|b| b.by)
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty());
+    let by = match named {
+        Some(by) if !principal.authenticated => by,
+        _ => principal.name,
+    };
     s.service
-        .reset_alert(project, &name, Timestamp::now())
+        .reset_alert(project, &name, &by, Timestamp::now())
         .await?;
     Ok(Json(Value::Null))
 }

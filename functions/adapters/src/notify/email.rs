@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tocsin_core::model::{Activation, Notification};
 
-use super::payload::message;
+use super::payload::{Phase, message};
 use super::retry::Failure;
 
 /// How the SMTP connection is secured.
@@ -94,9 +94,10 @@ impl Mailer {
         note: &Notification,
         recipients: &Value,
         a: &Activation,
+        phase: Phase,
     ) -> Result<(), Failure> {
         let to = addresses(recipients)?;
-        let mail = compose(&self.from, &to, note, a)?;
+        let mail = compose(&self.from, &to, note, a, phase)?;
         self.transport.send(mail).await.map(|_| ()).map_err(|e| {
             let reason = format!("smtp: {e}");
             if e.is_permanent() {
@@ -190,13 +191,20 @@ fn facts(note: &Notification, a: &Activation) -> Vec<(&'static str, String)> {
 }
 
 /// A notification's mail as (subject, text, HTML): what is sent, and what a preview shows.
-pub fn render_mail(note: &Notification, a: &Activation) -> (String, String, String) {
-    let text_message = message(note, a);
-    let subject: String = format!("[{}] {}: {text_message}", a.severity, a.name)
-        .chars()
-        .take(200)
-        .collect();
-    let facts = facts(note, a);
+pub fn render_mail(note: &Notification, a: &Activation, phase: Phase) -> (String, String, String) {
+    let mut text_message = message(note, a);
+    let subject: String = match phase {
+        Phase::Fired => format!("[{}] {}: {text_message}", a.severity, a.name),
+        Phase::Resolved => format!("RESOLVED [{}] {}: {text_message}", a.severity, a.name),
+    }
+    .chars()
+    .take(200)
+    .collect();
+    let mut facts = facts(note, a);
+    if phase == Phase::Resolved {
+        text_message = format!("Resolved: {text_message}");
+        facts.insert(0, ("Resolved", super::payload::resolution(a)));
+    }
     let data: Vec<(String, String)> = a
         .value_dict
         .iter()
@@ -250,13 +258,19 @@ fn compose(
     to: &[Mailbox],
     note: &Notification,
     a: &Activation,
+    phase: Phase,
 ) -> Result<Message, Failure> {
-    let (subject, text, html) = render_mail(note, a);
+    let (subject, text, html) = render_mail(note, a, phase);
+    let resolved = if phase == Phase::Resolved {
+        ".resolved"
+    } else {
+        ""
+    };
     let mut builder = Message::builder()
         .from(from.clone())
         .subject(subject)
         .message_id(Some(format!(
-            "<{}.{}@tocsin>",
+            "<{}.{}{resolved}@tocsin>",
             a.id,
             note.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         )));

@@ -29,7 +29,7 @@ use tocsin_core::{Dispatch, Service};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, email_recipients, render_mail};
-pub use payload::{slack_payload, webhook_payload};
+pub use payload::{Phase, slack_payload, webhook_payload};
 pub use preview::preview;
 pub use retry::DeliverySettings;
 use retry::{Failure, backoff};
@@ -87,6 +87,11 @@ pub fn queue(settings: &DeliverySettings) -> (Arc<NotifierQueue>, Inbox) {
 }
 
 impl Dispatch for NotifierQueue {
+    /// The worker drains the outbox next.
+    fn wake(&self) {
+        self.backlog.note();
+    }
+
     fn dispatch(&self, fired: Fired) {
         match self.tx.try_send(fired) {
             Ok(()) => {}
@@ -127,24 +132,39 @@ const REMEMBERED: usize = 8192;
 /// Which activations are being delivered, and which finished lately. An activation can reach
 /// the worker twice, through the queue and through a drain of the outbox; whichever comes
 /// second must find it here and not deliver it again.
+/// An activation's deliveries are of two rounds: its firing, then (`send_resolved`) its closing.
+/// Each round is tracked apart, so that the resolved round of an activation whose firing was
+/// delivered a moment ago is not taken for a copy of it.
+type Round = (u64, bool);
+
+/// The round an activation is in: its resolved notifications while any is pending, else its
+/// firing's.
+fn round_of(a: &Activation) -> Round {
+    let resolving = a
+        .deliveries
+        .iter()
+        .any(|d| d.status == DeliveryStatus::Pending && d.resolved);
+    (a.id, resolving)
+}
+
 #[derive(Default)]
 struct Tracker {
-    active: HashSet<u64>,
-    done: HashSet<u64>,
-    done_order: std::collections::VecDeque<u64>,
+    active: HashSet<Round>,
+    done: HashSet<Round>,
+    done_order: std::collections::VecDeque<Round>,
 }
 
 impl Tracker {
-    fn known(&self, id: u64) -> bool {
+    fn known(&self, id: Round) -> bool {
         self.active.contains(&id) || self.done.contains(&id)
     }
 
     /// Marks `id` as being delivered; false if it is, or lately was.
-    fn start(&mut self, id: u64) -> bool {
+    fn start(&mut self, id: Round) -> bool {
         !self.known(id) && self.active.insert(id)
     }
 
-    fn finish(&mut self, id: u64) {
+    fn finish(&mut self, id: Round) {
         self.active.remove(&id);
         if self.done.insert(id) {
             self.done_order.push_back(id);
@@ -280,7 +300,10 @@ impl Courier {
             }
         };
         let fresh: Vec<Activation> = match self.tracker.lock() {
-            Ok(t) => pending.into_iter().filter(|a| !t.known(a.id)).collect(),
+            Ok(t) => pending
+                .into_iter()
+                .filter(|a| !t.known(round_of(a)))
+                .collect(),
             Err(_) => Vec::new(),
         };
         if fresh.is_empty() {
@@ -314,13 +337,13 @@ impl Courier {
         if !self
             .tracker
             .lock()
-            .is_ok_and(|mut t| t.start(activation.id))
+            .is_ok_and(|mut t| t.start(round_of(&activation)))
         {
             return;
         }
         let courier = self.clone();
         tokio::spawn(async move {
-            let id = activation.id;
+            let id = round_of(&activation);
             match rule {
                 Some(rule) => courier.clone().deliver_activation(activation, rule).await,
                 None => courier.clone().recover(activation).await,
@@ -366,12 +389,14 @@ impl Courier {
     }
 
     /// Delivers every pending notification of an activation, each on its own.
+    /// Delivers the pending notifications of the activation's round (see [`round_of`]).
     async fn deliver_activation(self: Arc<Self>, activation: Arc<Activation>, rule: Arc<Rule>) {
         let mut tasks = tokio::task::JoinSet::new();
+        let (_, resolving) = round_of(&activation);
         for d in activation
             .deliveries
             .iter()
-            .filter(|d| d.status == DeliveryStatus::Pending)
+            .filter(|d| d.status == DeliveryStatus::Pending && d.resolved == resolving)
         {
             let (courier, activation, rule, d) =
                 (self.clone(), activation.clone(), rule.clone(), d.clone());
@@ -422,7 +447,7 @@ impl Courier {
             attempts += 1;
             let result = {
                 let _permit = self.in_flight.acquire().await;
-                self.attempt(note, secret, activation).await
+                self.attempt(note, secret, activation, d).await
             };
             let (reason, after) = match result {
                 Ok(()) => return finished(d, DeliveryStatus::Sent, attempts, None),

@@ -3,7 +3,38 @@
 
 use serde_json::{Value, json};
 use tocsin_core::engine::render;
-use tocsin_core::model::{Activation, Notification};
+use tocsin_core::model::{Activation, Delivery, Notification};
+
+/// What a notification announces: that the activation fired, or that it closed (a
+/// `send_resolved` notification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Fired,
+    Resolved,
+}
+
+impl Phase {
+    /// The phase a delivery is of.
+    pub fn of(d: &Delivery) -> Phase {
+        if d.resolved {
+            Phase::Resolved
+        } else {
+            Phase::Fired
+        }
+    }
+}
+
+/// Slack's green, for a resolved notification.
+const RESOLVED_COLOR: &str = "#2eb886";
+
+/// Why the activation closed, for a resolved notification: "reset by dana at ...".
+pub fn resolution(a: &Activation) -> String {
+    let why = a.resolution.as_deref().unwrap_or("it closed");
+    match a.reset_time {
+        Some(at) => format!("{why} at {at}"),
+        None => why.to_owned(),
+    }
+}
 
 /// Slack's header block allows 150 characters.
 const SLACK_HEADER_MAX: usize = 150;
@@ -37,12 +68,16 @@ fn row(text: String) -> Value {
 }
 
 /// The Slack message: a header `[severity] message` (at most 150 characters), then the alert,
-/// project, entity id, summary, and the event's data as `key: value` lines.
-pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
-    let severity = note
-        .severity
-        .as_ref()
-        .map_or_else(|| a.severity.as_str(), |s| s.as_str());
+/// project, entity id, summary, and the event's data as `key: value` lines. A resolved one says
+/// `[resolved]` and why, in a green attachment.
+pub fn slack_payload(note: &Notification, a: &Activation, phase: Phase) -> Value {
+    let severity = match phase {
+        Phase::Resolved => "resolved",
+        Phase::Fired => note
+            .severity
+            .as_ref()
+            .map_or_else(|| a.severity.as_str(), |s| s.as_str()),
+    };
     let header: String = format!("[{severity}] {}", message(note, a))
         .chars()
         .take(SLACK_HEADER_MAX)
@@ -52,7 +87,14 @@ pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
     if !note.name.is_empty() {
         blocks.push(row(note.name.clone()));
     }
-    blocks.push(row(format!(":bell: {} alert has occurred", a.name)));
+    match phase {
+        Phase::Fired => blocks.push(row(format!(":bell: {} alert has occurred", a.name))),
+        Phase::Resolved => blocks.push(row(format!(
+            ":white_check_mark: {} alert is resolved: {}",
+            a.name,
+            resolution(a)
+        ))),
+    }
     blocks.push(row(format!("*Project:*\n{}", a.project)));
     blocks.push(row(format!("*ID:*\n{}", a.entity_id)));
     if let Some(summary) = &a.summary {
@@ -69,12 +111,20 @@ pub fn slack_payload(note: &Notification, a: &Activation) -> Value {
     if let Some(url) = link(note, a) {
         blocks.push(row(format!("*Overview:*\n<{url}|Open>")));
     }
-    json!({ "blocks": blocks })
+    match phase {
+        Phase::Fired => json!({ "blocks": blocks }),
+        Phase::Resolved => json!({
+            "text": format!("Resolved: {}", a.name),
+            "attachments": [{"color": RESOLVED_COLOR, "blocks": blocks}],
+        }),
+    }
 }
 
 /// The webhook body: `{message, severity, name, project, summary, value, id}`, with the alert's
-/// severity, the event's data as `value` and the entity id as `id`.
-pub fn webhook_payload(note: &Notification, a: &Activation) -> Value {
+/// severity, the event's data as `value` and the entity id as `id`. A resolved one adds
+/// `status: "resolved"`, the `activation` id, `resolved_at` and `resolution` (see
+/// [`mark_resolved`]).
+pub fn webhook_payload(note: &Notification, a: &Activation, phase: Phase) -> Value {
     let mut body = json!({
         "message": message(note, a),
         "severity": a.severity,
@@ -86,7 +136,20 @@ pub fn webhook_payload(note: &Notification, a: &Activation) -> Value {
     if let Some(summary) = &a.summary {
         body["summary"] = json!(summary);
     }
+    if phase == Phase::Resolved {
+        mark_resolved(&mut body, a);
+    }
     body
+}
+
+/// Marks a webhook body (ours or an `override_body` object) as a resolved notification.
+pub fn mark_resolved(body: &mut Value, a: &Activation) {
+    if let Value::Object(o) = body {
+        o.insert("status".into(), json!("resolved"));
+        o.insert("activation".into(), json!(a.id));
+        o.insert("resolved_at".into(), json!(a.reset_time));
+        o.insert("resolution".into(), json!(a.resolution));
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +177,7 @@ mod tests {
 
     #[test]
     fn slack_has_mlruns_layout() {
-        let p = slack_payload(&note(Some("drift!")), &activation());
+        let p = slack_payload(&note(Some("drift!")), &activation(), Phase::Fired);
         let texts: Vec<&str> = p["blocks"]
             .as_array()
             .expect("blocks")
@@ -145,7 +208,7 @@ mod tests {
             )
             .expect("params"),
         );
-        let p = slack_payload(&n, &activation());
+        let p = slack_payload(&n, &activation(), Phase::Fired);
         let last = p["blocks"]
             .as_array()
             .and_then(|b| b.last())
@@ -159,7 +222,7 @@ mod tests {
     #[test]
     fn slack_header_is_cut_at_150_characters() {
         let long = "é".repeat(400);
-        let p = slack_payload(&note(Some(&long)), &activation());
+        let p = slack_payload(&note(Some(&long)), &activation(), Phase::Fired);
         assert_eq!(
             p["blocks"][0]["text"]["text"]
                 .as_str()
@@ -172,7 +235,7 @@ mod tests {
 
     #[test]
     fn webhook_body_is_mlruns() {
-        let body = webhook_payload(&note(None), &activation());
+        let body = webhook_payload(&note(None), &activation(), Phase::Fired);
         assert_eq!(
             body,
             json!({"message": "Model fraud/ep1.app.res drifts", "severity": "high", "name": "drift",

@@ -21,7 +21,7 @@ pub fn preview(rule: &Rule, a: &Activation) -> Vec<Value> {
             let delivery = a.deliveries.iter().find(|d| d.notification == note.name);
             let secret = rule.secrets.get(&note.name);
             let payload = match note.kind {
-                NotificationKind::Slack => slack_payload(note, a),
+                NotificationKind::Slack => slack_payload(note, a, payload::Phase::Fired),
                 NotificationKind::Webhook => match (
                     secret.and_then(|s| s.get("override_body")),
                     param("override_body", None, note),
@@ -30,10 +30,10 @@ pub fn preview(rule: &Rule, a: &Activation) -> Vec<Value> {
                         Value::from("(override_body is a secret parameter and is not shown)")
                     }
                     (None, Some(body)) => body.clone(),
-                    (None, None) => webhook_payload(note, a),
+                    (None, None) => webhook_payload(note, a, payload::Phase::Fired),
                 },
                 NotificationKind::Email => {
-                    let (subject, text, html) = render_mail(note, a);
+                    let (subject, text, html) = render_mail(note, a, payload::Phase::Fired);
                     serde_json::json!({"subject": subject, "text": text, "html": html})
                 }
                 NotificationKind::Git => serde_json::json!({"message": payload::message(note, a)}),

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tocsin_core::engine::{extend_chain, render};
 use tocsin_core::model::{
-    Activation, Entities, Event, EventKind, Notification, NotificationKind, Timestamp,
+    Activation, Delivery, Entities, Event, EventKind, Notification, NotificationKind, Timestamp,
 };
 
 use super::Courier;
-use super::payload::{slack_payload, webhook_payload};
+use super::payload::{Phase, mark_resolved, slack_payload, webhook_payload};
 use super::retry::{Failure, retry_after};
 
 impl Courier {
@@ -20,7 +20,9 @@ impl Courier {
         note: &Notification,
         secret: Option<&Map<String, Value>>,
         a: &Activation,
+        d: &Delivery,
     ) -> Result<(), Failure> {
+        let phase = Phase::of(d);
         // The target (webhook, URL, addresses, event kind) by its key in the table of
         // notification parameters.
         let target = note.kind.target().wire;
@@ -30,7 +32,7 @@ impl Courier {
                     .and_then(Value::as_str)
                     .ok_or_else(|| missing(target))?;
                 self.slack_slot(url).await;
-                self.client.post(url).json(&slack_payload(note, a))
+                self.client.post(url).json(&slack_payload(note, a, phase))
             }
             NotificationKind::Webhook => {
                 let url = param(target, secret, note)
@@ -42,8 +44,14 @@ impl Courier {
                 let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                     .map_err(|_| Failure::Permanent(format!("invalid HTTP method `{method}`")))?;
                 let body = match param("override_body", secret, note) {
-                    Some(body) => body.clone(),
-                    None => webhook_payload(note, a),
+                    Some(body) => {
+                        let mut body = body.clone();
+                        if phase == Phase::Resolved {
+                            mark_resolved(&mut body, a);
+                        }
+                        body
+                    }
+                    None => webhook_payload(note, a, phase),
                 };
                 let mut req = self.client.request(method, url).json(&body);
                 if let Some(Value::Object(headers)) = param("headers", secret, note) {
@@ -57,7 +65,15 @@ impl Courier {
             }
             // The SNS topic's email subscriptions (filtered to this alert) carry it: the
             // activation was published before the notifier got it.
-            NotificationKind::Email if self.settings.email_via_sns => return Ok(()),
+            NotificationKind::Email if self.settings.email_via_sns && phase == Phase::Fired => {
+                return Ok(());
+            }
+            NotificationKind::Email if self.settings.email_via_sns => {
+                return Err(Failure::Permanent(
+                    "resolved email notifications are not sent through SNS subscriptions yet"
+                        .into(),
+                ));
+            }
             NotificationKind::Email => {
                 let mailer = self.mailer.as_ref().ok_or_else(|| {
                     Failure::Permanent(
@@ -65,16 +81,18 @@ impl Courier {
                     )
                 })?;
                 let to = param(target, secret, note).ok_or_else(|| missing(target))?;
-                return mailer.send(note, to, a).await;
+                return mailer.send(note, to, a, phase).await;
             }
             NotificationKind::Git => {
                 return Err(Failure::Permanent(
                     "git notifications are not delivered by this server".into(),
                 ));
             }
+            // A chained event is posted when the alert fires; its closing posts nothing.
+            NotificationKind::Event if phase == Phase::Resolved => return Ok(()),
             NotificationKind::Event => return self.post_chained_event(note, a).await,
         };
-        let key = format!("{}:{}", a.id, note.name);
+        let key = d.key(a.id);
         // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
         // activation record or the log.
         let response = request

@@ -47,6 +47,11 @@ impl DynamoStore {
         if a.reset_time.is_none() {
             a.reset_time = opt_n::<i64>(item, "reset_time")?.map(Timestamp);
         }
+        if a.resolution.is_none()
+            && let Some(why) = item.get("resolution").and_then(|v| v.as_s().ok())
+        {
+            a.resolution = Some(why.clone());
+        }
         Ok((a, get_n(item, "v")?))
     }
 
@@ -164,6 +169,41 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Reads activation `id`, changes it with `f`, and writes it back conditional on the
+    /// version read, again on a conflict. Nothing when it is gone (retention).
+    pub(super) async fn change_activation(
+        &self,
+        id: u64,
+        mut f: impl FnMut(&mut Activation),
+    ) -> Result<()> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some((mut a, v)) = self.read_activation(id).await? else {
+                return Ok(());
+            };
+            f(&mut a);
+            let result = self
+                .client
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(self.activation_item(&a, v + 1)?))
+                .condition_expression("v = :expected")
+                .expression_attribute_values(":expected", n(v))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conditional(&e) => continue,
+                Err(e) => return Err(sdk_err("PutItem", e)),
+            }
+        }
+        Err(Error::backend(
+            Backend::DynamoDb,
+            format!("gave up changing activation {id} after {MAX_CONFLICTS} conflicts"),
+        ))
+    }
+}
+
 #[async_trait]
 impl ActivationStore for DynamoStore {
     async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
@@ -199,32 +239,8 @@ impl ActivationStore for DynamoStore {
     }
 
     async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
-        for _ in 0..MAX_CONFLICTS {
-            let Some((mut a, v)) = self.read_activation(id).await? else {
-                return Ok(());
-            };
-            a.record(delivery.clone());
-            let result = self
-                .client
-                .put_item()
-                .table_name(self.table())
-                .set_item(Some(self.activation_item(&a, v + 1)?))
-                .condition_expression("v = :expected")
-                .expression_attribute_values(":expected", n(v))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if is_conditional(&e) => continue,
-                Err(e) => return Err(sdk_err("PutItem", e)),
-            }
-        }
-        Err(Error::backend(
-            Backend::DynamoDb,
-            format!(
-                "gave up recording a delivery of activation {id} after {MAX_CONFLICTS} conflicts"
-            ),
-        ))
+        self.change_activation(id, |a| a.record(delivery.clone()))
+            .await
     }
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {

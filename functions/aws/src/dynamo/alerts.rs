@@ -13,7 +13,7 @@ use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
 use super::cache::StoredAlert;
 use super::item::{
     LEGACY_ACTIVATIONS, activation_pk, activation_sk, alert_sk, cancelled_conditions, get_n,
-    is_conditional, key, n, sdk_err,
+    is_conditional, key, n, s, sdk_err,
 };
 use super::{DynamoStore, MAX_CONFLICTS};
 
@@ -101,19 +101,28 @@ impl DynamoStore {
             .and_then(|a| get_n(a, counter))
     }
 
-    /// Stamps the activation a reset (or a cooldown's end) closed with its `reset_time`, unless
-    /// it already has one or is gone.
+    /// Stamps the activation a reset (or a cooldown's end) closed with its `reset_time` and why,
+    /// unless it already has them or is gone; with resolved notifications to deliver, writes
+    /// them into it, which puts it back in the outbox.
     pub(super) async fn close_activation(&self, closed: Closed) -> Result<()> {
         let id = closed.activation;
+        if !closed.resolved.is_empty() {
+            return self
+                .change_activation(id, |a| a.close(closed.at, &closed.why, &closed.resolved))
+                .await;
+        }
         for pk in [activation_pk(id), LEGACY_ACTIVATIONS.to_owned()] {
             let result = self
                 .client
                 .update_item()
                 .table_name(self.table())
                 .set_key(Some(key(pk, activation_sk(id))))
-                .update_expression("SET reset_time = if_not_exists(reset_time, :t)")
+                .update_expression(
+                    "SET reset_time = if_not_exists(reset_time, :t), resolution = if_not_exists(resolution, :why)",
+                )
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_values(":t", n(closed.at.0))
+                .expression_attribute_values(":why", s(&closed.why))
                 .send()
                 .await;
             match result {
@@ -127,7 +136,7 @@ impl DynamoStore {
 
     /// Read, change, write back conditionally, retrying when a concurrent writer won. The
     /// change returns the activation it closes, if any. False when there is no such alert.
-    async fn update_alert(
+    pub(super) async fn update_alert(
         &self,
         project: &str,
         name: &str,
@@ -273,10 +282,17 @@ impl AlertStore for DynamoStore {
         }
     }
 
-    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
+    async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
         self.update_alert(project, name, |alert| {
             alert.generation += 1;
-            Ok(update::reset(&mut alert.runtime, now))
+            let rule = alert.rule.clone();
+            Ok(update::reset(&rule, &mut alert.runtime, by, now))
         })
         .await
     }

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
-use tocsin_core::engine::{Changes, EventOutcome, Runtime, Window};
+use tocsin_core::engine::{Changes, EventOutcome, Runtime, Ticked, Window};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Silence, Span, Timestamp};
 use tocsin_core::store::EventStore;
@@ -638,6 +638,37 @@ fn key_of_alert(alert: &StoredAlert) -> Item {
 
 #[async_trait]
 impl EventStore for DynamoStore {
+    /// The alerts due by `now` are found in the cached configs (their cooldown ends are on
+    /// the alert items, which the cache holds); each is settled with a write conditional on
+    /// its version, so that two ticks or a tick and an event settle it once.
+    async fn tick(&self, now: Timestamp) -> Result<Ticked> {
+        let due: Vec<(String, String)> = {
+            let mut cache = self.cache.lock().await;
+            self.refresh(&mut cache, self.settings.config_ttl).await?;
+            cache
+                .alerts
+                .values()
+                .filter(|a| intake::due(&a.runtime, now))
+                .map(|a| (a.rule.project().to_owned(), a.rule.name().to_owned()))
+                .collect()
+        };
+        let mut ticked = Ticked::default();
+        for (project, name) in due {
+            let mut closed = None;
+            self.update_alert(&project, &name, |alert| {
+                let rule = alert.rule.clone();
+                closed = alert.runtime.settle(&rule, now);
+                Ok(closed.clone())
+            })
+            .await?;
+            if let Some(c) = closed {
+                ticked.closed += 1;
+                ticked.resolved |= !c.resolved.is_empty();
+            }
+        }
+        Ok(ticked)
+    }
+
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         self.evaluate_batch(std::slice::from_ref(event), ttl)
             .await

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tocsin_adapters::notify::{DeliverySettings, Notifier, NotifierError, SmtpSettings};
 use tocsin_core::Service;
 use tocsin_core::error::{Error, Result};
-use tocsin_core::model::{Span, Timestamp};
+use tocsin_core::model::{DeliveryStatus, Span, Timestamp};
 
 use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
@@ -68,7 +68,15 @@ impl NotifierHandler {
                 }
                 Ok(json!({"delivered": delivered}))
             }
-            None => self.sweep(Timestamp::now()).await,
+            None => {
+                // The schedule is the clock of the AWS deployment: what came due (the end of
+                // a cooldown) is settled first, then the outbox swept.
+                let now = Timestamp::now();
+                let ticked = self.service.tick(now).await?;
+                let mut swept = self.sweep(now).await?;
+                swept["closed"] = json!(ticked.closed);
+                Ok(swept)
+            }
         }
     }
 
@@ -96,7 +104,24 @@ impl NotifierHandler {
         let cutoff = now.plus(Span(-self.sweep_after.0));
         let pending = self.service.store().pending_deliveries(SWEEP_BATCH).await?;
         let mut republished = 0;
-        for a in pending.into_iter().filter(|a| a.activation_time <= cutoff) {
+        let mut resolved = 0;
+        for a in pending {
+            // Resolved notifications are delivered from here, at once: publishing the
+            // activation again would mail its email subscribers the firing again.
+            let only_resolved = a
+                .deliveries
+                .iter()
+                .filter(|d| d.status == DeliveryStatus::Pending)
+                .all(|d| d.resolved);
+            if only_resolved {
+                self.notifier.deliver_stored(a).await;
+                self.outbox.flush().await;
+                resolved += 1;
+                continue;
+            }
+            if a.activation_time > cutoff {
+                continue;
+            }
             let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
                 // The alert is gone: deliver (which records the notifications as failed).
                 self.notifier.deliver_stored(a).await;
@@ -106,6 +131,6 @@ impl NotifierHandler {
             self.topic.publish(&a, &record.rule).await?;
             republished += 1;
         }
-        Ok(json!({"republished": republished}))
+        Ok(json!({"republished": republished, "resolved": resolved}))
     }
 }

@@ -40,6 +40,9 @@ pub struct Changes {
     pub deliveries: Vec<(u64, Delivery)>,
     /// Activations deleted by retention: (id, project).
     pub activations_removed: Vec<(u64, String)>,
+    /// Set by the intake when a close it recorded has resolved notifications, for the outcome
+    /// of the event that caused it (not something to commit).
+    pub resolving: bool,
 }
 
 impl Changes {

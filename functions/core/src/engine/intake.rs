@@ -38,6 +38,8 @@ pub struct EventOutcome {
     /// The event's kind is a custom one that no alert of its project triggers on: it was
     /// refused (not counted, its idempotency key not claimed), for the caller to answer 400.
     pub unknown_kind: bool,
+    /// It closed an activation that has resolved notifications to deliver (in the outbox).
+    pub resolved: bool,
 }
 
 /// Whether an event is evaluated at all.
@@ -131,8 +133,9 @@ fn evaluate(
     let Some(passes) = concerns(rule, ev) else {
         return Step::Ignored;
     };
-    let (counts, closed) = runtime.admit(ev.at);
+    let (counts, closed) = runtime.admit(rule, ev.at);
     if let Some(closed) = closed {
+        changes.resolving |= !closed.resolved.is_empty();
         changes.closed.push(closed);
         changes.runtimes.push(alert);
     }
@@ -237,6 +240,8 @@ pub trait HeldState {
     fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp);
     /// The alerts, and the next activation id (ids are never reused), borrowed together.
     fn alerts_and_ids(&mut self) -> (Self::Alerts<'_>, &mut u64);
+    /// Calls `f` with every alert that [`due`] at `now`.
+    fn each_due(&mut self, now: Timestamp, f: impl FnMut(u64, &Arc<Rule>, &mut Runtime));
 }
 
 /// The whole intake of one event on a state that holds everything: screening, claiming its
@@ -285,6 +290,7 @@ pub fn intake(
             emitted.extend(outcome.absorb(effect, &c.activations));
         },
     );
+    outcome.resolved |= std::mem::take(&mut changes.resolving);
     while let Some(calculated) = emitted.pop() {
         round(
             &mut alerts,
@@ -296,7 +302,37 @@ pub fn intake(
             },
         );
     }
+    outcome.resolved |= std::mem::take(&mut changes.resolving);
     outcome
+}
+
+/// What time passing did: activations closed at the end of their cooldown, with no event to
+/// settle them. Pure like the intake: `now` is given (the server's clock, a schedule's, or
+/// `tocsin test`'s virtual one), and the close is stamped with the cooldown's end, not `now`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ticked {
+    pub closed: usize,
+    /// Some closed activation has resolved notifications to deliver.
+    pub resolved: bool,
+}
+
+/// Whether a tick at `now` has anything to do for this alert.
+pub fn due(runtime: &Runtime, now: Timestamp) -> bool {
+    runtime.cooldown_until.is_some_and(|until| until <= now)
+}
+
+/// Settles every alert of `state` that a tick at `now` finds due.
+pub fn tick(state: &mut impl HeldState, now: Timestamp, changes: &mut Changes) -> Ticked {
+    let mut ticked = Ticked::default();
+    state.each_due(now, |id, rule, runtime| {
+        if let Some(closed) = runtime.settle(rule, now) {
+            ticked.closed += 1;
+            ticked.resolved |= !closed.resolved.is_empty();
+            changes.closed.push(closed);
+            changes.runtimes.push(id);
+        }
+    });
+    ticked
 }
 
 #[cfg(test)]

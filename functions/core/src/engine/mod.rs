@@ -15,7 +15,7 @@ mod window;
 mod windows;
 
 pub use changes::{Changes, WindowChange};
-pub use intake::{EventOutcome, Fired};
+pub use intake::{EventOutcome, Fired, Ticked};
 pub use matcher::Matcher;
 pub use runtime::{Closed, Runtime};
 pub use update::PutAlert;
@@ -239,6 +239,7 @@ pub fn build_activation(
         value_dict: event.value_dict.clone(),
         chain: event.chain.clone(),
         deliveries,
+        resolution: None,
     };
     a.summary = c.summary.as_deref().map(|s| render(s, &a));
     a.summarize();

@@ -11,6 +11,9 @@ use crate::model::{
     Silenced, Timestamp,
 };
 
+/// Why an auto alert's activation closes at the end of its cooldown.
+pub const COOLDOWN_ENDED: &str = "its cooldown ended";
+
 /// What changes about an alert as events arrive; the config is in [`Rule`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -34,11 +37,45 @@ pub struct Runtime {
     pub acknowledged: Option<Acknowledgement>,
 }
 
-/// The activation a reset (or a cooldown's end) closes, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The activation a reset (or a cooldown's end) closes, when and why, and the resolved
+/// notifications (`send_resolved`) to deliver for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {
     pub activation: u64,
     pub at: Timestamp,
+    /// "reset by dana", "its cooldown ended", ...: recorded on the activation and said by its
+    /// resolved notifications.
+    pub why: String,
+    pub resolved: Vec<Delivery>,
+}
+
+impl Closed {
+    /// `rule`'s activation `activation` closes at `at` for `why`: with a pending resolved
+    /// delivery for each notification that has `send_resolved`.
+    pub fn new(rule: &Rule, activation: u64, at: Timestamp, why: impl Into<String>) -> Closed {
+        let resolved = rule
+            .config
+            .notifications
+            .iter()
+            .filter(|n| n.send_resolved)
+            .map(|n| Delivery {
+                notification: n.notification.name.clone(),
+                kind: n.notification.kind,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                error: None,
+                at: None,
+                silence: None,
+                resolved: true,
+            })
+            .collect();
+        Closed {
+            activation,
+            at,
+            why: why.into(),
+            resolved,
+        }
+    }
 }
 
 impl Runtime {
@@ -54,16 +91,15 @@ impl Runtime {
     /// Whether an event at `now` counts towards the alert's window. A manual alert that is
     /// active ignores events until reset; an auto alert in cooldown ignores them until the
     /// cooldown ends, and then settles to inactive (returning the activation that closes).
-    pub fn admit(&mut self, now: Timestamp) -> (bool, Option<Closed>) {
+    pub fn admit(&mut self, rule: &Rule, now: Timestamp) -> (bool, Option<Closed>) {
         if self.state == AlertState::Inactive {
             return (true, None);
         }
         match self.cooldown_until {
             Some(until) if now >= until => {
-                let closed = self.last_activation.map(|activation| Closed {
-                    activation,
-                    at: until,
-                });
+                let closed = self
+                    .last_activation
+                    .map(|activation| Closed::new(rule, activation, until, COOLDOWN_ENDED));
                 self.state = AlertState::Inactive;
                 self.cooldown_until = None;
                 (true, closed)
@@ -130,6 +166,7 @@ impl Runtime {
                     error: None,
                     at: None,
                     silence: None,
+                    resolved: false,
                 };
                 if let Some(ack) = &self.acknowledged {
                     return Delivery {
@@ -182,22 +219,34 @@ impl Runtime {
         Ok(())
     }
 
-    /// A reset: inactive, cooldown over, acknowledgement cleared, count kept. Returns the activation it closes, if the
-    /// alert was active (resetting an inactive alert does nothing).
-    pub fn reset(&mut self, now: Timestamp) -> Option<Closed> {
-        let closed_at = match (self.state, self.cooldown_until) {
+    /// A reset for `why` ("reset by dana"): inactive, cooldown over, acknowledgement cleared,
+    /// count kept. Returns the activation it closes, if the alert was active (resetting an
+    /// inactive alert does nothing).
+    pub fn reset(&mut self, rule: &Rule, now: Timestamp, why: &str) -> Option<Closed> {
+        let closed = match (self.state, self.cooldown_until) {
             // The cooldown already ended on its own: the activation closed then.
-            (AlertState::Active, Some(until)) if now >= until => Some(until),
-            (AlertState::Active, _) => Some(now),
+            (AlertState::Active, Some(until)) if now >= until => Some((until, COOLDOWN_ENDED)),
+            (AlertState::Active, _) => Some((now, why)),
             (AlertState::Inactive, _) => None,
         };
         self.state = AlertState::Inactive;
         self.cooldown_until = None;
         self.acknowledged = None;
-        closed_at.and_then(|at| {
+        closed.and_then(|(at, why)| {
             self.last_activation
-                .map(|activation| Closed { activation, at })
+                .map(|activation| Closed::new(rule, activation, at, why))
         })
+    }
+
+    /// The activation whose cooldown ended by `now`, closed: what a tick finds due when no
+    /// event came to settle the alert (see [`Runtime::admit`]).
+    pub fn settle(&mut self, rule: &Rule, now: Timestamp) -> Option<Closed> {
+        match self.cooldown_until {
+            Some(until) if self.state == AlertState::Active && now >= until => {
+                self.admit(rule, now).1
+            }
+            _ => None,
+        }
     }
 
     /// Whether storing `new` over `old` must reset this state: a change in what decides firing,

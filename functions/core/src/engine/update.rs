@@ -65,7 +65,7 @@ pub fn put(
     let mut runtime = runtime.clone();
     let reset = runtime.update_resets(old, &rule, request.force_reset, request.now);
     let closed = if reset {
-        runtime.reset(request.now)
+        runtime.reset(old, request.now, "reset by a change of its config")
     } else {
         None
     };
@@ -87,10 +87,10 @@ pub fn too_many(count: usize, max_allowed: usize) -> Error {
     ))
 }
 
-/// A reset at `now`: inactive, cooldown and acknowledgement cleared, count kept; the windows
-/// start afresh. Returns the activation it closes, if the alert was active.
-pub fn reset(runtime: &mut Runtime, now: Timestamp) -> Option<Closed> {
-    runtime.reset(now)
+/// A reset by `by` at `now`: inactive, cooldown and acknowledgement cleared, count kept; the
+/// windows start afresh. Returns the activation it closes, if the alert was active.
+pub fn reset(rule: &Rule, runtime: &mut Runtime, by: &str, now: Timestamp) -> Option<Closed> {
+    runtime.reset(rule, now, &format!("reset by {by}"))
 }
 
 /// An acknowledgement by `by` at `now` (see [`Runtime::acknowledge`]): refused unless the alert

@@ -36,6 +36,9 @@ pub struct Activation {
     /// per-kind summary) is derived from it by [`Activation::summarize`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deliveries: Vec<Delivery>,
+    /// Tocsin extension: why it closed ("reset by dana", "its cooldown ended"), once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 impl Activation {
@@ -46,12 +49,26 @@ impl Activation {
             .any(|d| d.status == DeliveryStatus::Pending)
     }
 
-    /// Replaces the record of `delivery.notification` and recomputes the per-kind summary.
+    /// Closes it at `at` for `why`, adding the resolved notifications to deliver. A closed
+    /// activation stays as it closed first (a store may be told twice).
+    pub fn close(&mut self, at: Timestamp, why: &str, resolved: &[Delivery]) {
+        if self.reset_time.is_some() && self.resolution.is_some() {
+            return;
+        }
+        self.reset_time.get_or_insert(at);
+        self.resolution = Some(why.to_owned());
+        for d in resolved {
+            self.record(d.clone());
+        }
+    }
+
+    /// Replaces the record of `delivery.notification` (its firing or its resolved delivery)
+    /// and recomputes the per-kind summary.
     pub fn record(&mut self, delivery: Delivery) {
         match self
             .deliveries
             .iter_mut()
-            .find(|d| d.notification == delivery.notification)
+            .find(|d| d.notification == delivery.notification && d.resolved == delivery.resolved)
         {
             Some(d) => *d = delivery,
             None => self.deliveries.push(delivery),
@@ -116,6 +133,22 @@ pub struct Delivery {
     /// The id of the silence that held it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence: Option<String>,
+    /// The notification that the activation closed (`send_resolved`), not that it fired. Its
+    /// delivery key is `{activation}:{name}:resolved`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
+}
+
+impl Delivery {
+    /// The key receivers dedup on: the same for every attempt and redelivery of this
+    /// notification of this activation, and distinct for its resolved notification.
+    pub fn key(&self, activation: u64) -> String {
+        if self.resolved {
+            format!("{activation}:{}:resolved", self.notification)
+        } else {
+            format!("{activation}:{}", self.notification)
+        }
+    }
 }
 
 /// The fate of a notification.

@@ -126,6 +126,9 @@ impl AlertConfig {
     pub fn for_mlrun_client(mut self) -> Self {
         self.notifications
             .retain(|n| n.notification.kind.is_mlrun_kind());
+        for n in &mut self.notifications {
+            n.send_resolved = false;
+        }
         self.silenced = None;
         self
     }
@@ -199,6 +202,10 @@ pub struct AlertNotification {
     pub notification: Notification,
     #[serde(default)]
     pub cooldown_period: Option<String>,
+    /// Tocsin extension: also notify when the activation closes (a reset, the end of the
+    /// cooldown, an absence that ended), as "resolved". Not shown to MLRun clients.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_resolved: bool,
 }
 
 /// MLRun's notification object. `secret_params` hold webhook URLs and tokens; they are stored

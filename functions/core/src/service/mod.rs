@@ -133,9 +133,18 @@ impl Service {
         self.store.delete_alert(project, name).await.map(|_| ())
     }
 
-    /// `POST /projects/{project}/alerts/{name}/reset`.
-    pub async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<()> {
-        if self.store.reset_alert(project, name, now).await? {
+    /// `POST /projects/{project}/alerts/{name}/reset`, by `by` (the principal, or MLRun's
+    /// client, which says no one). A resolved notification it adds is in the outbox: the
+    /// dispatcher is woken to deliver it.
+    pub async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        if self.store.reset_alert(project, name, by, now).await? {
+            self.dispatch.wake();
             Ok(())
         } else {
             Err(not_found_alert(project, name))
@@ -246,11 +255,25 @@ impl Service {
         refuse_unknown(event, outcome)
     }
 
-    /// Hands the activations an outcome fired to the dispatcher.
+    /// Hands the activations an outcome fired to the dispatcher, and wakes it for the
+    /// resolved notifications of the activations it closed.
     fn hand_on(&self, outcome: &EventOutcome) {
         for fired in &outcome.fired {
             self.dispatch.dispatch(fired.clone());
         }
+        if outcome.resolved {
+            self.dispatch.wake();
+        }
+    }
+
+    /// Time passes: what came due by `now` with no event (see
+    /// [`crate::store::EventStore::tick`]), and the resolved notifications it adds go out.
+    pub async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked> {
+        let ticked = self.store.tick(now).await?;
+        if ticked.resolved {
+            self.dispatch.wake();
+        }
+        Ok(ticked)
     }
 
     /// Evaluates accepted events as one batch (see [`crate::store::EventStore::apply_events`]),

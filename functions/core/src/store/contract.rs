@@ -29,7 +29,8 @@ macro_rules! store_contract_tests {
             activation_filters_and_pages, unknown_alerts_and_deletes, listing_is_ordered_and_paged,
             filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained,
             acknowledged_alerts_notify_no_one_until_reset, the_audit_list_keeps_who_did_what,
-            silences_hold_back_notifications_while_in_effect, silences_are_listed_expired_and_dropped);
+            silences_hold_back_notifications_while_in_effect, silences_are_listed_expired_and_dropped,
+            closing_an_activation_plans_its_resolved_notifications);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -167,7 +168,7 @@ pub async fn mlrun_manual_alert_scenario(s: Arc<dyn Store>) {
         );
     }
     assert_eq!(state(&svc, "a", at(8)).await, (AlertState::Active, 1));
-    svc.reset_alert(P, "a", at(9)).await.expect("reset");
+    svc.reset_alert(P, "a", "ops", at(9)).await.expect("reset");
     send(&svc, "job1", at(10)).await;
     assert_eq!(state(&svc, "a", at(11)).await, (AlertState::Inactive, 1));
     store(
@@ -330,8 +331,8 @@ pub async fn activations_record_events_and_resets(s: Arc<dyn Store>) {
     store(&svc, failure_alert("auto", "job1", 1, None, "auto"), at(0)).await;
     send(&svc, "job1", at(1)).await;
     send(&svc, "job1", at(2)).await;
-    svc.reset_alert(P, "m", at(10)).await.expect("reset");
-    svc.reset_alert(P, "m", at(20))
+    svc.reset_alert(P, "m", "ops", at(10)).await.expect("reset");
+    svc.reset_alert(P, "m", "ops", at(20))
         .await
         .expect("resetting an inactive alert succeeds");
     let q = ActivationQuery {
@@ -560,7 +561,7 @@ pub async fn unknown_alerts_and_deletes(s: Arc<dyn Store>) {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        svc.reset_alert(P, "nope", at(0)).await,
+        svc.reset_alert(P, "nope", "ops", at(0)).await,
         Err(Error::NotFound(_))
     ));
     svc.delete_alert(P, "nope")
@@ -801,7 +802,9 @@ pub async fn acknowledged_alerts_notify_no_one_until_reset(s: Arc<dyn Store>) {
     let read = svc.get_alert(P, "ack", at(101)).await.expect("alert");
     assert_eq!(read.acknowledged.map(|a| a.by), Some("dana".into()));
     assert_eq!(read.last_activation_time, Some(at(100)));
-    svc.reset_alert(P, "ack", at(102)).await.expect("reset");
+    svc.reset_alert(P, "ack", "ops", at(102))
+        .await
+        .expect("reset");
     assert_eq!(
         svc.get_alert(P, "ack", at(103))
             .await
@@ -1016,6 +1019,124 @@ pub async fn silences_are_listed_expired_and_dropped(s: Arc<dyn Store>) {
             .silence
             .comment,
         "why"
+    );
+}
+
+/// A notification with `send_resolved` is delivered again when its activation closes: on a
+/// manual reset (saying by whom), and at the end of an auto alert's cooldown, which a tick
+/// settles with no event (stamped with the cooldown's end, once however often it ticks).
+/// Those without it, and alerts that closed before, get no resolved delivery.
+pub async fn closing_an_activation_plans_its_resolved_notifications(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let resolved_hook = |mut a: AlertConfig| {
+        a.notifications[0].send_resolved = true;
+        let mut quiet = a.notifications[0].clone();
+        quiet.notification.name = "quiet".into();
+        quiet.send_resolved = false;
+        a.notifications.push(quiet);
+        a
+    };
+    store(
+        &svc,
+        resolved_hook(failure_alert("manual", "job1", 1, None, "manual")),
+        at(0),
+    )
+    .await;
+    let mut cooled = resolved_hook(failure_alert("cooled", "job2", 1, None, "auto"));
+    cooled.cooldown_period = Some("1m".into());
+    store(&svc, cooled, at(0)).await;
+
+    let fired = send(&svc, "job1", at(10)).await.fired[0].activation.id;
+    svc.reset_alert(P, "manual", "dana", at(20))
+        .await
+        .expect("reset");
+    let a = svc.activation(P, fired).await.expect("activation");
+    assert_eq!(
+        (a.reset_time, a.resolution.as_deref()),
+        (Some(at(20)), Some("reset by dana"))
+    );
+    let resolved: Vec<&crate::model::Delivery> =
+        a.deliveries.iter().filter(|d| d.resolved).collect();
+    assert_eq!(
+        resolved.len(),
+        1,
+        "only the notification with send_resolved: {a:?}"
+    );
+    assert_eq!(
+        (resolved[0].notification.as_str(), resolved[0].status),
+        ("hook", DeliveryStatus::Pending)
+    );
+    assert_eq!(resolved[0].key(fired), format!("{fired}:hook:resolved"));
+    let outbox = svc.store().pending_deliveries(100).await.expect("outbox");
+    assert!(outbox.iter().any(|o| o.id == fired), "back in the outbox");
+    // Its firing's record is kept apart from its resolved one.
+    svc.store()
+        .record_delivery(
+            fired,
+            crate::model::Delivery {
+                status: DeliveryStatus::Sent,
+                attempts: 1,
+                ..resolved[0].clone()
+            },
+        )
+        .await
+        .expect("recorded");
+    let a = svc.activation(P, fired).await.expect("activation");
+    assert_eq!(
+        a.deliveries
+            .iter()
+            .filter(|d| d.notification == "hook")
+            .count(),
+        2
+    );
+    let hooks: Vec<(bool, DeliveryStatus)> = a
+        .deliveries
+        .iter()
+        .filter(|d| d.notification == "hook")
+        .map(|d| (d.resolved, d.status))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            (false, DeliveryStatus::Pending),
+            (true, DeliveryStatus::Sent)
+        ]
+    );
+    svc.reset_alert(P, "manual", "erin", at(30))
+        .await
+        .expect("reset again");
+    assert_eq!(
+        svc.activation(P, fired)
+            .await
+            .expect("activation")
+            .resolution
+            .as_deref(),
+        Some("reset by dana"),
+        "an inactive alert's reset closes nothing"
+    );
+
+    let cooling = send(&svc, "job2", at(100)).await.fired[0].activation.id;
+    assert_eq!(
+        svc.tick(at(159)).await.expect("tick").closed,
+        0,
+        "still cooling down"
+    );
+    let ticked = svc.tick(at(175)).await.expect("tick");
+    assert_eq!((ticked.closed, ticked.resolved), (1, true));
+    let a = svc.activation(P, cooling).await.expect("activation");
+    assert_eq!(
+        (a.reset_time, a.resolution.as_deref()),
+        (Some(at(160)), Some("its cooldown ended"))
+    );
+    assert_eq!(a.deliveries.iter().filter(|d| d.resolved).count(), 1);
+    assert_eq!(
+        state(&svc, "cooled", at(176)).await,
+        (AlertState::Inactive, 1)
+    );
+    assert_eq!(
+        svc.tick(at(200)).await.expect("tick").closed,
+        0,
+        "settled once"
     );
 }
 

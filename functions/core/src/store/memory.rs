@@ -241,6 +241,7 @@ impl MemoryState {
         &mut self,
         project: &str,
         name: &str,
+        by: &str,
         now: Timestamp,
         changes: &mut Changes,
     ) -> bool {
@@ -250,9 +251,12 @@ impl MemoryState {
         let Some(entry) = self.alerts.get_mut(&id) else {
             return false;
         };
-        changes
-            .closed
-            .extend(update::reset(&mut entry.record.runtime, now));
+        changes.closed.extend(update::reset(
+            &entry.record.rule,
+            &mut entry.record.runtime,
+            by,
+            now,
+        ));
         entry.windows = Windows::for_rule(&entry.record.rule);
         changes.windows.push(WindowChange::Clear { alert: id });
         changes.runtimes.push(id);
@@ -302,6 +306,21 @@ impl MemoryState {
     /// The silences kept.
     pub fn silences(&self) -> &Silences {
         &self.silences
+    }
+
+    /// What time passing did by `now` (see [`intake::tick`]).
+    pub fn tick(&mut self, now: Timestamp, changes: &mut Changes) -> crate::engine::Ticked {
+        let ticked = intake::tick(self, now, changes);
+        self.edits += ticked.closed as u64;
+        ticked
+    }
+
+    /// Whether a tick at `now` has anything to do: a store that logs its operations logs a
+    /// tick only then.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.alerts
+            .values()
+            .any(|e| intake::due(&e.record.runtime, now))
     }
 
     /// Forgets idempotency keys that expired by `now`; returns how many.
@@ -371,6 +390,18 @@ impl HeldState for MemoryState {
             .insert((project.into(), key.into()), expires);
     }
 
+    fn each_due(
+        &mut self,
+        now: Timestamp,
+        mut f: impl FnMut(u64, &Arc<crate::compiled::Rule>, &mut crate::engine::Runtime),
+    ) {
+        for (id, entry) in &mut self.alerts {
+            if intake::due(&entry.record.runtime, now) {
+                f(*id, &entry.record.rule, &mut entry.record.runtime);
+            }
+        }
+    }
+
     fn alerts_and_ids(&mut self) -> (MatchedAlerts<'_>, &mut u64) {
         (
             MatchedAlerts {
@@ -421,7 +452,7 @@ impl MemoryStore {
         }
         for c in changes.closed {
             if let Some(a) = activations.get_mut(&c.activation) {
-                a.reset_time.get_or_insert(c.at);
+                a.close(c.at, &c.why, &c.resolved);
             }
         }
         r
@@ -454,8 +485,14 @@ impl AlertStore for MemoryStore {
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
         Ok(self.apply(|s, c| s.delete(project, name, c)))
     }
-    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
-        Ok(self.apply(|s, c| s.reset(project, name, now, c)))
+    async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        Ok(self.apply(|s, c| s.reset(project, name, by, now, c)))
     }
     async fn acknowledge_alert(
         &self,
@@ -475,6 +512,9 @@ impl AlertStore for MemoryStore {
 impl EventStore for MemoryStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         Ok(self.apply(|s, c| s.apply_event(event, ttl, c)))
+    }
+    async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked> {
+        Ok(self.apply(|s, c| s.tick(now, c)))
     }
 }
 

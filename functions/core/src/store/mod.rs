@@ -98,9 +98,15 @@ pub trait AlertStore: Send + Sync {
     async fn alerts_version(&self) -> Result<String>;
     /// Whether it existed.
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool>;
-    /// Resets an alert (inactive, windows cleared, count kept, last activation closed). Returns
-    /// false when there is no such alert.
-    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool>;
+    /// Resets an alert on behalf of `by` (inactive, windows cleared, count kept, last
+    /// activation closed as "reset by {by}"). Returns false when there is no such alert.
+    async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Records that `by` acknowledged the alert at `now` (see [`crate::engine::Runtime::acknowledge`]).
     /// Returns false when there is no such alert; an error when it is not active.
     async fn acknowledge_alert(
@@ -123,6 +129,12 @@ pub trait EventStore: Send + Sync {
         event: &AcceptedEvent,
         idempotency_ttl: Span,
     ) -> Result<EventOutcome>;
+
+    /// Time passes: settles what came due by `now` with no event to settle it (the end of an
+    /// auto alert's cooldown closes its activation then, and its resolved notifications go
+    /// out). Hosts call it on a timer (`tocsin serve`), a schedule (AWS) or a virtual clock
+    /// (`tocsin test`); a tick with nothing due writes nothing.
+    async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked>;
 
     /// Events in order of arrival, one outcome each. A store that writes remotely overrides
     /// this to write each window once per batch rather than once per event.

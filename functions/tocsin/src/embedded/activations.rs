@@ -126,7 +126,7 @@ impl Activations {
             changes.activations.into_iter().map(|a| (a.id, a)).collect();
         for closed in changes.closed {
             if let Some(a) = self.changing(closed.activation, &mut changed)? {
-                Arc::make_mut(a).reset_time.get_or_insert(closed.at);
+                Arc::make_mut(a).close(closed.at, &closed.why, &closed.resolved);
             }
         }
         for (id, delivery) in changes.deliveries {
@@ -399,6 +399,7 @@ mod tests {
             error: None,
             at: None,
             silence: None,
+            resolved: false,
         }
     }
 
@@ -437,6 +438,8 @@ mod tests {
             closed: vec![Closed {
                 activation: 3,
                 at: Timestamp::from_secs(999),
+                why: "reset by ops".into(),
+                resolved: Vec::new(),
             }],
             deliveries: vec![(5, delivery(DeliveryStatus::Sent))],
             activations_removed: vec![(4, "even".into())],

@@ -672,11 +672,22 @@ impl AlertStore for EmbeddedStore {
         let (project, name) = (project.to_owned(), name.to_owned());
         self.apply(Op::DeleteAlert { project, name }).await?.found()
     }
-    async fn reset_alert(&self, project: &str, name: &str, now: Timestamp) -> Result<bool> {
-        let (project, name) = (project.to_owned(), name.to_owned());
-        self.apply(Op::ResetAlert { project, name, now })
-            .await?
-            .found()
+    async fn reset_alert(
+        &self,
+        project: &str,
+        name: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (project, name, by) = (project.to_owned(), name.to_owned(), Some(by.to_owned()));
+        self.apply(Op::ResetAlert {
+            project,
+            name,
+            now,
+            by,
+        })
+        .await?
+        .found()
     }
     async fn acknowledge_alert(
         &self,
@@ -746,6 +757,18 @@ impl EventStore for EmbeddedStore {
             Ok(outcomes) => outcomes,
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         }
+    }
+
+    /// Logged only when something is due, so that an idle server's timer writes nothing.
+    async fn tick(&self, now: Timestamp) -> Result<tocsin_core::engine::Ticked> {
+        self.run(move |w| {
+            if w.state.due(now) {
+                w.apply(Op::Tick { now })?.ticked()
+            } else {
+                Ok(Default::default())
+            }
+        })
+        .await
     }
 }
 
@@ -1014,7 +1037,9 @@ mod tests {
                     .expect("accepted");
                 svc.ingest(&accepted).await.expect("ingested");
                 if i % 50 == 49 {
-                    svc.reset_alert("proj", "manual", at).await.expect("reset");
+                    svc.reset_alert("proj", "manual", "ops", at)
+                        .await
+                        .expect("reset");
                 }
                 if i % 70 == 69 {
                     let _ = svc.acknowledge_alert("proj", "manual", "ops", at).await;
@@ -1070,6 +1095,7 @@ mod tests {
                             error: None,
                             at: Some(Timestamp::from_secs(3_000)),
                             silence: None,
+                            resolved: false,
                         },
                     )
                     .await
@@ -1338,7 +1364,7 @@ mod tests {
                     .collect::<Vec<_>>(),
                 [("p", 2), ("m", 1)]
             );
-            svc.reset_alert("proj", "m", Timestamp::from_secs(108))
+            svc.reset_alert("proj", "m", "ops", Timestamp::from_secs(108))
                 .await
                 .expect("reset");
             drop(svc);

@@ -4,7 +4,7 @@
 //! restart replays the log's tail over the last snapshot and lands where the process stopped.
 
 use serde::{Deserialize, Serialize};
-use tocsin_core::engine::{Changes, EventOutcome, PutAlert};
+use tocsin_core::engine::{Changes, EventOutcome, PutAlert, Ticked};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Delivery, Silence, Span, Timestamp};
 use tocsin_core::store::{MemoryState, PutOutcome};
@@ -30,6 +30,9 @@ pub enum Op {
         project: String,
         name: String,
         now: Timestamp,
+        /// Who reset it (absent in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     Acknowledge {
         project: String,
@@ -44,6 +47,10 @@ pub enum Op {
         delivery: Delivery,
     },
     PruneIdempotency {
+        now: Timestamp,
+    },
+    /// Time passed to `now` with something due (see [`MemoryState::tick`]).
+    Tick {
         now: Timestamp,
     },
     /// A silence made, changed or expired (the service decided which), with the retention
@@ -131,6 +138,7 @@ pub enum Done {
     Acknowledged(Result<bool>),
     Pruned(usize),
     Recorded,
+    Ticked(Ticked),
 }
 
 /// Applies `op` to `state` through the engine, adding what it changed to `changes`. The one
@@ -140,9 +148,18 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
         Op::Event { event, ttl } => Done::Event(state.apply_event(&event, ttl, changes)),
         Op::PutAlert(put) => Done::Put(state.put_alert(*put, changes)),
         Op::DeleteAlert { project, name } => Done::Found(state.delete(&project, &name, changes)),
-        Op::ResetAlert { project, name, now } => {
-            Done::Found(state.reset(&project, &name, now, changes))
-        }
+        Op::ResetAlert {
+            project,
+            name,
+            now,
+            by,
+        } => Done::Found(state.reset(
+            &project,
+            &name,
+            by.as_deref().unwrap_or("someone"),
+            now,
+            changes,
+        )),
         Op::Acknowledge {
             project,
             name,
@@ -157,6 +174,7 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
             Done::Recorded
         }
         Op::PruneIdempotency { now } => Done::Pruned(state.prune_idempotency(now)),
+        Op::Tick { now } => Done::Ticked(state.tick(now, changes)),
         Op::PutSilence {
             silence,
             now,
@@ -202,6 +220,13 @@ impl Done {
     pub fn pruned(self) -> Result<usize> {
         match self {
             Done::Pruned(n) => Ok(n),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    pub fn ticked(self) -> Result<Ticked> {
+        match self {
+            Done::Ticked(t) => Ok(t),
             other => Err(mismatch(&other)),
         }
     }
