@@ -201,6 +201,11 @@ pub enum Statement {
         duration: Spanned<String>,
         per_entity: bool,
     },
+    /// `when absent for DURATION [expecting [...]]`.
+    Absent {
+        duration: Spanned<String>,
+        expecting: Vec<Spanned<String>>,
+    },
     Notify {
         kind: Spanned<String>,
         name: Spanned<String>,
@@ -222,6 +227,7 @@ impl Statement {
             Statement::Where(_) => "where",
             Statement::When { .. } => "when",
             Statement::For { .. } => "for",
+            Statement::Absent { .. } => "when absent",
             Statement::Notify { .. } => "notify",
         }
     }

@@ -114,12 +114,16 @@ fn item(c: &AlertConfig, notes: &mut Vec<String>) -> Item {
         statements.push(st(Statement::Where(expr(f))));
     }
     if let Some(cr) = &c.criteria {
-        match &cr.sustain {
-            Some(d) => statements.push(st(Statement::For {
+        match (&cr.absent, &cr.sustain) {
+            (Some(d), _) => statements.push(st(Statement::Absent {
+                duration: s(d),
+                expecting: cr.must_report.iter().map(|e| s(e)).collect(),
+            })),
+            (None, Some(d)) => statements.push(st(Statement::For {
                 duration: s(d),
                 per_entity: false,
             })),
-            None => statements.push(st(Statement::When {
+            (None, None) => statements.push(st(Statement::When {
                 count: s(&cr.count.to_string()),
                 within: cr.period.as_deref().map(s),
                 per_entity: cr.per_entity,

@@ -255,6 +255,17 @@ impl Formatter<'_> {
                 }
                 Ok(())
             }
+            Statement::Absent {
+                duration,
+                expecting,
+            } => {
+                let _ = write!(o, "when absent for {}", duration.node);
+                if !expecting.is_empty() {
+                    let ids: Vec<String> = expecting.iter().map(|e| quote(&e.node)).collect();
+                    let _ = write!(o, " expecting [{}]", ids.join(", "));
+                }
+                Ok(())
+            }
             Statement::Notify { kind, name, params } => {
                 let _ = write!(o, "notify {} {}", kind.node, quote(&name.node));
                 if !params.is_empty() {

@@ -274,6 +274,7 @@ fn expected(rules: &[Rule]) -> String {
             | Rule::where_
             | Rule::when_
             | Rule::for_
+            | Rule::absent_
             | Rule::notify => {
                 "a statement (`on`, `entity`, `where`, `when`, `for`, `severity`, `summary`, `notify`, ...)"
             }
@@ -541,6 +542,17 @@ fn statement(pair: Pair<Rule>, base: usize) -> Option<Statement> {
                 count,
                 within,
                 per_entity,
+            }
+        }
+        Rule::absent_ => {
+            let duration = text(inner.next()?, base);
+            let expecting = inner
+                .next()
+                .map(|l| l.into_inner().map(|s| string(s, base)).collect())
+                .unwrap_or_default();
+            Statement::Absent {
+                duration,
+                expecting,
             }
         }
         Rule::for_ => Statement::For {

@@ -266,7 +266,14 @@ fn run_case(
     for (at, _, _, step) in steps {
         let now = EPOCH.plus(at);
         // The virtual clock ticks before each step, as `tocsin serve`'s does every second.
-        block_on(svc.tick(now)).map_err(|e| format!("the clock at {}: {e}", human(at)))?;
+        let ticked =
+            block_on(svc.tick(now)).map_err(|e| format!("the clock at {}: {e}", human(at)))?;
+        fired.extend(
+            ticked
+                .fired
+                .into_iter()
+                .map(|f| Arc::unwrap_or_clone(f.activation)),
+        );
         match step {
             Step::Event(input) => {
                 let event = event(project, input, alerts)?;

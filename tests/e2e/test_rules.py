@@ -39,13 +39,13 @@ def names(api, project="fraud-detection"):
 def test_apply_shows_the_plan_stores_and_the_mlrun_client_reads_it_back(tocsin, rules):
     d, env = rules
     dry = run("apply", str(d), "--server", tocsin.url, "--dry-run", env=env, check=0)
-    assert "+ endpoint-drift: create" in dry.stdout and "5 to create" in dry.stdout, dry.stdout
+    assert "+ endpoint-drift: create" in dry.stdout and "6 to create" in dry.stdout, dry.stdout
     assert "+ silence feature-store-maintenance: create" in dry.stdout, dry.stdout
     assert names(tocsin.api) == [], "a dry run stores nothing"
 
     out = run("apply", str(d), "--server", tocsin.url, env=env, check=0)
     assert out.stdout.rstrip().endswith("applied"), out.stdout
-    assert names(tocsin.api) == ["concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high", "training-failed"]
+    assert names(tocsin.api) == ["concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high", "training-failed", "training-job-silent"]
 
     mlrun.mlconf.dbpath = tocsin.url
     mlrun.db.get_run_db(tocsin.url, force_reconnect=True)
@@ -67,7 +67,7 @@ def test_apply_shows_the_plan_stores_and_the_mlrun_client_reads_it_back(tocsin, 
     assert silence["matchers"] == {"alert": "endpoint-drift"}
 
     again = run("apply", str(d), "--server", tocsin.url, env=env, check=0)
-    assert "0 to create, 0 to update, 0 to delete, 5 unchanged" in again.stdout, again.stdout
+    assert "0 to create, 0 to update, 0 to delete, 6 unchanged" in again.stdout, again.stdout
     assert "= silence feature-store-maintenance: unchanged" in again.stdout, again.stdout
 
 
@@ -92,7 +92,8 @@ def test_the_plan_names_updates_that_reset_state_and_prune_deletes_only_applied_
     assert "  - training-failed: delete" in lines
     assert any(line.startswith("  ! by-hand: not in the files") for line in lines)
     run("apply", str(d), "--server", tocsin.url, "--prune", check=0)
-    assert names(tocsin.api) == ["by-hand", "concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high"]
+    assert names(tocsin.api) == ["by-hand", "concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high",
+                                 "training-job-silent"]
     drift = requests.get(f"{tocsin.api}/projects/fraud-detection/alerts/endpoint-drift").json()
     assert drift["criteria"]["period"] == "20m"
     # The stored Slack secret was kept: a drift still notifies the local "Slack".
@@ -128,7 +129,7 @@ def test_export_writes_rules_that_check_and_apply_as_unchanged(tocsin, rules, tm
 def test_serve_loads_a_rules_directory_at_start(tocsin_factory, rules):
     d, env = rules
     t = tocsin_factory(env=env, args=["--alerts", str(d)])
-    assert names(t.api) == ["concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high", "training-failed"]
+    assert names(t.api) == ["concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high", "training-failed", "training-job-silent"]
 
 
 def test_check_exit_codes_and_json(tmp_path):
@@ -154,7 +155,7 @@ def test_check_exit_codes_and_json(tmp_path):
 
 def test_rule_tests_run_from_the_command_line():
     out = run("test", os.path.join(ROOT, "rules-dsl/examples"), check=0)
-    assert "19 passed, 0 failed" in out.stdout, out.stdout
+    assert "20 passed, 0 failed" in out.stdout, out.stdout
 
 
 def test_the_mlrun_client_reads_around_custom_event_kinds(tocsin):

@@ -595,3 +595,61 @@ async fn an_unchanged_alerts_listing_costs_one_read_of_the_catalog() {
     let (status, _) = poll(Some(&tag)).await;
     assert_eq!(status, 200, "a firing changes the listing");
 }
+
+/// The schedule is the AWS deployment's clock: an auto alert's cooldown ends with no event,
+/// the scheduled run settles it and delivers its resolved notification from the outbox (not
+/// through SNS, which would mail the firing again), once.
+#[tokio::test]
+async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications() {
+    let d = Deployment::new().await;
+    let (receiver, hook) = Receiver::start().await;
+    let env = d.env(false);
+    let api = ApiHandler::new(&env, &clients(None));
+    let mut body = alert("cools", 1, "auto", &hook, None);
+    body["cooldown_period"] = json!("15s");
+    body["notifications"][0]["send_resolved"] = json!(true);
+    let (status, stored) = call(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/cools",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    call(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/events/failed",
+        Some(failure("j")),
+    )
+    .await;
+    let notifier = NotifierHandler::new(&env, &clients(None)).expect("notifier");
+    let now = tocsin_core::model::Timestamp::now();
+    let early = notifier.scheduled(now).await.expect("scheduled");
+    assert_eq!(early["closed"], 0, "still cooling down: {early}");
+    let later = now.plus(tocsin_core::model::Span::from_secs(60));
+    let run = notifier.scheduled(later).await.expect("scheduled");
+    assert_eq!(
+        (run["closed"].clone(), run["resolved"].clone()),
+        (json!(1), json!(1)),
+        "{run}"
+    );
+    let resolved: Vec<(String, String, Value)> = receiver
+        .requests()
+        .into_iter()
+        .filter(|(_, _, b)| b["status"] == "resolved")
+        .collect();
+    assert_eq!(resolved.len(), 1, "{:?}", receiver.requests());
+    let (path, key, body) = &resolved[0];
+    assert_eq!(path, "/hook");
+    assert!(key.ends_with(":hook:resolved"), "{key}");
+    assert_eq!(body["resolution"], "its cooldown ended");
+    let again = notifier.scheduled(later).await.expect("scheduled");
+    assert_eq!(
+        (again["closed"].clone(), again["resolved"].clone()),
+        (json!(0), json!(0)),
+        "once: {again}"
+    );
+    let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/cools", None).await;
+    assert_eq!(alert["state"], "inactive");
+}

@@ -62,6 +62,13 @@ pub struct Rule {
     /// Fire when the filter has held this long (`criteria.sustain`), instead of counting.
     #[serde(default)]
     pub sustain: Option<Span>,
+    /// Fire when an entity has sent no event this long (`criteria.absent`), instead of
+    /// counting.
+    #[serde(default)]
+    pub absence: Option<Span>,
+    /// Absence alerts: entities awaited even if never seen (`criteria.must_report`).
+    #[serde(default)]
+    pub must_report: Vec<String>,
     /// Alert-level cooldown (auto reset only); None or zero means reset at once.
     pub cooldown: Option<Span>,
     /// Per-notification cooldowns, by notification name: after a notification is sent, the
@@ -94,10 +101,54 @@ impl Rule {
             || self.config.trigger != new.config.trigger
             || (self.count, self.period, self.per_entity, self.sustain)
                 != (new.count, new.period, new.per_entity, new.sustain)
+            || (self.absence, &self.must_report) != (new.absence, &new.must_report)
             || self.cooldown != new.cooldown
             || self.config.filter != new.config.filter
             || self.config.emits != new.config.emits
     }
+}
+
+/// Whether an absence alert's config makes sense: a span longer than zero, instead of counting
+/// or sustaining, resetting itself, and entities that must report within what it watches.
+fn absence_fits(
+    span: Span,
+    criteria: &Criteria,
+    config: &AlertConfig,
+    entity: &EntitySelector,
+    window: Option<Span>,
+    sustain: Option<Span>,
+) -> Result<()> {
+    if span.0 <= 0 {
+        return Err(Error::bad("criteria.absent must be longer than zero"));
+    }
+    if criteria.count != 1 || window.is_some() || sustain.is_some() {
+        return Err(Error::bad(
+            "criteria.absent replaces count, period and sustain: leave them out",
+        ));
+    }
+    if config.reset_policy == ResetPolicy::Manual || config.cooldown_period.is_some() {
+        return Err(Error::bad(
+            "An absence alert resets itself when events come back: use reset_policy auto, without cooldown_period",
+        ));
+    }
+    if config.emits.is_some() {
+        return Err(Error::bad(
+            "An absence alert cannot emit a calculated event",
+        ));
+    }
+    for id in &criteria.must_report {
+        if matches!(entity, EntitySelector::Exact(_)) {
+            return Err(Error::bad(
+                "criteria.must_report applies to alerts on many entities (entities.ids [\"*\"] or a glob)",
+            ));
+        }
+        if id.is_empty() || !entity.matches(id) {
+            return Err(Error::bad(format!(
+                "criteria.must_report: `{id}` is not an entity this alert watches"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The masked form of a notification's secret parameters, as answered to clients. Storing a
@@ -229,6 +280,21 @@ pub fn compile(
             ));
         }
     }
+    let absence = criteria
+        .absent
+        .as_deref()
+        .map(|p| period(p, "criteria.absent"))
+        .transpose()?;
+    let mut per_entity = criteria.per_entity;
+    if let Some(a) = absence {
+        absence_fits(a, &criteria, &config, &entity, window, sustain)?;
+        // Each entity is awaited apart.
+        per_entity = !matches!(entity, EntitySelector::Exact(_));
+    } else if !criteria.must_report.is_empty() {
+        return Err(Error::bad(
+            "criteria.must_report applies to absence alerts (criteria.absent) only",
+        ));
+    }
     if let Some(filter) = &config.filter {
         check_filter(filter)?;
     }
@@ -310,8 +376,10 @@ pub fn compile(
     Ok(Rule {
         count: u32::try_from(criteria.count).unwrap_or(u32::MAX),
         period: window,
-        per_entity: criteria.per_entity,
+        per_entity,
         sustain,
+        absence,
+        must_report: criteria.must_report.clone(),
         cooldown,
         notification_cooldowns,
         entity,

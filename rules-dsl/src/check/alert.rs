@@ -219,6 +219,7 @@ impl<'f> Checker<'f> {
                     period,
                     per_entity: *per_entity,
                     sustain: None,
+                    ..Default::default()
                 })
             }
             Some(Spanned {
@@ -236,6 +237,33 @@ impl<'f> Checker<'f> {
                     period: None,
                     per_entity: many,
                     sustain: d,
+                    ..Default::default()
+                })
+            }
+            Some(Spanned {
+                node:
+                    Statement::Absent {
+                        duration,
+                        expecting,
+                    },
+                span,
+            }) => {
+                let d = self.duration(duration);
+                if !expecting.is_empty() && !many {
+                    self.diags.push(
+                        Diagnostic::error(
+                            Code::PerEntityOnOne,
+                            span.clone(),
+                            "`expecting` on an alert about one entity",
+                        )
+                        .label("that entity is awaited anyway")
+                        .help("remove `expecting`, or watch many entities (`entity job \"*\"`)"),
+                    );
+                }
+                Some(Criteria {
+                    absent: d,
+                    must_report: expecting.iter().map(|e| e.node.clone()).collect(),
+                    ..Default::default()
                 })
             }
             _ => None,
@@ -305,7 +333,12 @@ impl<'f> Checker<'f> {
             } = &s.node
                 && let Some(n) = self.notification(&name.node, kind, nname, params, &mut unresolved)
             {
-                if n.send_resolved && reset == Some(ResetPolicy::Auto) && cooldown.is_none() {
+                let absence = criteria.as_ref().is_some_and(|c| c.absent.is_some());
+                if n.send_resolved
+                    && reset == Some(ResetPolicy::Auto)
+                    && cooldown.is_none()
+                    && !absence
+                {
                     self.diags.push(
                         Diagnostic::warning(
                             Code::ResolvedAtOnce,

@@ -143,7 +143,7 @@ type Merged<'f> = Cow<'f, Spanned<Statement>>;
 /// A statement with the keyword slot it fills in a merge.
 fn slot(s: &Statement) -> &'static str {
     match s {
-        Statement::When { .. } | Statement::For { .. } => "criteria",
+        Statement::When { .. } | Statement::For { .. } | Statement::Absent { .. } => "criteria",
         other => other.keyword(),
     }
 }

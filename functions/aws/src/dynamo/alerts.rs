@@ -140,7 +140,7 @@ impl DynamoStore {
         &self,
         project: &str,
         name: &str,
-        mut change: impl FnMut(&mut StoredAlert) -> Result<Option<Closed>>,
+        mut change: impl FnMut(&mut StoredAlert) -> Result<Vec<Closed>>,
     ) -> Result<bool> {
         for _ in 0..MAX_CONFLICTS {
             let Some(mut alert) = self.read_alert(project, name).await? else {
@@ -153,7 +153,7 @@ impl DynamoStore {
                 .write_alert(&alert, expected, self.catalog_bump(0, None)?)
                 .await?
             {
-                if let Some(c) = closed {
+                for c in closed {
                     self.close_activation(c).await?;
                 }
                 self.cache.lock().await.invalidate();
@@ -174,6 +174,14 @@ fn conflicts() -> Error {
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
+        if put.rule.absence.is_some() {
+            // Their deadlines need an index that the evaluators' tick can read without a
+            // scan; until it is here, they are refused rather than never firing.
+            return Err(Error::BadRequest(
+                "Absence alerts (criteria.absent) are not supported on the AWS deployment yet; `tocsin serve` runs them"
+                    .into(),
+            ));
+        }
         let (project, name) = (put.rule.project().to_owned(), put.rule.name().to_owned());
         for _ in 0..MAX_CONFLICTS {
             let old = self.read_alert(&project, &name).await?;
@@ -221,7 +229,7 @@ impl AlertStore for DynamoStore {
                 .write_alert(&alert, old.v, self.catalog_bump(0, None)?)
                 .await?
             {
-                if let Some(c) = plan.closed {
+                for c in plan.closed {
                     self.close_activation(c).await?;
                 }
                 self.cache.lock().await.invalidate();
@@ -306,7 +314,7 @@ impl AlertStore for DynamoStore {
     ) -> Result<bool> {
         self.update_alert(project, name, |alert| {
             update::acknowledge(&mut alert.runtime, by, now)?;
-            Ok(None)
+            Ok(Vec::new())
         })
         .await
     }

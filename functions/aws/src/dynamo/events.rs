@@ -648,7 +648,7 @@ impl EventStore for DynamoStore {
             cache
                 .alerts
                 .values()
-                .filter(|a| intake::due(&a.runtime, now))
+                .filter(|a| intake::cooldown_due(&a.runtime, now))
                 .map(|a| (a.rule.project().to_owned(), a.rule.name().to_owned()))
                 .collect()
         };
@@ -658,7 +658,7 @@ impl EventStore for DynamoStore {
             self.update_alert(&project, &name, |alert| {
                 let rule = alert.rule.clone();
                 closed = alert.runtime.settle(&rule, now);
-                Ok(closed.clone())
+                Ok(closed.iter().cloned().collect())
             })
             .await?;
             if let Some(c) = closed {

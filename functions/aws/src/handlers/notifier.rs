@@ -68,16 +68,18 @@ impl NotifierHandler {
                 }
                 Ok(json!({"delivered": delivered}))
             }
-            None => {
-                // The schedule is the clock of the AWS deployment: what came due (the end of
-                // a cooldown) is settled first, then the outbox swept.
-                let now = Timestamp::now();
-                let ticked = self.service.tick(now).await?;
-                let mut swept = self.sweep(now).await?;
-                swept["closed"] = json!(ticked.closed);
-                Ok(swept)
-            }
+            None => self.scheduled(Timestamp::now()).await,
         }
+    }
+
+    /// The scheduled run at `now`: the schedule is the AWS deployment's clock. What came due
+    /// with no event (the end of a cooldown) is settled first, then the outbox swept, which
+    /// delivers the resolved notifications that settling added.
+    pub async fn scheduled(&self, now: Timestamp) -> Result<Value> {
+        let ticked = self.service.tick(now).await?;
+        let mut swept = self.sweep(now).await?;
+        swept["closed"] = json!(ticked.closed);
+        Ok(swept)
     }
 
     /// Delivers the activation a message names, as the store has it now (a redelivered
@@ -106,20 +108,19 @@ impl NotifierHandler {
         let mut republished = 0;
         let mut resolved = 0;
         for a in pending {
+            let pending = |resolved: bool| {
+                a.deliveries
+                    .iter()
+                    .any(|d| d.status == DeliveryStatus::Pending && d.resolved == resolved)
+            };
             // Resolved notifications are delivered from here, at once: publishing the
             // activation again would mail its email subscribers the firing again.
-            let only_resolved = a
-                .deliveries
-                .iter()
-                .filter(|d| d.status == DeliveryStatus::Pending)
-                .all(|d| d.resolved);
-            if only_resolved {
-                self.notifier.deliver_stored(a).await;
+            if pending(true) {
+                self.notifier.deliver_stored(a.clone()).await;
                 self.outbox.flush().await;
                 resolved += 1;
-                continue;
             }
-            if a.activation_time > cutoff {
+            if !pending(false) || a.activation_time > cutoff {
                 continue;
             }
             let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {

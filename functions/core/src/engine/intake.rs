@@ -133,6 +133,13 @@ fn evaluate(
     let Some(passes) = concerns(rule, ev) else {
         return Step::Ignored;
     };
+    if rule.absence.is_some() {
+        if !passes {
+            return Step::Ignored;
+        }
+        super::absence::seen(alert, rule, runtime, windows, ev, changes);
+        return Step::Counted;
+    }
     let (counts, closed) = runtime.admit(rule, ev.at);
     if let Some(closed) = closed {
         changes.resolving |= !closed.resolved.is_empty();
@@ -240,8 +247,12 @@ pub trait HeldState {
     fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp);
     /// The alerts, and the next activation id (ids are never reused), borrowed together.
     fn alerts_and_ids(&mut self) -> (Self::Alerts<'_>, &mut u64);
-    /// Calls `f` with every alert that [`due`] at `now`.
-    fn each_due(&mut self, now: Timestamp, f: impl FnMut(u64, &Arc<Rule>, &mut Runtime));
+    /// Calls `f` with every alert that is [`due`] at `now`, and the next activation id.
+    fn each_due(
+        &mut self,
+        now: Timestamp,
+        f: impl FnMut(u64, AlertSlot<'_, super::Windows>, &mut u64),
+    );
 }
 
 /// The whole intake of one event on a state that holds everything: screening, claiming its
@@ -306,30 +317,59 @@ pub fn intake(
     outcome
 }
 
-/// What time passing did: activations closed at the end of their cooldown, with no event to
-/// settle them. Pure like the intake: `now` is given (the server's clock, a schedule's, or
-/// `tocsin test`'s virtual one), and the close is stamped with the cooldown's end, not `now`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What time passing did: activations closed at the end of their cooldown, and absences that
+/// came due, with no event. Pure like the intake: `now` is given (the server's clock, a
+/// schedule's, or `tocsin test`'s virtual one), and each is stamped with its own time (the
+/// cooldown's end, the absence's deadline), not with `now`.
+#[derive(Debug, Clone, Default)]
 pub struct Ticked {
     pub closed: usize,
     /// Some closed activation has resolved notifications to deliver.
     pub resolved: bool,
+    /// Absences that fired.
+    pub fired: Vec<Fired>,
 }
 
-/// Whether a tick at `now` has anything to do for this alert.
-pub fn due(runtime: &Runtime, now: Timestamp) -> bool {
-    runtime.cooldown_until.is_some_and(|until| until <= now)
+/// Whether an auto alert's cooldown has ended by `now` with its activation still open.
+pub fn cooldown_due(runtime: &Runtime, now: Timestamp) -> bool {
+    runtime.state == crate::model::AlertState::Active
+        && runtime.cooldown_until.is_some_and(|until| until <= now)
+}
+
+/// Whether a tick at `now` has anything to do for this alert: a cooldown's end, or an absence.
+pub fn due(rule: &Rule, runtime: &Runtime, windows: &super::Windows, now: Timestamp) -> bool {
+    cooldown_due(runtime, now)
+        || (rule.absence.is_some() && !super::absence::due(rule, runtime, windows, now).is_empty())
 }
 
 /// Settles every alert of `state` that a tick at `now` finds due.
 pub fn tick(state: &mut impl HeldState, now: Timestamp, changes: &mut Changes) -> Ticked {
     let mut ticked = Ticked::default();
-    state.each_due(now, |id, rule, runtime| {
+    state.each_due(now, |id, slot, next| {
+        let AlertSlot {
+            rule,
+            runtime,
+            windows,
+            silences,
+        } = slot;
         if let Some(closed) = runtime.settle(rule, now) {
             ticked.closed += 1;
             ticked.resolved |= !closed.resolved.is_empty();
             changes.closed.push(closed);
             changes.runtimes.push(id);
+        }
+        for (entity, deadline) in super::absence::due(rule, runtime, windows, now) {
+            let activation = *next;
+            *next += 1;
+            let a = Arc::new(super::absence::fire(
+                rule, runtime, silences, &entity, deadline, activation,
+            ));
+            changes.activations.push(a.clone());
+            changes.runtimes.push(id);
+            ticked.fired.push(Fired {
+                activation: a,
+                rule: rule.clone(),
+            });
         }
     });
     ticked

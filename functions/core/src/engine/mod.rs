@@ -6,6 +6,7 @@
 //! changes inside whatever makes them atomic (one writer thread and its log in the embedded
 //! store, conditional writes in DynamoDB), and `tocsin test` runs the same code on a virtual clock.
 
+pub mod absence;
 mod changes;
 pub mod intake;
 mod matcher;

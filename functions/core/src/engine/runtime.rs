@@ -35,6 +35,14 @@ pub struct Runtime {
     /// Set by an acknowledgement, cleared by a reset: meanwhile activations notify no one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Acknowledgement>,
+    /// Absence alerts: when the alert was created or last reset, from which the entities that
+    /// must report and never did are awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub armed: Option<Timestamp>,
+    /// Absence alerts: the entities whose absence fired, with the activation that the next
+    /// event about them closes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub absent: BTreeMap<String, u64>,
 }
 
 /// The activation a reset (or a cooldown's end) closes, when and why, and the resolved
@@ -220,9 +228,9 @@ impl Runtime {
     }
 
     /// A reset for `why` ("reset by dana"): inactive, cooldown over, acknowledgement cleared,
-    /// count kept. Returns the activation it closes, if the alert was active (resetting an
-    /// inactive alert does nothing).
-    pub fn reset(&mut self, rule: &Rule, now: Timestamp, why: &str) -> Option<Closed> {
+    /// count kept. Returns the activations it closes: the newest, if the alert was active, and
+    /// every open absence (resetting an inactive alert closes nothing).
+    pub fn reset(&mut self, rule: &Rule, now: Timestamp, why: &str) -> Vec<Closed> {
         let closed = match (self.state, self.cooldown_until) {
             // The cooldown already ended on its own: the activation closed then.
             (AlertState::Active, Some(until)) if now >= until => Some((until, COOLDOWN_ENDED)),
@@ -232,10 +240,24 @@ impl Runtime {
         self.state = AlertState::Inactive;
         self.cooldown_until = None;
         self.acknowledged = None;
-        closed.and_then(|(at, why)| {
-            self.last_activation
-                .map(|activation| Closed::new(rule, activation, at, why))
-        })
+        let mut all: Vec<Closed> = closed
+            .and_then(|(at, why)| {
+                self.last_activation
+                    .map(|activation| Closed::new(rule, activation, at, why))
+            })
+            .into_iter()
+            .collect();
+        // An absence alert starts watching afresh: what is still missing fires again one span
+        // from now, not at once.
+        if rule.absence.is_some() {
+            self.armed = Some(now);
+            for (_, id) in std::mem::take(&mut self.absent) {
+                if self.last_activation != Some(id) {
+                    all.push(Closed::new(rule, id, now, why));
+                }
+            }
+        }
+        all
     }
 
     /// The activation whose cooldown ended by `now`, closed: what a tick finds due when no

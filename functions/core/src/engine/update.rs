@@ -30,8 +30,8 @@ pub struct PutPlan {
     pub created: bool,
     /// The state was reset (see [`Runtime::update_resets`]).
     pub reset: bool,
-    /// The activation the reset closed.
-    pub closed: Option<Closed>,
+    /// The activations the reset closed.
+    pub closed: Vec<Closed>,
     /// The windows start afresh: after a reset, or when their shape (`per_entity`) changed.
     pub new_windows: bool,
 }
@@ -54,10 +54,13 @@ pub fn put(
         keep_referenced_secrets(&mut rule, None)?;
         return Ok(PutPlan {
             rule,
-            runtime: Runtime::default(),
+            runtime: Runtime {
+                armed: Some(request.now),
+                ..Runtime::default()
+            },
             created: true,
             reset: false,
-            closed: None,
+            closed: Vec::new(),
             new_windows: true,
         });
     };
@@ -67,7 +70,7 @@ pub fn put(
     let closed = if reset {
         runtime.reset(old, request.now, "reset by a change of its config")
     } else {
-        None
+        Vec::new()
     };
     let new_windows = reset || old.per_entity != rule.per_entity;
     Ok(PutPlan {
@@ -88,8 +91,8 @@ pub fn too_many(count: usize, max_allowed: usize) -> Error {
 }
 
 /// A reset by `by` at `now`: inactive, cooldown and acknowledgement cleared, count kept; the
-/// windows start afresh. Returns the activation it closes, if the alert was active.
-pub fn reset(rule: &Rule, runtime: &mut Runtime, by: &str, now: Timestamp) -> Option<Closed> {
+/// windows start afresh. Returns the activations it closes.
+pub fn reset(rule: &Rule, runtime: &mut Runtime, by: &str, now: Timestamp) -> Vec<Closed> {
     runtime.reset(rule, now, &format!("reset by {by}"))
 }
 

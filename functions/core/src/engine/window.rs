@@ -52,6 +52,19 @@ impl Window {
 
     /// Empties the window (after a firing) and keeps its room: the next run fills the same
     /// allocation instead of growing a new one event by event.
+    /// An absence alert's window: the entity was seen at `at`; keeps the latest time only.
+    pub fn seen(&mut self, at: Timestamp) {
+        if self.last().is_none_or(|last| at > last) {
+            self.times.clear();
+            self.times.push(at);
+        }
+    }
+
+    /// The latest time in the window.
+    pub fn last(&self) -> Option<Timestamp> {
+        self.times.last().copied()
+    }
+
     pub fn clear(&mut self) {
         self.times.clear();
     }

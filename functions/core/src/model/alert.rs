@@ -158,6 +158,15 @@ pub struct Criteria {
     /// fails the filter, or a gap between events longer than the span, stops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sustain: Option<String>,
+    /// Tocsin extension: instead of counting, fire when no event of the trigger kinds (that
+    /// passes the filter) arrived for an entity for this long (`1h`): an absence alert. It
+    /// closes itself when events return. For a `*` alert, each entity seen is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absent: Option<String>,
+    /// Tocsin extension, absence alerts on many entities: ids that must report, awaited from
+    /// the alert's creation (or reset) even if they never did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_report: Vec<String>,
 }
 
 impl Default for Criteria {
@@ -167,6 +176,8 @@ impl Default for Criteria {
             period: None,
             per_entity: false,
             sustain: None,
+            absent: None,
+            must_report: Vec::new(),
         }
     }
 }
@@ -293,6 +304,7 @@ mod tests {
                 period: Some("1h".into()),
                 per_entity: false,
                 sustain: None,
+                ..Default::default()
             })
         );
         assert_eq!(a.trigger.events, vec![EventKind::DataDriftDetected]);

@@ -270,6 +270,9 @@ impl Service {
     /// [`crate::store::EventStore::tick`]), and the resolved notifications it adds go out.
     pub async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked> {
         let ticked = self.store.tick(now).await?;
+        for fired in &ticked.fired {
+            self.dispatch.dispatch(fired.clone());
+        }
         if ticked.resolved {
             self.dispatch.wake();
         }

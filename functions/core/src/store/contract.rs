@@ -49,6 +49,19 @@ macro_rules! store_contract_tests {
     };
 }
 
+/// The absence cases, for the stores that run absence alerts (the memory and embedded stores;
+/// the DynamoDB store refuses them, and its tests check that it says so).
+#[macro_export]
+macro_rules! absence_contract_tests {
+    ($factory:expr) => {
+        #[tokio::test]
+        async fn absences_fire_once_at_their_deadline_and_close_when_events_return() {
+            let (store, _guard) = $factory;
+            $crate::store::contract::absence::absences_fire_once_at_their_deadline_and_close_when_events_return(store).await;
+        }
+    };
+}
+
 /// Checks that `listed` names every case of this suite: each `pub async fn` of this file.
 pub fn check_listed(listed: &[&str]) {
     let cases: Vec<&str> = include_str!("contract.rs")
@@ -316,6 +329,7 @@ pub async fn updates_reset_only_when_behaviour_changes(s: Arc<dyn Store>) {
         period: None,
         per_entity: false,
         sustain: None,
+        ..Default::default()
     });
     store(&svc, two.clone(), at(6)).await;
     send(&svc, "job1", at(7)).await;
@@ -1190,6 +1204,7 @@ mod memory_store {
     use crate::store::{MemoryStore, Store};
 
     crate::store_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
+    crate::absence_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
 
     #[tokio::test]
     async fn tokens_are_kept_found_and_revoked() {
@@ -1197,5 +1212,102 @@ mod memory_store {
             MemoryStore::new(),
         ))
         .await;
+    }
+}
+
+/// Absence alerts: not in [`store_contract_tests!`], see [`absence_contract_tests!`].
+pub mod absence {
+    use super::*;
+
+    /// A `*` absence alert watches each entity seen, and the ones that must report from its
+    /// creation: each absence fires once, at its deadline (however late the tick), and closes
+    /// when the entity reports again, with its resolved notification.
+    pub async fn absences_fire_once_at_their_deadline_and_close_when_events_return(
+        s: Arc<dyn Store>,
+    ) {
+        let svc = service(s);
+        let mut heartbeat = failure_alert("heartbeat", "*", 1, None, "auto");
+        heartbeat.criteria = Some(crate::model::Criteria {
+            absent: Some("10m".into()),
+            must_report: vec!["job9".into()],
+            ..Default::default()
+        });
+        heartbeat.notifications[0].send_resolved = true;
+        store(&svc, heartbeat, at(0)).await;
+        send(&svc, "job1", at(60)).await;
+        let fired = |t: &crate::engine::Ticked| -> Vec<(String, Timestamp)> {
+            t.fired
+                .iter()
+                .map(|f| (f.activation.entity_id.clone(), f.activation.activation_time))
+                .collect()
+        };
+        assert!(fired(&svc.tick(at(599)).await.expect("tick")).is_empty());
+        let first = svc.tick(at(600)).await.expect("tick");
+        assert_eq!(
+            fired(&first),
+            [("job9".to_owned(), at(600))],
+            "never reported"
+        );
+        let a = &first.fired[0].activation;
+        assert_eq!((a.number_of_events, a.event_kind.as_str()), (0, "failed"));
+        assert_eq!(a.deliveries[0].status, DeliveryStatus::Pending);
+        // A late tick fires at the deadline, not at the tick.
+        let second = svc.tick(at(700)).await.expect("tick");
+        assert_eq!(fired(&second), [("job1".to_owned(), at(660))]);
+        assert!(
+            fired(&svc.tick(at(800)).await.expect("tick")).is_empty(),
+            "once"
+        );
+        assert_eq!(
+            state(&svc, "heartbeat", at(801)).await,
+            (AlertState::Active, 2)
+        );
+
+        // job1 reports again: its absence closes, the alert stays active for job9.
+        let back = send(&svc, "job1", at(900)).await;
+        assert_eq!(back.fired.len(), 0);
+        let job1 = second.fired[0].activation.id;
+        let closed = svc.activation(P, job1).await.expect("activation");
+        assert_eq!(
+            (closed.reset_time, closed.resolution.as_deref()),
+            (Some(at(900)), Some("events came back"))
+        );
+        assert!(
+            closed
+                .deliveries
+                .iter()
+                .any(|d| d.resolved && d.status == DeliveryStatus::Pending)
+        );
+        assert_eq!(
+            state(&svc, "heartbeat", at(901)).await.0,
+            AlertState::Active
+        );
+        send(&svc, "job9", at(950)).await;
+        assert_eq!(
+            state(&svc, "heartbeat", at(951)).await,
+            (AlertState::Inactive, 2)
+        );
+        // Silent again: the watch runs from the last event.
+        assert!(fired(&svc.tick(at(1_499)).await.expect("tick")).is_empty());
+        assert_eq!(
+            fired(&svc.tick(at(1_560)).await.expect("tick")),
+            [
+                ("job1".to_owned(), at(1_500)),
+                ("job9".to_owned(), at(1_550))
+            ]
+        );
+        // A reset closes every open absence and watches afresh from then.
+        svc.reset_alert(P, "heartbeat", "ops", at(1_600))
+            .await
+            .expect("reset");
+        assert_eq!(
+            state(&svc, "heartbeat", at(1_601)).await.0,
+            AlertState::Inactive
+        );
+        assert!(fired(&svc.tick(at(2_000)).await.expect("tick")).is_empty());
+        assert_eq!(
+            fired(&svc.tick(at(2_200)).await.expect("tick")),
+            [("job9".to_owned(), at(2_200))]
+        );
     }
 }

@@ -311,7 +311,7 @@ impl MemoryState {
     /// What time passing did by `now` (see [`intake::tick`]).
     pub fn tick(&mut self, now: Timestamp, changes: &mut Changes) -> crate::engine::Ticked {
         let ticked = intake::tick(self, now, changes);
-        self.edits += ticked.closed as u64;
+        self.edits += (ticked.closed + ticked.fired.len()) as u64;
         ticked
     }
 
@@ -320,7 +320,7 @@ impl MemoryState {
     pub fn due(&self, now: Timestamp) -> bool {
         self.alerts
             .values()
-            .any(|e| intake::due(&e.record.runtime, now))
+            .any(|e| intake::due(&e.record.rule, &e.record.runtime, &e.windows, now))
     }
 
     /// Forgets idempotency keys that expired by `now`; returns how many.
@@ -393,11 +393,19 @@ impl HeldState for MemoryState {
     fn each_due(
         &mut self,
         now: Timestamp,
-        mut f: impl FnMut(u64, &Arc<crate::compiled::Rule>, &mut crate::engine::Runtime),
+        mut f: impl FnMut(u64, AlertSlot<'_, Windows>, &mut u64),
     ) {
+        let next = &mut self.next_activation_id;
         for (id, entry) in &mut self.alerts {
-            if intake::due(&entry.record.runtime, now) {
-                f(*id, &entry.record.rule, &mut entry.record.runtime);
+            let record = &mut entry.record;
+            if intake::due(&record.rule, &record.runtime, &entry.windows, now) {
+                let slot = AlertSlot {
+                    rule: &record.rule,
+                    runtime: &mut record.runtime,
+                    windows: &mut entry.windows,
+                    silences: self.silences.of(record.rule.project()),
+                };
+                f(*id, slot, next);
             }
         }
     }

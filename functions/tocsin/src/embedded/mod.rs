@@ -907,6 +907,7 @@ mod tests {
     }
 
     tocsin_core::store_contract_tests!(open());
+    tocsin_core::absence_contract_tests!(open());
 
     /// The contract again, with activations settled into fjall after every commit that made
     /// some (in the background, as it happens): reads merge what is in memory over fjall.
@@ -1308,6 +1309,52 @@ mod tests {
                 )
                 .expect("ok");
             svc.ingest(&ev).await.expect("ingested").counted
+        }
+
+        /// An absence's deadline survives a restart before it, and an absence that fired before a
+        /// restart at its deadline does not fire again after it.
+        #[tokio::test]
+        async fn absence_deadlines_survive_a_reopen_and_fire_once() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let at = Timestamp::from_secs;
+            {
+                let svc = service(dir.path());
+                let mut a = failure_alert("quiet", "*", 1, None, "auto");
+                a.criteria = Some(tocsin_core::model::Criteria {
+                    absent: Some("10m".into()),
+                    ..Default::default()
+                });
+                svc.store_alert("proj", "quiet", a, false, at(0))
+                    .await
+                    .expect("stored");
+                send(&svc, "job1", 10, "k1").await;
+                send(&svc, "job2", 100, "k2").await;
+                assert!(svc.tick(at(500)).await.expect("tick").fired.is_empty());
+            }
+            let svc = service(dir.path());
+            let fired = svc.tick(at(650)).await.expect("tick").fired;
+            assert_eq!(fired.len(), 1, "job1's deadline (610) was kept");
+            assert_eq!(fired[0].activation.activation_time, at(610));
+            drop(svc);
+            let svc = service(dir.path());
+            let again = svc.tick(at(710)).await.expect("tick").fired;
+            let entities: Vec<&str> = again
+                .iter()
+                .map(|f| f.activation.entity_id.as_str())
+                .collect();
+            assert_eq!(
+                entities,
+                ["job2"],
+                "job1 fired before the restart: not again"
+            );
+            let (state, count) = {
+                let a = svc
+                    .get_alert("proj", "quiet", at(711))
+                    .await
+                    .expect("alert");
+                (a.state, a.count)
+            };
+            assert_eq!((state, count), (AlertState::Active, 2));
         }
 
         #[tokio::test]
