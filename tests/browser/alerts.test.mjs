@@ -248,6 +248,37 @@ test("an on-call person silences an active alert for 4 hours from its row, sees 
   await page.close();
 });
 
+test("an absence alert turns active on the page when a job goes silent, and its activation closes when it reports", async () => {
+  await put("ops", "etl-silent", {
+    summary: "{{entity}} went silent", severity: "medium", reset_policy: "auto",
+    criteria: { absent: "2s", must_report: ["etl-nightly"] }, trigger: { events: ["failed"] },
+    entities: { kind: "job", project: "ops", ids: ["etl-*"] },
+    notifications: [{ notification: { kind: "webhook", name: "hook", secret_params: { url: "http://127.0.0.1:9/hook" } }, send_resolved: true }],
+  });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/alerts`);
+  const row = page.locator('tr[data-key="ops/etl-silent"]');
+  await row.waitFor();
+  assert.match(await row.textContent(), /silent for 2s \(awaits etl-nightly\)/);
+  // Nothing arrives: the server's clock fires the absence by itself, and the page shows it.
+  await page.waitForFunction(() => document.querySelector('tr[data-key="ops/etl-silent"]')?.dataset.state === "active", null, { timeout: 15_000 });
+  const acts = await (await fetch(`${api}/projects/ops/alerts/etl-silent/activations`)).json();
+  assert.equal(acts.activations[0].entity_id, "etl-nightly");
+  assert.equal(acts.activations[0].number_of_events, 0);
+  // It reports: the absence closes by itself (and, silent again, fires again two seconds
+  // later, so the page's 2 s poll may not see it inactive), and the history says why.
+  await fail("ops", "etl-nightly");
+  const closed = await (await fetch(`${api}/projects/ops/alert-activations/${acts.activations[0].id}`)).json();
+  assert.equal(closed.resolution, "events came back");
+  await row.getByRole("button", { name: "History of etl-silent in ops" }).click();
+  await page.locator("#history-rows", { hasText: /events came back/ }).waitFor();
+  assert.match(await page.locator("#history-rows").textContent(), /hook \(resolved\)/);
+  assert.deepEqual(errors, [], "no script errors");
+  await page.close();
+});
+
 test("a new alert from a template, keyboard only, in the dark theme", async () => {
   const page = await browser.newPage({ colorScheme: "dark" });
   await page.goto(`${base}/`);

@@ -138,52 +138,16 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct AddSilenceArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    server: String,
-    #[arg(long)]
-    project: String,
-    /// Why (required): what the suppressed notifications say.
-    #[arg(long)]
-    comment: String,
-    /// Alert name, exact or a glob.
-    #[arg(long)]
-    alert: Option<String>,
-    /// Entity id glob.
-    #[arg(long)]
-    entity: Option<String>,
-    /// Severity to match; repeatable.
-    #[arg(long)]
-    severity: Vec<String>,
-    /// Event kind to match; repeatable.
-    #[arg(long)]
-    kind: Vec<String>,
-    /// How long from the start, e.g. 1h or 4h.
-    #[arg(long = "for", value_name = "SPAN")]
-    duration: Option<String>,
-    /// Until this time (RFC 3339).
-    #[arg(long)]
-    until: Option<String>,
-    /// From this time (default now).
-    #[arg(long)]
-    from: Option<String>,
-    /// A weekly window: `DAYS FROM-TO ZONE`, e.g. "sat 02:00-04:00 Europe/Berlin".
-    #[arg(long)]
-    schedule: Option<String>,
-    /// Who, when the server runs without auth.
-    #[arg(long)]
-    by: Option<String>,
-    /// Its id (a second add with the same id replaces it); default: a new one.
-    #[arg(long)]
-    id: Option<String>,
-}
-
 #[derive(Subcommand)]
 enum SilenceCommand {
     /// Hold back the notifications of matching activations for a while, or on a weekly
     /// schedule. Alerts still count and fire; their notifications are recorded as suppressed.
-    Add(Box<AddSilenceArgs>),
+    Add {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[command(flatten)]
+        silence: Box<tocsin::silences::AddSilence>,
+    },
     /// List a project's silences.
     List {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -222,37 +186,8 @@ async fn silence(command: SilenceCommand) -> ExitCode {
         Err(e) => fail(&e),
     };
     match command {
-        SilenceCommand::Add(args) => {
-            let AddSilenceArgs {
-                server,
-                project,
-                comment,
-                alert,
-                entity,
-                severity,
-                kind,
-                duration,
-                until,
-                from,
-                schedule,
-                by,
-                id,
-            } = *args;
-            let add = tocsin::silences::AddSilence {
-                project,
-                id,
-                alert,
-                entity,
-                severity,
-                kind,
-                duration,
-                until,
-                from,
-                schedule,
-                comment,
-                by,
-            };
-            shown(tocsin::silences::add(&server, &add).await, "stored")
+        SilenceCommand::Add { server, silence } => {
+            shown(tocsin::silences::add(&server, &silence).await, "stored")
         }
         SilenceCommand::List {
             server,

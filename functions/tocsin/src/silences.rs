@@ -7,25 +7,43 @@ use tocsin_core::model::{
 
 use crate::client::{answer, get_json, http};
 
-/// What `tocsin silence add` was asked for.
-#[derive(Debug, Default)]
+/// What `tocsin silence add` was asked for: its flags.
+#[derive(Debug, Default, clap::Args)]
 pub struct AddSilence {
+    #[arg(long)]
     pub project: String,
-    /// The silence's id: a new one is made (and replaced on a second add) when given.
+    /// Its id (a second add with the same id replaces it); default: a new one.
+    #[arg(long)]
     pub id: Option<String>,
+    /// Alert name, exact or a glob.
+    #[arg(long)]
     pub alert: Option<String>,
+    /// Entity id glob.
+    #[arg(long)]
     pub entity: Option<String>,
+    /// Severity to match; repeatable.
+    #[arg(long)]
     pub severity: Vec<String>,
+    /// Event kind to match; repeatable.
+    #[arg(long)]
     pub kind: Vec<String>,
-    /// A span from the start (`1h`, `4h`).
+    /// How long from the start, e.g. 1h or 4h.
+    #[arg(long = "for", value_name = "SPAN")]
     pub duration: Option<String>,
-    /// An end time (RFC 3339).
+    /// Until this time (RFC 3339).
+    #[arg(long)]
     pub until: Option<String>,
-    /// A start time (default now).
+    /// From this time (default now).
+    #[arg(long)]
     pub from: Option<String>,
-    /// `DAYS FROM-TO ZONE`.
+    /// A weekly window: `DAYS FROM-TO ZONE`, e.g. "sat 02:00-04:00 Europe/Berlin".
+    #[arg(long)]
     pub schedule: Option<String>,
+    /// Why (required): what the suppressed notifications say.
+    #[arg(long)]
     pub comment: String,
+    /// Who, when the server runs without auth.
+    #[arg(long)]
     pub by: Option<String>,
 }
 
