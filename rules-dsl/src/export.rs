@@ -8,15 +8,17 @@ use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 use tocsin_core::model::{
-    AlertConfig, CompareOp, EventKind, Filter, NotificationKind, ResetPolicy,
+    AlertConfig, CompareOp, EventKind, Filter, NotificationKind, ResetPolicy, Silence,
 };
 
-use crate::ast::{Definition, Expr, File, Item, Literal, Param, Spanned, Statement, Value};
+use crate::ast::{
+    Definition, Expr, File, Item, Literal, Param, SilenceStatement, Spanned, Statement, Value,
+};
 use crate::check::secret_name;
 
-/// Rule source for `configs` (one project: the first config's), with notes on what was not
-/// carried over.
-pub fn export(configs: &[AlertConfig]) -> (String, Vec<String>) {
+/// Rule source for `configs` and `silences` (one project: the first config's), with notes on
+/// what was not carried over. Silences become `silence` blocks under their ids.
+pub fn export(configs: &[AlertConfig], silences: &[Silence]) -> (String, Vec<String>) {
     let mut notes = Vec::new();
     let project = configs.first().map_or("default", |c| c.project.as_str());
     let mut items = vec![Item::Project(s(project))];
@@ -57,11 +59,81 @@ pub fn export(configs: &[AlertConfig]) -> (String, Vec<String>) {
         }
         items.push(item(c, &mut notes));
     }
+    for sil in silences {
+        if sil.project == project {
+            items.push(silence(sil));
+        } else {
+            notes.push(format!(
+                "silence `{}` is in project `{}`, not `{project}`: export it apart",
+                sil.id, sil.project
+            ));
+        }
+    }
     let file = File {
         items,
         unparsed: Vec::new(),
     };
     (crate::format(&file, ""), notes)
+}
+
+/// A silence as a `silence` block.
+fn silence(sil: &Silence) -> Item {
+    let ss = |st: SilenceStatement| Spanned::new(st, 0..0);
+    let mut statements = vec![
+        ss(SilenceStatement::Comment(s(&sil.comment))),
+        ss(SilenceStatement::By(s(&sil.created_by))),
+    ];
+    let m = &sil.matchers;
+    let glob = |field: &str, v: &str| SilenceStatement::Match {
+        field: s(field),
+        values: vec![s(v)],
+        quoted: true,
+    };
+    let words = |field: &str, vs: Vec<String>| SilenceStatement::Match {
+        field: s(field),
+        values: vs.iter().map(|v| s(v)).collect(),
+        quoted: false,
+    };
+    if let Some(a) = &m.alert {
+        statements.push(ss(glob("alert", a)));
+    }
+    if let Some(e) = &m.entity {
+        statements.push(ss(glob("entity", e)));
+    }
+    if !m.severity.is_empty() {
+        let vs = m.severity.iter().map(|v| v.as_str().to_owned()).collect();
+        statements.push(ss(words("severity", vs)));
+    }
+    if !m.event_kind.is_empty() {
+        let vs = m
+            .event_kind
+            .iter()
+            .map(|k| k.as_str().replace('-', "_"))
+            .collect();
+        statements.push(ss(words("kind", vs)));
+    }
+    statements.push(ss(SilenceStatement::From(s(&sil.starts_at.to_string()))));
+    if let Some(end) = sil.ends_at {
+        statements.push(ss(SilenceStatement::Until(s(&end.to_string()))));
+    }
+    if let Some(sc) = &sil.schedule {
+        let days = if sc.days.is_empty() {
+            vec![s("day")]
+        } else {
+            sc.days.iter().map(|d| s(d.as_str())).collect()
+        };
+        statements.push(ss(SilenceStatement::Every {
+            days,
+            from: s(&sc.from.to_string()),
+            to: s(&sc.to.to_string()),
+            zone: s(&sc.time_zone),
+        }));
+    }
+    Item::Silence {
+        name: s(&sil.id),
+        statements,
+        span: 0..0,
+    }
 }
 
 fn s(text: &str) -> Spanned<String> {

@@ -187,7 +187,7 @@ fn wire_configs_compile_back_from_their_export() {
 }
 
 fn assert_round_trip(project: &str, configs: &[AlertConfig]) {
-    let (source, notes) = tocsin_rules::export::export(configs);
+    let (source, notes) = tocsin_rules::export::export(configs, &[]);
     assert!(notes.is_empty(), "{project}: {notes:?}");
     let checked = check_source(&source, &|_| None);
     assert!(
@@ -219,7 +219,7 @@ fn export_notes_what_the_language_cannot_say() {
             "params": {"webhook": "https://hooks.slack.com/x", "channel": "#ml"}}}]}
     ]))
     .expect("configs");
-    let (source, notes) = tocsin_rules::export::export(&configs);
+    let (source, notes) = tocsin_rules::export::export(&configs, &[]);
     assert!(
         source.contains("webhook secret(\"A_S_WEBHOOK\")"),
         "{source}"

@@ -124,6 +124,10 @@ def test_export_writes_rules_that_check_and_apply_as_unchanged(tocsin, rules, tm
     plan = run("apply", str(out), "--server", tocsin.url, "--dry-run", check=0)
     # Same configs; only the marker naming the file they came from differs.
     assert "0 to create" in plan.stdout and "0 to delete" in plan.stdout, plan.stdout
+    # The silence comes along, as a block that applies unchanged.
+    assert 'silence feature-store-maintenance {' in exported.stdout, exported.stdout
+    assert 'every sat 02:00 to 04:00 "Europe/Berlin"' in exported.stdout
+    assert "= silence feature-store-maintenance: unchanged" in plan.stdout, plan.stdout
 
 
 def test_serve_loads_a_rules_directory_at_start(tocsin_factory, rules):

@@ -506,8 +506,8 @@ async fn silence_plan(
 }
 
 /// `tocsin export`: a project's alerts (from a server, or from a wire JSON file: one config,
-/// a list, or `{"alerts": [...]}`) as rule source on stdout; notes on what was left out go to
-/// stderr.
+/// a list, or `{"alerts": [...]}`), and from a server its active and pending silences, as rule
+/// source on stdout; notes on what was left out go to stderr.
 pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) -> ExitCode {
     let value = match (from, server) {
         (Some(path), _) => match read(path).and_then(|t| {
@@ -541,7 +541,27 @@ pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) ->
     for c in &mut configs {
         c.extra.remove(APPLIED_FROM);
     }
-    let (source, notes) = tocsin_rules::export::export(&configs);
+    let silences: Vec<Silence> = match server {
+        Some(server) if from.is_none() => {
+            let url = format!(
+                "{}/api/v1/projects/{project}/silences?state=current",
+                server.trim_end_matches('/')
+            );
+            match get_json(&crate::client::http(), &url).await {
+                Ok(v) => v["silences"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|s| serde_json::from_value(s.clone()).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Err(e) => return fail(&e),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let (source, notes) = tocsin_rules::export::export(&configs, &silences);
     say_raw!("{source}");
     for n in notes {
         eprintln!("note: {n}");

@@ -38,7 +38,7 @@ pub async fn get(
         .service
         .get_alert(project, &name, Timestamp::now())
         .await?;
-    let (source, notes) = tocsin_rules::export::export(&[config]);
+    let (source, notes) = tocsin_rules::export::export(&[config], &[]);
     Ok(Json(json!({"source": source, "notes": notes})))
 }
 

@@ -69,9 +69,10 @@ impl Service {
         Ok(self.store.put_alert(put).await?.alert.view(now))
     }
 
-    /// `PUT` from an MLRun client, which cannot see Tocsin-only notifications (it is answered
-    /// without them): the stored alert's Tocsin-only notifications that the body does not name
-    /// are kept, so that reading and storing an alert back through MLRun's SDK loses nothing.
+    /// `PUT` from an MLRun client, which cannot see Tocsin-only notifications nor their
+    /// `send_resolved` (it is answered without them): the stored alert's Tocsin-only
+    /// notifications that the body does not name are kept, and so is `send_resolved` on those it
+    /// names, so that reading and storing an alert back through MLRun's SDK loses nothing.
     pub async fn store_alert_from_mlrun(
         &self,
         project: &str,
@@ -81,6 +82,14 @@ impl Service {
         now: Timestamp,
     ) -> Result<AlertConfig> {
         if let Some(stored) = self.store.get_alert(project, name).await? {
+            for n in &mut config.notifications {
+                n.send_resolved |= stored
+                    .rule
+                    .config
+                    .notifications
+                    .iter()
+                    .any(|s| s.send_resolved && s.notification.name == n.notification.name);
+            }
             let hidden = stored.rule.config.notifications.iter().filter(|n| {
                 !n.notification.kind.is_mlrun_kind()
                     && !config

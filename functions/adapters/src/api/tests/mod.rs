@@ -761,3 +761,49 @@ async fn silences_are_made_listed_marked_and_expired() {
     let (status, missing) = call(&app, Method::GET, "/api/v1/projects/p/silences/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }
+
+/// MLRun's client never sees `send_resolved`, and storing back what it read keeps it.
+#[tokio::test]
+async fn send_resolved_is_hidden_from_mlruns_client_and_kept_through_it() {
+    let (app, _) = app();
+    let mut a = alert();
+    a["notifications"] = json!([{"notification": {"kind": "webhook", "name": "hook",
+        "secret_params": {"url": "http://127.0.0.1:9/h"}}, "send_resolved": true}]);
+    let (status, stored) = call(&app, Method::PUT, "/api/v1/projects/p/alerts/a", Some(a)).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["notifications"][0]["send_resolved"], json!(true));
+    let as_mlrun = |method: Method, body: Option<Value>| {
+        let app = app.clone();
+        async move {
+            let res = app
+                .oneshot(
+                    Request::builder()
+                        .method(method)
+                        .uri("/api/v1/projects/p/alerts/a")
+                        .header("x-mlrun-client-version", "1.12.1")
+                        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                        .expect("request"),
+                )
+                .await
+                .expect("answer");
+            let bytes = to_bytes(res.into_body(), usize::MAX).await.expect("body");
+            serde_json::from_slice::<Value>(&bytes).expect("json")
+        }
+    };
+    let read = as_mlrun(Method::GET, None).await;
+    assert!(
+        read["notifications"][0].get("send_resolved").is_none(),
+        "{read}"
+    );
+    let back = as_mlrun(Method::PUT, Some(read)).await;
+    assert!(
+        back["notifications"][0].get("send_resolved").is_none(),
+        "{back}"
+    );
+    let (_, after) = call(&app, Method::GET, "/api/v1/projects/p/alerts/a", None).await;
+    assert_eq!(
+        after["notifications"][0]["send_resolved"],
+        json!(true),
+        "{after}"
+    );
+}
