@@ -175,7 +175,7 @@ pub async fn list(
     };
     let silences = silences
         .into_iter()
-        .filter(|v| v.state == "active")
+        .filter(|v| v.state == tocsin_core::model::SilencePhase::Active)
         .map(|v| v.silence)
         .collect();
     Ok((

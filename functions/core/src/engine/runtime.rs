@@ -188,7 +188,7 @@ impl Runtime {
                     return Delivery {
                         status: DeliveryStatus::Suppressed,
                         error: Some(silence.reason(until)),
-                        at: (until.0 != i64::MAX).then_some(until),
+                        at: crate::model::finite(until),
                         silence: Some(silence.id.clone()),
                         ..pending
                     };

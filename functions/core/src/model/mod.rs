@@ -29,8 +29,8 @@ pub use kinds::{
 pub use names::{AlertName, MAX_NAME, ProjectName, ProjectScope};
 pub use notification_params::ParamSpec;
 pub use silence::{
-    Day, InvalidSilence, Schedule, Silence, SilenceMatchers, SilenceSpec, SilenceState,
-    SilenceView, Silenced, SilencedBy, TimeOfDay,
+    Day, InvalidSilence, Schedule, Silence, SilenceMatchers, SilencePhase, SilenceSpec,
+    SilenceState, SilenceView, Silenced, SilencedBy, TimeOfDay, finite,
 };
 pub use template::AlertTemplate;
 pub use time::{InvalidPeriod, Span, Timestamp, parse_period};

@@ -319,6 +319,14 @@ pub struct Silence {
     pub expired_by: Option<String>,
 }
 
+/// The end of a silence that has none (only a silence with a schedule may): never reached.
+const NO_END: Timestamp = Timestamp(i64::MAX);
+
+/// `until`, unless it is [`NO_END`]: what answers and records say.
+pub fn finite(until: Timestamp) -> Option<Timestamp> {
+    (until != NO_END).then_some(until)
+}
+
 /// Where a silence stands at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SilenceState {
@@ -330,13 +338,22 @@ pub enum SilenceState {
     Expired { at: Timestamp },
 }
 
+/// A [`SilenceState`] without its times: how the API and the CLI name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilencePhase {
+    Active,
+    Pending,
+    Expired,
+}
+
 impl SilenceState {
-    /// `active`, `pending` or `expired`: how the API and the CLI name it.
-    pub fn name(&self) -> &'static str {
+    /// The phase, without the times.
+    pub fn phase(&self) -> SilencePhase {
         match self {
-            SilenceState::Active { .. } => "active",
-            SilenceState::Pending { .. } => "pending",
-            SilenceState::Expired { .. } => "expired",
+            SilenceState::Active { .. } => SilencePhase::Active,
+            SilenceState::Pending { .. } => SilencePhase::Pending,
+            SilenceState::Expired { .. } => SilencePhase::Expired,
         }
     }
 }
@@ -359,7 +376,7 @@ impl Silence {
                 }
             } else {
                 SilenceState::Active {
-                    until: self.ends_at.unwrap_or(Timestamp(i64::MAX)),
+                    until: self.ends_at.unwrap_or(NO_END),
                 }
             };
         };
@@ -398,11 +415,7 @@ impl Silence {
 
     /// What a notification it holds back records: "silenced by <who>: <why>, until <when>".
     pub fn reason(&self, until: Timestamp) -> String {
-        let until = if until.0 == i64::MAX {
-            "it is expired".to_owned()
-        } else {
-            until.to_string()
-        };
+        let until = finite(until).map_or_else(|| "it is expired".to_owned(), |t| t.to_string());
         format!(
             "silenced by {}: {}, until {until} (silence {})",
             self.created_by, self.comment, self.id
@@ -415,8 +428,7 @@ impl Silence {
 pub struct SilenceView {
     #[serde(flatten)]
     pub silence: Silence,
-    /// `active`, `pending` or `expired`.
-    pub state: String,
+    pub state: SilencePhase,
     /// Active: until when (the end of the silence or of the schedule's occurrence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Timestamp>,
@@ -430,13 +442,13 @@ impl Silence {
     pub fn view(&self, now: Timestamp) -> SilenceView {
         let state = self.state_at(now);
         let (until, next_start) = match state {
-            SilenceState::Active { until } => ((until.0 != i64::MAX).then_some(until), None),
+            SilenceState::Active { until } => (finite(until), None),
             SilenceState::Pending { starts } => (None, starts),
             SilenceState::Expired { .. } => (None, None),
         };
         SilenceView {
             silence: self.clone(),
-            state: state.name().to_owned(),
+            state: state.phase(),
             until,
             next_start,
         }
@@ -451,7 +463,7 @@ impl Silence {
                     id: self.id.clone(),
                     by: self.created_by.clone(),
                     comment: self.comment.clone(),
-                    until: (until.0 != i64::MAX).then_some(until),
+                    until: finite(until),
                 })
             }
             _ => None,
@@ -619,8 +631,8 @@ mod tests {
             }
         );
         assert_eq!(
-            s.state_at(t("2026-12-05T12:00:00Z")).name(),
-            "expired",
+            s.state_at(t("2026-12-05T12:00:00Z")).phase(),
+            SilencePhase::Expired,
             "the end is exclusive"
         );
     }
@@ -649,8 +661,8 @@ mod tests {
             }
         );
         assert_eq!(
-            s.state_at(t("2026-07-05T00:30:00Z")).name(),
-            "pending",
+            s.state_at(t("2026-07-05T00:30:00Z")).phase(),
+            SilencePhase::Pending,
             "Sunday"
         );
     }

@@ -5,7 +5,9 @@
 use super::Service;
 use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::model::{AlertName, Silence, SilenceSpec, SilenceState, SilenceView, Timestamp};
+use crate::model::{
+    AlertName, Silence, SilencePhase, SilenceSpec, SilenceState, SilenceView, Timestamp,
+};
 
 /// Which silences a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,10 +43,10 @@ impl SilenceFilter {
     fn shows(self, view: &SilenceView) -> bool {
         match self {
             SilenceFilter::All => true,
-            SilenceFilter::Current => view.state != "expired",
-            SilenceFilter::Active => view.state == "active",
-            SilenceFilter::Pending => view.state == "pending",
-            SilenceFilter::Expired => view.state == "expired",
+            SilenceFilter::Current => view.state != SilencePhase::Expired,
+            SilenceFilter::Active => view.state == SilencePhase::Active,
+            SilenceFilter::Pending => view.state == SilencePhase::Pending,
+            SilenceFilter::Expired => view.state == SilencePhase::Expired,
         }
     }
 }

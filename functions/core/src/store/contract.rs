@@ -866,8 +866,8 @@ pub async fn silences_hold_back_notifications_while_in_effect(s: Arc<dyn Store>)
         .expect("silence stored");
     assert!(created);
     assert_eq!(
-        (made.state.as_str(), made.next_start),
-        ("pending", Some(at(100)))
+        (made.state, made.next_start),
+        (crate::model::SilencePhase::Pending, Some(at(100)))
     );
     let status = |o: &crate::engine::EventOutcome| o.fired[0].activation.deliveries[0].clone();
     assert_eq!(
@@ -932,7 +932,7 @@ pub async fn silences_hold_back_notifications_while_in_effect(s: Arc<dyn Store>)
         .expire_silence(P, "daily", &signed_in("bob"), at(90_000))
         .await
         .expect("expired");
-    assert_eq!(ended.state, "expired");
+    assert_eq!(ended.state, crate::model::SilencePhase::Expired);
     assert_eq!(ended.silence.expired_by.as_deref(), Some("bob"));
     assert_eq!(
         status(&send(&svc, "job2", at(90_000 + 3_660)).await).status,
