@@ -27,7 +27,7 @@ run() {
   for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:$port/api/v1/healthz 2>/dev/null && break; sleep 0.1; done
   printf '%s ' "$name"
   TOCSIN_TOKEN=$token "$lg" --server http://127.0.0.1:$port --alerts 1000 --connections 16 --seconds 10 2>&1 | tail -1
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || echo "($name: the server had already exited; see $data/serve.log)"; wait "$pid" 2>/dev/null || true
 }
 for i in $(seq "$pairs"); do
   if [ $((i % 2)) -eq 1 ]; then run baseline "$base"; run candidate "$cand" "${CANDIDATE_AUTH:-0}"
