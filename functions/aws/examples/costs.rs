@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 use tocsin_aws::dynamo::create_table;
 use tocsin_aws::environment::{Clients, Environment};
-use tocsin_aws::handlers::{ApiHandler, EvaluatorHandler};
+use tocsin_aws::handlers::{ApiHandler, EvaluatorHandler, NotifierHandler};
 use tocsin_aws::metrics::{RequestCounter, is_write};
 
 fn alert(name: &str, count: u32, reset: &str, entity: &str) -> Value {
@@ -277,6 +277,72 @@ async fn main() {
         100,
     ));
 
+    // An absence alert watching 100 entities: each event moves its entity's deadline in the
+    // same write as its time; the schedule's run reads the due index, never the windows.
+    let mut heartbeat = alert("heartbeat", 1, "auto", "*");
+    heartbeat["criteria"] = json!({"absent": "1h"});
+    api.handle(request(
+        "PUT",
+        "/api/v1/projects/bench/alerts/heartbeat",
+        &heartbeat,
+    ))
+    .await
+    .expect("put");
+    let beat = |i: usize| json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": [format!("hb-{}", i % 100)]}});
+    for i in 0..100 {
+        api.handle(request("POST", post, &beat(i)))
+            .await
+            .expect("warm up");
+    }
+    counter.reset();
+    for i in 0..1_000 {
+        api.handle(request("POST", post, &beat(i)))
+            .await
+            .expect("event");
+    }
+    rows.push(row(
+        "one event on an absence alert's window (its deadline moves in the same write)",
+        &counter,
+        1_000,
+    ));
+    let notifier = NotifierHandler::new(&env, &clients).expect("notifier");
+    notifier
+        .scheduled(tocsin_core::model::Timestamp::now())
+        .await
+        .expect("warm up");
+    counter.reset();
+    for _ in 0..10 {
+        notifier
+            .scheduled(tocsin_core::model::Timestamp::now())
+            .await
+            .expect("scheduled");
+    }
+    let mut ticks = vec![row(
+        "the schedule's run, 100 absences watched, none due (8 shards of the due index)",
+        &counter,
+        10,
+    )];
+    api.handle(request(
+        "DELETE",
+        "/api/v1/projects/bench/alerts/heartbeat",
+        &Value::Null,
+    ))
+    .await
+    .expect("delete");
+    let notifier = NotifierHandler::new(&env, &clients).expect("notifier");
+    notifier
+        .scheduled(tocsin_core::model::Timestamp::now())
+        .await
+        .expect("warm up");
+    counter.reset();
+    for _ in 0..10 {
+        notifier
+            .scheduled(tocsin_core::model::Timestamp::now())
+            .await
+            .expect("scheduled");
+    }
+    ticks.push(row("the same with no absence alert", &counter, 10));
+
     // The Alerts page's poll of `GET /projects/*/alerts`: in full, then unchanged (304).
     let listing = "/api/v1/projects/*/alerts";
     counter.reset();
@@ -315,5 +381,16 @@ async fn main() {
     println!("|---|---|---|");
     for r in polls {
         println!("| {} | {:.3} | {} |", r.what, r.reads, r.detail);
+    }
+    println!();
+    println!(
+        "| per scheduled run (every minute) | read requests | write requests | by operation |"
+    );
+    println!("|---|---|---|---|");
+    for r in ticks {
+        println!(
+            "| {} | {:.3} | {:.3} | {} |",
+            r.what, r.reads, r.writes, r.detail
+        );
     }
 }

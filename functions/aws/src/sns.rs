@@ -59,6 +59,11 @@ fn subject(s: &str) -> String {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub activation: Activation,
+    /// The activation closed: the message carries its resolved mail to the email
+    /// subscriptions. The notifier that published it delivers the rest itself, so the
+    /// notifier subscription ignores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
 }
 
 impl Topic {
@@ -77,11 +82,13 @@ impl Topic {
         &self.client
     }
 
-    /// Publishes an activation: JSON for the notifier, the rendered mail for email
-    /// subscribers, and the attributes that subscriptions filter on.
-    pub async fn publish(&self, activation: &Activation, rule: &Rule) -> Result<()> {
+    /// Publishes an activation that fired or (`phase`) closed: JSON for the notifier, the
+    /// rendered mail for email subscribers (RESOLVED in the subject when it closed), and the
+    /// attributes that subscriptions filter on.
+    pub async fn publish(&self, activation: &Activation, rule: &Rule, phase: Phase) -> Result<()> {
         let default = serde_json::to_string(&Message {
             activation: activation.clone(),
+            resolved: phase == Phase::Resolved,
         })
         .map_err(|e| Error::backend(Backend::Sns, e.to_string()))?;
         let mail = rule
@@ -90,7 +97,7 @@ impl Topic {
             .iter()
             .map(|n| &n.notification)
             .find(|n| n.kind == NotificationKind::Email)
-            .map(|note| render_mail(note, activation, Phase::Fired));
+            .map(|note| render_mail(note, activation, phase));
         let (title, body) = match mail {
             Some((subject, text, _html)) => (subject, text),
             None => (
@@ -149,7 +156,11 @@ impl Outbox {
         let fired = std::mem::take(&mut *self.fired.lock().unwrap_or_else(|e| e.into_inner()));
         let mut published = 0;
         for f in fired {
-            match self.topic.publish(&f.activation, &f.rule).await {
+            match self
+                .topic
+                .publish(&f.activation, &f.rule, Phase::Fired)
+                .await
+            {
                 Ok(()) => published += 1,
                 Err(e) => tracing::error!(
                     activation = f.activation.id,

@@ -602,12 +602,14 @@ async fn an_unchanged_alerts_listing_costs_one_read_of_the_catalog() {
 #[tokio::test]
 async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications() {
     let d = Deployment::new().await;
+    let observer = d.observe_topic().await;
     let (receiver, hook) = Receiver::start().await;
     let env = d.env(false);
     let api = ApiHandler::new(&env, &clients(None));
-    let mut body = alert("cools", 1, "auto", &hook, None);
+    let mut body = alert("cools", 1, "auto", &hook, Some("oncall@example.com"));
     body["cooldown_period"] = json!("15s");
     body["notifications"][0]["send_resolved"] = json!(true);
+    body["notifications"][1]["send_resolved"] = json!(true);
     let (status, stored) = call(
         &api,
         "PUT",
@@ -627,6 +629,7 @@ async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications
     let now = tocsin_core::model::Timestamp::now();
     let early = notifier.scheduled(now).await.expect("scheduled");
     assert_eq!(early["closed"], 0, "still cooling down: {early}");
+    assert_eq!(drain(&observer).await.len(), 1, "the firing was published");
     let later = now.plus(tocsin_core::model::Span::from_secs(60));
     let run = notifier.scheduled(later).await.expect("scheduled");
     assert_eq!(
@@ -644,6 +647,38 @@ async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications
     assert_eq!(path, "/hook");
     assert!(key.ends_with(":hook:resolved"), "{key}");
     assert_eq!(body["resolution"], "its cooldown ended");
+    // The resolved mail went to the topic's email subscriptions, saying RESOLVED; the
+    // notifier's own subscription ignores that message (it delivered the rest itself).
+    let published = drain(&observer).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let envelope: Value = serde_json::from_str(&published[0].1).expect("SNS envelope");
+    assert!(
+        envelope["Subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("RESOLVED [high] cools")),
+        "{envelope}"
+    );
+    let message = envelope["Message"].as_str().expect("message").to_owned();
+    let inner: Value = serde_json::from_str(&message).expect("message body");
+    assert_eq!(inner["resolved"], true);
+    let sns_event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": message}}]});
+    let handled = notifier.handle(sns_event).await.expect("notify");
+    assert_eq!(handled["delivered"], 0);
+    let (_, activations) = call(
+        &api,
+        "GET",
+        "/api/v1/projects/fraud/alert-activations",
+        None,
+    )
+    .await;
+    let mail: Vec<&Value> = activations["activations"][0]["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter(|d| d["notification"] == "mail" && d["resolved"] == true)
+        .collect();
+    assert_eq!(mail.len(), 1, "{activations}");
+    assert_eq!(mail[0]["status"], "sent", "carried by the topic: {mail:?}");
     let again = notifier.scheduled(later).await.expect("scheduled");
     assert_eq!(
         (again["closed"].clone(), again["resolved"].clone()),
@@ -652,4 +687,68 @@ async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications
     );
     let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/cools", None).await;
     assert_eq!(alert["state"], "inactive");
+}
+
+/// An absence alert on AWS: the schedule's run finds the job that never reported in the due
+/// index, fires it once and publishes it; the job's first event closes it, and the next run
+/// delivers the resolved webhook.
+#[tokio::test]
+async fn the_scheduled_run_fires_absences_and_their_return_resolves_them() {
+    let d = Deployment::new().await;
+    let observer = d.observe_topic().await;
+    let (receiver, hook) = Receiver::start().await;
+    let env = d.env(false);
+    let api = ApiHandler::new(&env, &clients(None));
+    let mut body = alert("nightly", 1, "auto", &hook, None);
+    body["entities"]["ids"] = json!(["train-nightly"]);
+    body["criteria"] = json!({"absent": "1h"});
+    body["notifications"][0]["send_resolved"] = json!(true);
+    let (status, stored) = call(
+        &api,
+        "PUT",
+        "/api/v1/projects/fraud/alerts/nightly",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    let notifier = NotifierHandler::new(&env, &clients(None)).expect("notifier");
+    let now = tocsin_core::model::Timestamp::now();
+    let quiet = notifier.scheduled(now).await.expect("scheduled");
+    assert_eq!(quiet["absences"], 0, "{quiet}");
+    let later = now.plus(tocsin_core::model::Span::from_secs(3_601));
+    let run = notifier.scheduled(later).await.expect("scheduled");
+    assert_eq!(run["absences"], 1, "{run}");
+    let again = notifier.scheduled(later).await.expect("scheduled");
+    assert_eq!(again["absences"], 0, "once: {again}");
+    let published = drain(&observer).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let envelope: Value = serde_json::from_str(&published[0].1).expect("SNS envelope");
+    let message: Value =
+        serde_json::from_str(envelope["Message"].as_str().expect("message")).expect("body");
+    assert_eq!(message["activation"]["entity_id"], "train-nightly");
+    assert_eq!(message["activation"]["number_of_events"], 0);
+    let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/nightly", None).await;
+    assert_eq!(alert["state"], "active");
+
+    let (status, _) = call(
+        &api,
+        "POST",
+        "/api/v1/projects/fraud/events/failed",
+        Some(json!({"kind": "failed",
+            "entity": {"kind": "job", "project": "fraud", "ids": ["train-nightly"]},
+            "value_dict": {}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/nightly", None).await;
+    assert_eq!(alert["state"], "inactive", "the job reported: {alert}");
+    notifier.scheduled(later).await.expect("scheduled");
+    let resolved: Vec<Value> = receiver
+        .requests()
+        .into_iter()
+        .filter(|(_, _, b)| b["status"] == "resolved")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(resolved.len(), 1, "{:?}", receiver.requests());
+    assert_eq!(resolved[0]["resolution"], "events came back");
 }

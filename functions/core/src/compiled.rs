@@ -88,6 +88,17 @@ impl Rule {
         &self.config.name
     }
 
+    /// Whether an activation stays open while the sustained condition holds and closes when it
+    /// stops (`for 1h` with `reset auto` and no cooldown, for an alert that emits no event):
+    /// Prometheus' `for`. Without it such an alert would close as it fires and fire again every
+    /// span, so a `resolved` notification would say nothing.
+    pub fn holds_while_sustained(&self) -> bool {
+        self.sustain.is_some()
+            && self.config.reset_policy == ResetPolicy::Auto
+            && self.cooldown.is_none()
+            && self.config.emits.is_none()
+    }
+
     /// The criteria as an activation records them (defaults filled in).
     pub fn criteria(&self) -> Criteria {
         self.config.criteria.clone().unwrap_or_default()

@@ -333,11 +333,14 @@ impl<'f> Checker<'f> {
             } = &s.node
                 && let Some(n) = self.notification(&name.node, kind, nname, params, &mut unresolved)
             {
-                let absence = criteria.as_ref().is_some_and(|c| c.absent.is_some());
+                // Absences and sustained conditions stay open until events say otherwise.
+                let stays_open = criteria
+                    .as_ref()
+                    .is_some_and(|c| c.absent.is_some() || c.sustain.is_some());
                 if n.send_resolved
                     && reset == Some(ResetPolicy::Auto)
                     && cooldown.is_none()
-                    && !absence
+                    && !stays_open
                 {
                     self.diags.push(
                         Diagnostic::warning(
@@ -346,7 +349,7 @@ impl<'f> Checker<'f> {
                             format!("`{}` would say resolved the moment it fires", nname.node),
                         )
                         .label("an auto alert without a cooldown closes as it fires")
-                        .help("give the alert a `cooldown` (it stays active that long), or `reset manual`"),
+                        .help("give the alert a `cooldown` (it stays active that long) or a `for` condition (active while it holds), or `reset manual`"),
                     );
                 }
                 notifications.push(n);

@@ -388,8 +388,8 @@ impl Courier {
         self.deliver_activation(activation, rule).await;
     }
 
-    /// Delivers every pending notification of an activation, each on its own.
-    /// Delivers the pending notifications of the activation's round (see [`round_of`]).
+    /// Delivers the pending notifications of the activation's round (see [`round_of`]), each
+    /// on its own.
     async fn deliver_activation(self: Arc<Self>, activation: Arc<Activation>, rule: Arc<Rule>) {
         let mut tasks = tokio::task::JoinSet::new();
         let (_, resolving) = round_of(&activation);

@@ -64,15 +64,10 @@ impl Courier {
                 req
             }
             // The SNS topic's email subscriptions (filtered to this alert) carry it: the
-            // activation was published before the notifier got it.
-            NotificationKind::Email if self.settings.email_via_sns && phase == Phase::Fired => {
-                return Ok(());
-            }
+            // activation was published before the notifier got it, and its resolved mail
+            // before the notifier delivered its resolved notifications.
             NotificationKind::Email if self.settings.email_via_sns => {
-                return Err(Failure::Permanent(
-                    "resolved email notifications are not sent through SNS subscriptions yet"
-                        .into(),
-                ));
+                return Ok(());
             }
             NotificationKind::Email => {
                 let mailer = self.mailer.as_ref().ok_or_else(|| {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem, Update};
-use tocsin_core::engine::{Closed, PutAlert, update};
+use tocsin_core::engine::{Closed, PutAlert, absence, update};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::Timestamp;
 use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
@@ -174,14 +174,6 @@ fn conflicts() -> Error {
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
-        if put.rule.absence.is_some() {
-            // Their deadlines need an index that the evaluators' tick can read without a
-            // scan; until it is here, they are refused rather than never firing.
-            return Err(Error::BadRequest(
-                "Absence alerts (criteria.absent) are not supported on the AWS deployment yet; `tocsin serve` runs them"
-                    .into(),
-            ));
-        }
         let (project, name) = (put.rule.project().to_owned(), put.rule.name().to_owned());
         for _ in 0..MAX_CONFLICTS {
             let old = self.read_alert(&project, &name).await?;
@@ -196,6 +188,11 @@ impl AlertStore for DynamoStore {
                     updated: put.now,
                     v: 1,
                     generation: 1,
+                    arm_due: None,
+                };
+                let alert = StoredAlert {
+                    arm_due: absence::arm_deadline(&alert.rule, &alert.runtime),
+                    ..alert
                 };
                 match self
                     .write_alert(&alert, 0, self.catalog_bump(1, Some(put.max_allowed))?)
@@ -223,6 +220,9 @@ impl AlertStore for DynamoStore {
             }
             alert.rule = Arc::new(plan.rule);
             alert.runtime = plan.runtime;
+            if plan.new_windows || alert.rule.absence.is_none() {
+                alert.arm_due = absence::arm_deadline(&alert.rule, &alert.runtime);
+            }
             alert.updated = put.now;
             alert.v += 1;
             if let Written::Done = self
@@ -300,7 +300,9 @@ impl AlertStore for DynamoStore {
         self.update_alert(project, name, |alert| {
             alert.generation += 1;
             let rule = alert.rule.clone();
-            Ok(update::reset(&rule, &mut alert.runtime, by, now))
+            let closed = update::reset(&rule, &mut alert.runtime, by, now);
+            alert.arm_due = absence::arm_deadline(&rule, &alert.runtime);
+            Ok(closed)
         })
         .await
     }

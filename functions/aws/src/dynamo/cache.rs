@@ -33,6 +33,9 @@ pub struct StoredAlert {
     pub v: u64,
     /// The window generation: a reset or a change of what decides firing starts a new one.
     pub generation: u64,
+    /// Absence alerts: when the entities awaited from arming come due if none reports (see
+    /// `absences`), until a tick has looked at them. The item is in the due index meanwhile.
+    pub arm_due: Option<Timestamp>,
 }
 
 /// The `doc` attribute of an alert item.
@@ -54,6 +57,7 @@ impl StoredAlert {
             updated: doc.updated,
             v: get_n(item, "v")?,
             generation: get_n(item, "gen")?,
+            arm_due: super::absences::indexed_deadline(item)?,
         })
     }
 
@@ -70,6 +74,9 @@ impl StoredAlert {
         item.insert("rt".into(), json(&self.runtime)?);
         item.insert("v".into(), n(self.v));
         item.insert("gen".into(), n(self.generation));
+        if let Some(due) = self.arm_due {
+            super::absences::index_due(&mut item, super::absences::shard(self.id, None), due);
+        }
         Ok(item)
     }
 

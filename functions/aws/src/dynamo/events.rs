@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::intake::{self, AlertSlot, Effect, IntakeState, Screen};
-use tocsin_core::engine::{Changes, EventOutcome, Runtime, Ticked, Window};
+use tocsin_core::engine::{Changes, EventOutcome, Runtime, Ticked, Window, absence};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Activation, Silence, Span, Timestamp};
 use tocsin_core::store::EventStore;
@@ -530,8 +530,12 @@ impl DynamoStore {
             return Ok(Some((wv, alert.v)));
         }
         let receipts = receipts.unwrap_or(&stored.receipts);
-        let window_item =
+        let mut window_item =
             self.window_item(key, &done.window, receipts, wv + 1, &alert.rule, last_at)?;
+        if let Some((shard, deadline)) = due_in_index(key, &alert.rule, &done.runtime, &done.window)
+        {
+            super::absences::index_due(&mut window_item, shard, deadline);
+        }
         let (condition, value) = at_version(wv);
         let values = value.map(|v| [(":expected".to_owned(), v)].into());
         if !runtime_dirty {
@@ -561,17 +565,7 @@ impl DynamoStore {
                 .map_err(build_err)?;
             tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
         }
-        let runtime = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(key_of_alert(alert)))
-            .update_expression("SET rt = :rt, v = :next")
-            .condition_expression("v = :expected")
-            .expression_attribute_values(":rt", json(&done.runtime)?)
-            .expression_attribute_values(":next", n(alert.v + 1))
-            .expression_attribute_values(":expected", n(alert.v))
-            .build()
-            .map_err(build_err)?;
-        tx = tx.transact_items(TransactWriteItem::builder().update(runtime).build());
+        tx = tx.transact_items(self.runtime_update(alert, &done.runtime, false)?);
         for a in &done.changes.activations {
             tx = tx.transact_items(self.activation_put(a)?);
         }
@@ -582,8 +576,34 @@ impl DynamoStore {
         }
     }
 
+    /// The write of an alert's new runtime, conditional on the version read, for a firing's
+    /// transaction; `unindex` also takes the alert out of the due index (see `absences`).
+    pub(super) fn runtime_update(
+        &self,
+        alert: &StoredAlert,
+        runtime: &Runtime,
+        unindex: bool,
+    ) -> Result<TransactWriteItem> {
+        let expression = if unindex {
+            "SET rt = :rt, v = :next REMOVE gsi2pk, gsi2sk"
+        } else {
+            "SET rt = :rt, v = :next"
+        };
+        let update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key_of_alert(alert)))
+            .update_expression(expression)
+            .condition_expression("v = :expected")
+            .expression_attribute_values(":rt", json(runtime)?)
+            .expression_attribute_values(":next", n(alert.v + 1))
+            .expression_attribute_values(":expected", n(alert.v))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// The conditional put of a new activation, for a firing's transaction.
-    fn activation_put(&self, a: &Activation) -> Result<TransactWriteItem> {
+    pub(super) fn activation_put(&self, a: &Activation) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(self.activation_item(a, 1)?))
@@ -624,6 +644,25 @@ impl DynamoStore {
     }
 }
 
+/// An absence alert's window: where in the due index it goes, and when its entity's absence
+/// comes due (see `absences`).
+fn due_in_index(
+    key: &WindowKey,
+    rule: &Rule,
+    runtime: &Runtime,
+    window: &Window,
+) -> Option<(u64, Timestamp)> {
+    let entity = match &key.entity {
+        Some(e) => &**e,
+        None => absence::awaited(rule).first()?.as_str(),
+    };
+    let deadline = absence::deadline(rule, runtime, entity, window.last())?;
+    Some((
+        super::absences::shard(key.alert, key.entity.as_deref()),
+        deadline,
+    ))
+}
+
 /// An idempotency key held until `expires`.
 fn idempotency_item(project: &str, k: &str, expires: Timestamp) -> Item {
     let mut item = key(format!("I#{project}"), k);
@@ -640,7 +679,8 @@ fn key_of_alert(alert: &StoredAlert) -> Item {
 impl EventStore for DynamoStore {
     /// The alerts due by `now` are found in the cached configs (their cooldown ends are on
     /// the alert items, which the cache holds); each is settled with a write conditional on
-    /// its version, so that two ticks or a tick and an event settle it once.
+    /// its version, so that two ticks or a tick and an event settle it once. Absences come due
+    /// from the due index (see `absences`).
     async fn tick(&self, now: Timestamp) -> Result<Ticked> {
         let due: Vec<(String, String)> = {
             let mut cache = self.cache.lock().await;
@@ -666,6 +706,7 @@ impl EventStore for DynamoStore {
                 ticked.resolved |= !c.resolved.is_empty();
             }
         }
+        ticked.fired = self.tick_absences(now).await?;
         Ok(ticked)
     }
 

@@ -6,15 +6,16 @@
 //! | item | `pk` | `sk` | attributes | size |
 //! |---|---|---|---|---|
 //! | catalog | `META` | `CATALOG` | `v` (bumped by every config change, reset and acknowledgement), `alerts` (count), `next_alert`, `next_activation` | < 100 B |
-//! | alert | `ALERT` | project `\u{1}` name | `id`, `doc` (rule with secrets, dates: JSON), `rt` (runtime: JSON), `v` (version), `gen` (window generation) | 1–4 KB |
-//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `m` (receipts of the queue messages counted, 16 B each, binary), `v`, `expires_at` | ≤ `max_criteria_count` times, about 1 KB at 99, plus the receipts |
+//! | alert | `ALERT` | project `\u{1}` name | `id`, `doc` (rule with secrets, dates: JSON), `rt` (runtime: JSON), `v` (version), `gen` (window generation), `gsi2pk` = `DUE{shard}` and `gsi2sk` while an absence alert's awaited entities wait (see `absences`) | 1–4 KB |
+//! | window | `W#{alert id}#{gen}` | `#` (shared) or `E#{entity}` | `w` (event times: the first in µs, then deltas), `m` (receipts of the queue messages counted, 16 B each, binary), `v`, `expires_at`; absence alerts: `gsi2pk` = `DUE{shard}`, `gsi2sk` = the deadline | ≤ `max_criteria_count` times, about 1 KB at 99, plus the receipts |
 //! | idempotency key | `I#{project}` | the key (client-given ids only) | `exp` (µs), `expires_at` | < 300 B |
 //! | activation | `ACT{id % 8}` (before: `ACT`, still read) | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
 //! | silence | `SIL` | project `\u{1}` id | `doc` (JSON), `expires_at` (its end plus the retention) | < 1 KB |
 //! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
 //!
 //! Indexes: `gsi1` (`gsi1pk`, `gsi1sk`) lists a project's activations newest first; `gsi2`
-//! (`gsi2pk`, `gsi2sk`) is sparse, the outbox of activations with pending notifications.
+//! (`gsi2pk`, `gsi2sk`) is sparse: the outbox of activations with pending notifications
+//! (`PENDING`), and the absences by deadline (`DUE0` to `DUE7`).
 //! Activations of all projects are listed from the base table: the eight partitions (and the
 //! legacy `ACT`) read newest first and merged by id. Spreading them lets firings go past one
 //! partition's 1,000 writes a second.
@@ -47,6 +48,7 @@
 //! generations are never read again, and TTL removes them. TTL deletes lazily, so every read
 //! also filters on `expires_at`.
 
+mod absences;
 mod activations;
 mod alerts;
 mod audit;

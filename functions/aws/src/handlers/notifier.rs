@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tocsin_adapters::notify::{DeliverySettings, Notifier, NotifierError, SmtpSettings};
+use tocsin_adapters::notify::{DeliverySettings, Notifier, NotifierError, Phase, SmtpSettings};
 use tocsin_core::Service;
 use tocsin_core::error::{Error, Result};
-use tocsin_core::model::{DeliveryStatus, Span, Timestamp};
+use tocsin_core::model::{Activation, DeliveryStatus, NotificationKind, Span, Timestamp};
 
 use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
@@ -77,16 +77,27 @@ impl NotifierHandler {
     /// delivers the resolved notifications that settling added.
     pub async fn scheduled(&self, now: Timestamp) -> Result<Value> {
         let ticked = self.service.tick(now).await?;
+        // Absences that came due fired into the outbox: out before the sweep looks.
+        self.outbox.flush().await;
         let mut swept = self.sweep(now).await?;
         swept["closed"] = json!(ticked.closed);
+        swept["absences"] = json!(ticked.fired.len());
         Ok(swept)
     }
 
     /// Delivers the activation a message names, as the store has it now (a redelivered
     /// message finds the notifications already settled and sends nothing again).
     async fn deliver(&self, message: &str) -> Result<usize> {
-        let Message { activation } = serde_json::from_str(message)
+        let Message {
+            activation,
+            resolved,
+        } = serde_json::from_str(message)
             .map_err(|e| Error::BadRequest(format!("not an activation message: {e}")))?;
+        if resolved {
+            // A resolved mail for the email subscriptions: the sweep that published it
+            // delivers the activation's other resolved notifications itself.
+            return Ok(0);
+        }
         let stored = self
             .service
             .store()
@@ -114,8 +125,14 @@ impl NotifierHandler {
                     .any(|d| d.status == DeliveryStatus::Pending && d.resolved == resolved)
             };
             // Resolved notifications are delivered from here, at once: publishing the
-            // activation again would mail its email subscribers the firing again.
+            // activation as fired again would mail its email subscribers the firing again.
+            // Its resolved mail goes to them as a resolved message first; if that fails, the
+            // next sweep tries the whole round again.
             if pending(true) {
+                if let Err(e) = self.publish_resolved_mail(&a).await {
+                    tracing::error!(activation = a.id, error = %e, "cannot publish a resolved mail; the next sweep tries again");
+                    continue;
+                }
                 self.notifier.deliver_stored(a.clone()).await;
                 self.outbox.flush().await;
                 resolved += 1;
@@ -129,9 +146,25 @@ impl NotifierHandler {
                 self.outbox.flush().await;
                 continue;
             };
-            self.topic.publish(&a, &record.rule).await?;
+            self.topic.publish(&a, &record.rule, Phase::Fired).await?;
             republished += 1;
         }
         Ok(json!({"republished": republished, "resolved": resolved}))
+    }
+
+    /// Publishes the resolved mail of an activation with a pending resolved email
+    /// notification, for the topic's email subscriptions. Nothing when it has none, or when
+    /// its alert is gone (delivering then records the notification failed, saying so).
+    async fn publish_resolved_mail(&self, a: &Activation) -> Result<()> {
+        let mails = a.deliveries.iter().any(|d| {
+            d.resolved && d.kind == NotificationKind::Email && d.status == DeliveryStatus::Pending
+        });
+        if !mails {
+            return Ok(());
+        }
+        match self.service.store().get_alert(&a.project, &a.name).await? {
+            Some(record) => self.topic.publish(a, &record.rule, Phase::Resolved).await,
+            None => Ok(()),
+        }
     }
 }

@@ -9,7 +9,9 @@
 //! open activation is kept in the runtime (`absent`), and closes ("events came back") with the
 //! next event about it.
 
-use super::{Changes, Closed, Runtime, WindowChange, Windows, build_activation};
+use std::sync::Arc;
+
+use super::{Changes, Closed, Fired, Runtime, WindowChange, Windows, build_activation};
 use crate::compiled::{EntitySelector, Rule};
 use crate::model::{AcceptedEvent, Activation, AlertState, Silence, Timestamp};
 
@@ -42,41 +44,115 @@ pub fn seen(
     }
 }
 
+/// The entities an absence alert awaits from when it is armed (created or reset), whether or
+/// not they ever report: its one entity, or `criteria.must_report`.
+pub fn awaited(rule: &Rule) -> &[String] {
+    match &rule.entity {
+        EntitySelector::Exact(id) => std::slice::from_ref(id),
+        _ => &rule.must_report,
+    }
+}
+
+/// When the absence of `entity`, last seen at `last` (None: not since the alert was armed),
+/// comes due: one span after it was seen, or after the alert was armed. None for an alert that
+/// is not an absence alert, and for an entity whose absence is open already.
+pub fn deadline(
+    rule: &Rule,
+    runtime: &Runtime,
+    entity: &str,
+    last: Option<Timestamp>,
+) -> Option<Timestamp> {
+    let span = rule.absence?;
+    if runtime.absent.contains_key(entity) {
+        return None;
+    }
+    Some(
+        last.unwrap_or(runtime.armed.unwrap_or(Timestamp(0)))
+            .plus(span),
+    )
+}
+
+/// When the entities that [`awaited`] names come due if none of them reports: what a store
+/// that cannot look at every entity's window on each tick (DynamoDB) indexes the alert by.
+pub fn arm_deadline(rule: &Rule, runtime: &Runtime) -> Option<Timestamp> {
+    if awaited(rule).is_empty() {
+        return None;
+    }
+    Some(runtime.armed.unwrap_or(Timestamp(0)).plus(rule.absence?))
+}
+
+/// Of `candidates` (an entity and when it was last seen), those whose absence is due by `now`
+/// and not fired yet, with their deadlines, oldest first. A store that holds every window
+/// passes them all ([`due`]); DynamoDB passes the ones its index says may be due.
+pub fn due_among<'c>(
+    rule: &Rule,
+    runtime: &Runtime,
+    candidates: impl IntoIterator<Item = (&'c str, Option<Timestamp>)>,
+    now: Timestamp,
+) -> Vec<(String, Timestamp)> {
+    let mut due: Vec<(String, Timestamp)> = candidates
+        .into_iter()
+        .filter_map(|(entity, last)| {
+            deadline(rule, runtime, entity, last)
+                .filter(|d| *d <= now)
+                .map(|d| (entity.to_owned(), d))
+        })
+        .collect();
+    due.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    due.dedup();
+    due
+}
+
 /// The entities whose absence is due by `now` and not fired yet, with their deadlines, oldest
-/// first.
+/// first: every entity the alert's windows have seen, and the awaited ones that never reported.
 pub fn due(
     rule: &Rule,
     runtime: &Runtime,
     windows: &Windows,
     now: Timestamp,
 ) -> Vec<(String, Timestamp)> {
-    let Some(span) = rule.absence else {
+    if rule.absence.is_none() {
         return Vec::new();
-    };
-    let armed = runtime.armed.unwrap_or(Timestamp(0));
-    let mut due: Vec<(String, Timestamp)> = Vec::new();
-    let mut consider = |entity: &str, last: Option<Timestamp>| {
-        let deadline = last.unwrap_or(armed).plus(span);
-        if deadline <= now && !runtime.absent.contains_key(entity) {
-            due.push((entity.to_owned(), deadline));
-        }
-    };
+    }
     match (windows, &rule.entity) {
-        (Windows::Shared(w), EntitySelector::Exact(id)) => consider(id, w.last()),
-        (Windows::Shared(_), _) => {}
+        (Windows::Shared(w), EntitySelector::Exact(id)) => {
+            due_among(rule, runtime, [(id.as_str(), w.last())], now)
+        }
+        (Windows::Shared(_), _) => Vec::new(),
         (Windows::PerEntity(m), _) => {
-            for (entity, w) in m {
-                consider(entity, w.last());
-            }
-            for entity in &rule.must_report {
-                if !m.contains_key(entity.as_str()) {
-                    consider(entity, None);
-                }
-            }
+            let seen = m.iter().map(|(entity, w)| (&**entity, w.last()));
+            let never = awaited(rule)
+                .iter()
+                .filter(|e| !m.contains_key(e.as_str()))
+                .map(|e| (e.as_str(), None));
+            due_among(rule, runtime, seen.chain(never), now)
         }
     }
-    due.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    due
+}
+
+/// Fires each absence of `due` (from [`due`] or [`due_among`]) for alert `alert`, with the
+/// activation ids `next_id` gives, and records the changes: what a tick does with what came
+/// due.
+pub fn fire_due(
+    alert: u64,
+    rule: &Arc<Rule>,
+    runtime: &mut Runtime,
+    silences: &[Silence],
+    due: Vec<(String, Timestamp)>,
+    next_id: &mut impl FnMut() -> u64,
+    changes: &mut Changes,
+) -> Vec<Fired> {
+    due.into_iter()
+        .map(|(entity, deadline)| {
+            let a = Arc::new(fire(rule, runtime, silences, &entity, deadline, next_id()));
+            changes.activations.push(a.clone());
+            changes.runtimes.push(alert);
+            Fired {
+                activation: a,
+                rule: rule.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The absence of `entity` fires with activation `id`, at its `deadline`: no events counted,

@@ -140,7 +140,11 @@ fn evaluate(
         super::absence::seen(alert, rule, runtime, windows, ev, changes);
         return Step::Counted;
     }
-    let (counts, closed) = runtime.admit(rule, ev.at);
+    let (counts, closed) = if rule.holds_while_sustained() {
+        runtime.hold(rule, super::held_key(rule, ev), ev.at, passes)
+    } else {
+        runtime.admit(rule, ev.at)
+    };
     if let Some(closed) = closed {
         changes.resolving |= !closed.resolved.is_empty();
         changes.closed.push(closed);
@@ -358,19 +362,13 @@ pub fn tick(state: &mut impl HeldState, now: Timestamp, changes: &mut Changes) -
             changes.closed.push(closed);
             changes.runtimes.push(id);
         }
-        for (entity, deadline) in super::absence::due(rule, runtime, windows, now) {
-            let activation = *next;
+        let due = super::absence::due(rule, runtime, windows, now);
+        let mut ids = || {
             *next += 1;
-            let a = Arc::new(super::absence::fire(
-                rule, runtime, silences, &entity, deadline, activation,
-            ));
-            changes.activations.push(a.clone());
-            changes.runtimes.push(id);
-            ticked.fired.push(Fired {
-                activation: a,
-                rule: rule.clone(),
-            });
-        }
+            *next - 1
+        };
+        let fired = super::absence::fire_due(id, rule, runtime, silences, due, &mut ids, changes);
+        ticked.fired.extend(fired);
     });
     ticked
 }

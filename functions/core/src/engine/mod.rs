@@ -75,7 +75,7 @@ pub(crate) fn fire(
     id: u64,
     in_window: usize,
 ) -> (Activation, Option<AcceptedEvent>) {
-    let closes_now = runtime.fire(rule, id, ev.at);
+    let closes_now = runtime.fire(rule, id, ev.at, held_key(rule, ev));
     let deliveries = runtime.plan_deliveries(rule, ev, silences);
     let activation = build_activation(id, rule, ev, in_window, closes_now, deliveries);
     let emitted = rule
@@ -84,6 +84,12 @@ pub(crate) fn fire(
         .as_ref()
         .and_then(|kind| calculated_event(rule, kind, ev));
     (activation, emitted)
+}
+
+/// The window `ev` counts in, as a runtime keeps what is open per window: the entity for
+/// per-entity windows, `""` for the shared one.
+pub(crate) fn held_key<'e>(rule: &Rule, ev: &'e AcceptedEvent) -> &'e str {
+    if rule.per_entity { &ev.entity_id } else { "" }
 }
 
 /// Why a chain of alerts firing each other stops.

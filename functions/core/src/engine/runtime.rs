@@ -14,6 +14,10 @@ use crate::model::{
 /// Why an auto alert's activation closes at the end of its cooldown.
 pub const COOLDOWN_ENDED: &str = "its cooldown ended";
 
+/// Why the activation of an alert that [holds while sustained](Rule::holds_while_sustained)
+/// closes: an event about its entity failed the filter.
+pub const CONDITION_STOPPED: &str = "its condition stopped holding";
+
 /// What changes about an alert as events arrive; the config is in [`Rule`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -43,6 +47,11 @@ pub struct Runtime {
     /// event about them closes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub absent: BTreeMap<String, u64>,
+    /// Alerts that [hold while sustained](Rule::holds_while_sustained): the windows (the
+    /// entity, or `""` for a shared window) whose condition holds since it fired, with the
+    /// activation that the first failing event closes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, u64>,
 }
 
 /// The activation a reset (or a cooldown's end) closes, when and why, and the resolved
@@ -100,7 +109,7 @@ impl Runtime {
     /// active ignores events until reset; an auto alert in cooldown ignores them until the
     /// cooldown ends, and then settles to inactive (returning the activation that closes).
     pub fn admit(&mut self, rule: &Rule, now: Timestamp) -> (bool, Option<Closed>) {
-        if self.state == AlertState::Inactive {
+        if self.state == AlertState::Inactive || rule.holds_while_sustained() {
             return (true, None);
         }
         match self.cooldown_until {
@@ -116,12 +125,43 @@ impl Runtime {
         }
     }
 
-    /// The alert fires at `now` with activation `activation`. Returns whether the activation
-    /// closes at once (auto reset without cooldown), in which case its `reset_time` is `now`.
-    pub fn fire(&mut self, rule: &Rule, activation: u64, now: Timestamp) -> bool {
+    /// For an alert that [holds while sustained](Rule::holds_while_sustained), before an
+    /// event about window `held` (its entity, or `""`) whose filter `passes` is counted: whether
+    /// it counts (its window's condition is not holding since a firing), and the activation
+    /// that closes because the condition stopped holding. While it holds, passing events
+    /// change nothing.
+    pub fn hold(
+        &mut self,
+        rule: &Rule,
+        held: &str,
+        now: Timestamp,
+        passes: bool,
+    ) -> (bool, Option<Closed>) {
+        if passes || !self.held.contains_key(held) {
+            return (!self.held.contains_key(held), None);
+        }
+        let closed = self
+            .held
+            .remove(held)
+            .map(|id| Closed::new(rule, id, now, CONDITION_STOPPED));
+        if self.held.is_empty() && self.absent.is_empty() {
+            self.state = AlertState::Inactive;
+        }
+        (false, closed)
+    }
+
+    /// The alert fires at `now` with activation `activation`, on the window `held` (the
+    /// entity, or `""` for a shared window). Returns whether the activation closes at once (auto
+    /// reset without cooldown), in which case its `reset_time` is `now`.
+    pub fn fire(&mut self, rule: &Rule, activation: u64, now: Timestamp, held: &str) -> bool {
         self.count += 1;
         self.last_activation = Some(activation);
         self.last_fired = Some(now);
+        if rule.holds_while_sustained() {
+            self.state = AlertState::Active;
+            self.held.insert(held.to_owned(), activation);
+            return false;
+        }
         match (rule.config.reset_policy, rule.cooldown) {
             (ResetPolicy::Manual, _) => {
                 self.state = AlertState::Active;
@@ -251,10 +291,14 @@ impl Runtime {
         // from now, not at once.
         if rule.absence.is_some() {
             self.armed = Some(now);
-            for (_, id) in std::mem::take(&mut self.absent) {
-                if self.last_activation != Some(id) {
-                    all.push(Closed::new(rule, id, now, why));
-                }
+        }
+        // Every activation still open per entity (absences, held conditions) closes too.
+        let open = std::mem::take(&mut self.absent)
+            .into_values()
+            .chain(std::mem::take(&mut self.held).into_values());
+        for id in open {
+            if self.last_activation != Some(id) {
+                all.push(Closed::new(rule, id, now, why));
             }
         }
         all

@@ -68,7 +68,12 @@ pub fn put(
     let mut runtime = runtime.clone();
     let reset = runtime.update_resets(old, &rule, request.force_reset, request.now);
     let closed = if reset {
-        runtime.reset(old, request.now, "reset by a change of its config")
+        let closed = runtime.reset(old, request.now, "reset by a change of its config");
+        // An alert that becomes an absence alert awaits its entities from now.
+        if rule.absence.is_some() {
+            runtime.armed = Some(request.now);
+        }
+        closed
     } else {
         Vec::new()
     };

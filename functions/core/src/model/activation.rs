@@ -51,6 +51,11 @@ impl Activation {
 
     /// Closes it at `at` for `why`, adding the resolved notifications to deliver. A closed
     /// activation stays as it closed first (a store may be told twice).
+    ///
+    /// A resolved notification follows only a firing that was notified (Alertmanager's rule):
+    /// one whose firing a silence, an acknowledgement or a cooldown held back is recorded as
+    /// suppressed too, saying why, so that nobody learns that something resolved which they
+    /// were never told had fired.
     pub fn close(&mut self, at: Timestamp, why: &str, resolved: &[Delivery]) {
         if self.reset_time.is_some() && self.resolution.is_some() {
             return;
@@ -58,7 +63,24 @@ impl Activation {
         self.reset_time.get_or_insert(at);
         self.resolution = Some(why.to_owned());
         for d in resolved {
-            self.record(d.clone());
+            let firing = self
+                .deliveries
+                .iter()
+                .find(|f| !f.resolved && f.notification == d.notification);
+            let d = match firing {
+                Some(f) if f.status == DeliveryStatus::Suppressed => Delivery {
+                    status: DeliveryStatus::Suppressed,
+                    error: Some(format!(
+                        "its firing was not notified ({})",
+                        f.error.as_deref().unwrap_or("suppressed")
+                    )),
+                    at: Some(at),
+                    silence: f.silence.clone(),
+                    ..d.clone()
+                },
+                _ => d.clone(),
+            };
+            self.record(d);
         }
     }
 

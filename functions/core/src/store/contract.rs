@@ -30,7 +30,10 @@ macro_rules! store_contract_tests {
             filters_and_entity_globs_decide_what_counts, calculated_events_feed_alerts_once_sustained,
             acknowledged_alerts_notify_no_one_until_reset, the_audit_list_keeps_who_did_what,
             silences_hold_back_notifications_while_in_effect, silences_are_listed_expired_and_dropped,
-            closing_an_activation_plans_its_resolved_notifications);
+            closing_an_activation_plans_its_resolved_notifications,
+            a_sustained_condition_resolves_when_it_stops_holding,
+            absences_fire_once_at_their_deadline_and_close_when_events_return,
+            an_absence_on_one_entity_is_awaited_from_creation);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -45,19 +48,6 @@ macro_rules! store_contract_tests {
         #[test]
         fn the_contract_suite_lists_every_case() {
             $crate::store::contract::check_listed(&[$(stringify!($case)),+]);
-        }
-    };
-}
-
-/// The absence cases, for the stores that run absence alerts (the memory and embedded stores;
-/// the DynamoDB store refuses them, and its tests check that it says so).
-#[macro_export]
-macro_rules! absence_contract_tests {
-    ($factory:expr) => {
-        #[tokio::test]
-        async fn absences_fire_once_at_their_deadline_and_close_when_events_return() {
-            let (store, _guard) = $factory;
-            $crate::store::contract::absence::absences_fire_once_at_their_deadline_and_close_when_events_return(store).await;
         }
     };
 }
@@ -1154,6 +1144,130 @@ pub async fn closing_an_activation_plans_its_resolved_notifications(s: Arc<dyn S
     );
 }
 
+/// A sustained alert that resets itself (`for 10m`, auto, no cooldown) fires once per run of
+/// its condition and stays active while it holds; the first failing event about the entity
+/// closes it ("its condition stopped holding") with its resolved notification. A resolved
+/// notification whose firing was held back (here by a silence) is held back too.
+pub async fn a_sustained_condition_resolves_when_it_stops_holding(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let mut hot: AlertConfig = serde_json::from_value(json!({
+        "name": "cpu-hot", "severity": "high", "reset_policy": "auto",
+        "criteria": {"sustain": "10m", "per_entity": true},
+        "trigger": {"events": ["job-cpu"]},
+        "entities": {"kind": "job", "project": P, "ids": ["*"]},
+        "filter": {"field": "cpu", "op": ">", "value": 70},
+        "notifications": [{"notification": {"kind": "webhook", "name": "hook", "when": ["completed"],
+            "secret_params": {"url": "http://127.0.0.1:9/hook"}}, "send_resolved": true}]
+    }))
+    .expect("config");
+    hot.project = P.into();
+    store(&svc, hot, at(0)).await;
+    let cpu = |entity: &'static str, value: i64, minute: i64| {
+        let svc = svc.clone();
+        async move {
+            send_values(
+                &svc,
+                "job-cpu",
+                "job",
+                entity,
+                json!({"cpu": value}),
+                at(minute * 60),
+            )
+            .await
+        }
+    };
+    let mut fired = Vec::new();
+    for minute in 0..=15 {
+        for entity in ["train-1", "train-2"] {
+            let out = cpu(entity, 90, minute).await;
+            fired.extend(
+                out.fired
+                    .iter()
+                    .map(|f| (f.activation.entity_id.clone(), minute)),
+            );
+        }
+    }
+    assert_eq!(
+        fired,
+        [("train-1".to_owned(), 10), ("train-2".to_owned(), 10)],
+        "once per entity while it holds, not again every 10 minutes"
+    );
+    assert_eq!(
+        state(&svc, "cpu-hot", at(15 * 60)).await,
+        (AlertState::Active, 2)
+    );
+    let ids = |entity: &str| {
+        let svc = svc.clone();
+        let entity = entity.to_owned();
+        async move {
+            svc.store()
+                .activations(&page(ActivationQuery {
+                    project: Some(P.into()),
+                    entity: Some(EntityFilter::Exact(entity.clone())),
+                    ..Default::default()
+                }))
+                .await
+                .expect("activations")
+                .into_iter()
+                .map(|a| a.id)
+                .collect::<Vec<u64>>()
+        }
+    };
+    let one = ids("train-1").await[0];
+    cpu("train-1", 40, 16).await;
+    let a = svc.activation(P, one).await.expect("activation");
+    assert_eq!(
+        (a.reset_time, a.resolution.as_deref()),
+        (Some(at(16 * 60)), Some("its condition stopped holding"))
+    );
+    let resolved: Vec<DeliveryStatus> = a
+        .deliveries
+        .iter()
+        .filter(|d| d.resolved)
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(resolved, [DeliveryStatus::Pending]);
+    assert_eq!(
+        state(&svc, "cpu-hot", at(16 * 60 + 1)).await.0,
+        AlertState::Active,
+        "train-2 still holds"
+    );
+    cpu("train-2", 40, 17).await;
+    assert_eq!(
+        state(&svc, "cpu-hot", at(17 * 60 + 1)).await,
+        (AlertState::Inactive, 2)
+    );
+
+    // A run fired while silenced: its resolved notification is held back too.
+    let anyone = Principal::anonymous();
+    let quiet = silence(json!({"matchers": {"alert": "cpu-hot"}, "starts_at": at(0),
+        "ends_at": at(86_400), "comment": "load test", "created_by": "ann"}));
+    svc.store_silence(P, "load-test", quiet, &anyone, at(18 * 60))
+        .await
+        .expect("silence stored");
+    for minute in 20..=30 {
+        cpu("train-1", 90, minute).await;
+    }
+    let again = ids("train-1").await;
+    assert_eq!(again.len(), 2, "a new run fires again");
+    let newest = again.into_iter().max().expect("newest");
+    svc.reset_alert(P, "cpu-hot", "ops", at(31 * 60))
+        .await
+        .expect("reset");
+    let a = svc.activation(P, newest).await.expect("activation");
+    assert_eq!(a.resolution.as_deref(), Some("reset by ops"));
+    let resolved = a.deliveries.iter().find(|d| d.resolved).expect("resolved");
+    assert_eq!(resolved.status, DeliveryStatus::Suppressed);
+    assert!(
+        resolved
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("its firing was not notified (silenced by ann")),
+        "{resolved:?}"
+    );
+    assert_eq!(resolved.silence.as_deref(), Some("load-test"));
+}
+
 fn page(q: ActivationQuery) -> ActivationQuery {
     ActivationQuery { limit: 1000, ..q }
 }
@@ -1197,6 +1311,139 @@ pub async fn the_audit_list_keeps_who_did_what(s: Arc<dyn Store>) {
     assert!(s.audit_log(Some("p3"), 10).await.expect("audit").is_empty());
 }
 
+/// A `*` absence alert watches each entity seen, and the ones that must report from its
+/// creation: each absence fires once, at its deadline (however late the tick), and closes
+/// when the entity reports again, with its resolved notification.
+pub async fn absences_fire_once_at_their_deadline_and_close_when_events_return(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let mut heartbeat = failure_alert("heartbeat", "*", 1, None, "auto");
+    heartbeat.criteria = Some(crate::model::Criteria {
+        absent: Some("10m".into()),
+        must_report: vec!["job9".into()],
+        ..Default::default()
+    });
+    heartbeat.notifications[0].send_resolved = true;
+    store(&svc, heartbeat, at(0)).await;
+    send(&svc, "job1", at(60)).await;
+    let fired = |t: &crate::engine::Ticked| -> Vec<(String, Timestamp)> {
+        t.fired
+            .iter()
+            .map(|f| (f.activation.entity_id.clone(), f.activation.activation_time))
+            .collect()
+    };
+    assert!(fired(&svc.tick(at(599)).await.expect("tick")).is_empty());
+    let first = svc.tick(at(600)).await.expect("tick");
+    assert_eq!(
+        fired(&first),
+        [("job9".to_owned(), at(600))],
+        "never reported"
+    );
+    let a = &first.fired[0].activation;
+    assert_eq!((a.number_of_events, a.event_kind.as_str()), (0, "failed"));
+    assert_eq!(a.deliveries[0].status, DeliveryStatus::Pending);
+    // A late tick fires at the deadline, not at the tick.
+    let second = svc.tick(at(700)).await.expect("tick");
+    assert_eq!(fired(&second), [("job1".to_owned(), at(660))]);
+    assert!(
+        fired(&svc.tick(at(800)).await.expect("tick")).is_empty(),
+        "once"
+    );
+    assert_eq!(
+        state(&svc, "heartbeat", at(801)).await,
+        (AlertState::Active, 2)
+    );
+
+    // job1 reports again: its absence closes, the alert stays active for job9.
+    let back = send(&svc, "job1", at(900)).await;
+    assert_eq!(back.fired.len(), 0);
+    let job1 = second.fired[0].activation.id;
+    let closed = svc.activation(P, job1).await.expect("activation");
+    assert_eq!(
+        (closed.reset_time, closed.resolution.as_deref()),
+        (Some(at(900)), Some("events came back"))
+    );
+    assert!(
+        closed
+            .deliveries
+            .iter()
+            .any(|d| d.resolved && d.status == DeliveryStatus::Pending)
+    );
+    assert_eq!(
+        state(&svc, "heartbeat", at(901)).await.0,
+        AlertState::Active
+    );
+    send(&svc, "job9", at(950)).await;
+    assert_eq!(
+        state(&svc, "heartbeat", at(951)).await,
+        (AlertState::Inactive, 2)
+    );
+    // Silent again: the watch runs from the last event.
+    assert!(fired(&svc.tick(at(1_499)).await.expect("tick")).is_empty());
+    assert_eq!(
+        fired(&svc.tick(at(1_560)).await.expect("tick")),
+        [
+            ("job1".to_owned(), at(1_500)),
+            ("job9".to_owned(), at(1_550))
+        ]
+    );
+    // A reset closes every open absence and watches afresh from then.
+    svc.reset_alert(P, "heartbeat", "ops", at(1_600))
+        .await
+        .expect("reset");
+    assert_eq!(
+        state(&svc, "heartbeat", at(1_601)).await.0,
+        AlertState::Inactive
+    );
+    assert!(fired(&svc.tick(at(2_000)).await.expect("tick")).is_empty());
+    assert_eq!(
+        fired(&svc.tick(at(2_200)).await.expect("tick")),
+        [("job9".to_owned(), at(2_200))]
+    );
+}
+
+/// An absence alert on one entity awaits it from its creation, fires once when it stays
+/// silent, and after it reported watches from its last event; a config change that keeps what
+/// decides firing keeps the watch.
+pub async fn an_absence_on_one_entity_is_awaited_from_creation(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let mut nightly = failure_alert("nightly", "train-nightly", 1, None, "auto");
+    nightly.criteria = Some(crate::model::Criteria {
+        absent: Some("1h".into()),
+        ..Default::default()
+    });
+    store(&svc, nightly.clone(), at(0)).await;
+    let entities = |t: crate::engine::Ticked| -> Vec<(String, Timestamp)> {
+        t.fired
+            .iter()
+            .map(|f| (f.activation.entity_id.clone(), f.activation.activation_time))
+            .collect()
+    };
+    // Another job's events do not concern it.
+    send(&svc, "train-other", at(1_000)).await;
+    assert!(entities(svc.tick(at(3_599)).await.expect("tick")).is_empty());
+    assert_eq!(
+        entities(svc.tick(at(3_700)).await.expect("tick")),
+        [("train-nightly".to_owned(), at(3_600))]
+    );
+    assert!(
+        entities(svc.tick(at(9_000)).await.expect("tick")).is_empty(),
+        "once"
+    );
+    send(&svc, "train-nightly", at(9_100)).await;
+    assert_eq!(
+        state(&svc, "nightly", at(9_101)).await,
+        (AlertState::Inactive, 1)
+    );
+    // A new summary is not a new watch.
+    nightly.summary = Some("The nightly training did not run".into());
+    store(&svc, nightly, at(9_200)).await;
+    assert!(entities(svc.tick(at(12_699)).await.expect("tick")).is_empty());
+    assert_eq!(
+        entities(svc.tick(at(12_700)).await.expect("tick")),
+        [("train-nightly".to_owned(), at(12_700))]
+    );
+}
+
 #[cfg(test)]
 mod memory_store {
     use std::sync::Arc;
@@ -1204,7 +1451,6 @@ mod memory_store {
     use crate::store::{MemoryStore, Store};
 
     crate::store_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
-    crate::absence_contract_tests!((Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
 
     #[tokio::test]
     async fn tokens_are_kept_found_and_revoked() {
@@ -1212,102 +1458,5 @@ mod memory_store {
             MemoryStore::new(),
         ))
         .await;
-    }
-}
-
-/// Absence alerts: not in [`store_contract_tests!`], see [`absence_contract_tests!`].
-pub mod absence {
-    use super::*;
-
-    /// A `*` absence alert watches each entity seen, and the ones that must report from its
-    /// creation: each absence fires once, at its deadline (however late the tick), and closes
-    /// when the entity reports again, with its resolved notification.
-    pub async fn absences_fire_once_at_their_deadline_and_close_when_events_return(
-        s: Arc<dyn Store>,
-    ) {
-        let svc = service(s);
-        let mut heartbeat = failure_alert("heartbeat", "*", 1, None, "auto");
-        heartbeat.criteria = Some(crate::model::Criteria {
-            absent: Some("10m".into()),
-            must_report: vec!["job9".into()],
-            ..Default::default()
-        });
-        heartbeat.notifications[0].send_resolved = true;
-        store(&svc, heartbeat, at(0)).await;
-        send(&svc, "job1", at(60)).await;
-        let fired = |t: &crate::engine::Ticked| -> Vec<(String, Timestamp)> {
-            t.fired
-                .iter()
-                .map(|f| (f.activation.entity_id.clone(), f.activation.activation_time))
-                .collect()
-        };
-        assert!(fired(&svc.tick(at(599)).await.expect("tick")).is_empty());
-        let first = svc.tick(at(600)).await.expect("tick");
-        assert_eq!(
-            fired(&first),
-            [("job9".to_owned(), at(600))],
-            "never reported"
-        );
-        let a = &first.fired[0].activation;
-        assert_eq!((a.number_of_events, a.event_kind.as_str()), (0, "failed"));
-        assert_eq!(a.deliveries[0].status, DeliveryStatus::Pending);
-        // A late tick fires at the deadline, not at the tick.
-        let second = svc.tick(at(700)).await.expect("tick");
-        assert_eq!(fired(&second), [("job1".to_owned(), at(660))]);
-        assert!(
-            fired(&svc.tick(at(800)).await.expect("tick")).is_empty(),
-            "once"
-        );
-        assert_eq!(
-            state(&svc, "heartbeat", at(801)).await,
-            (AlertState::Active, 2)
-        );
-
-        // job1 reports again: its absence closes, the alert stays active for job9.
-        let back = send(&svc, "job1", at(900)).await;
-        assert_eq!(back.fired.len(), 0);
-        let job1 = second.fired[0].activation.id;
-        let closed = svc.activation(P, job1).await.expect("activation");
-        assert_eq!(
-            (closed.reset_time, closed.resolution.as_deref()),
-            (Some(at(900)), Some("events came back"))
-        );
-        assert!(
-            closed
-                .deliveries
-                .iter()
-                .any(|d| d.resolved && d.status == DeliveryStatus::Pending)
-        );
-        assert_eq!(
-            state(&svc, "heartbeat", at(901)).await.0,
-            AlertState::Active
-        );
-        send(&svc, "job9", at(950)).await;
-        assert_eq!(
-            state(&svc, "heartbeat", at(951)).await,
-            (AlertState::Inactive, 2)
-        );
-        // Silent again: the watch runs from the last event.
-        assert!(fired(&svc.tick(at(1_499)).await.expect("tick")).is_empty());
-        assert_eq!(
-            fired(&svc.tick(at(1_560)).await.expect("tick")),
-            [
-                ("job1".to_owned(), at(1_500)),
-                ("job9".to_owned(), at(1_550))
-            ]
-        );
-        // A reset closes every open absence and watches afresh from then.
-        svc.reset_alert(P, "heartbeat", "ops", at(1_600))
-            .await
-            .expect("reset");
-        assert_eq!(
-            state(&svc, "heartbeat", at(1_601)).await.0,
-            AlertState::Inactive
-        );
-        assert!(fired(&svc.tick(at(2_000)).await.expect("tick")).is_empty());
-        assert_eq!(
-            fired(&svc.tick(at(2_200)).await.expect("tick")),
-            [("job9".to_owned(), at(2_200))]
-        );
     }
 }

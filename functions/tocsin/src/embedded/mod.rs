@@ -907,7 +907,6 @@ mod tests {
     }
 
     tocsin_core::store_contract_tests!(open());
-    tocsin_core::absence_contract_tests!(open());
 
     /// The contract again, with activations settled into fjall after every commit that made
     /// some (in the background, as it happens): reads merge what is in memory over fjall.
