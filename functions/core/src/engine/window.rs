@@ -50,8 +50,6 @@ impl Window {
         at.0 - start.0 >= span.0
     }
 
-    /// Empties the window (after a firing) and keeps its room: the next run fills the same
-    /// allocation instead of growing a new one event by event.
     /// An absence alert's window: the entity was seen at `at`; keeps the latest time only.
     pub fn seen(&mut self, at: Timestamp) {
         if self.last().is_none_or(|last| at > last) {
@@ -65,6 +63,8 @@ impl Window {
         self.times.last().copied()
     }
 
+    /// Empties the window (after a firing) and keeps its room: the next run fills the same
+    /// allocation instead of growing a new one event by event.
     pub fn clear(&mut self) {
         self.times.clear();
     }
