@@ -53,6 +53,9 @@ pub struct Environment {
     /// `TOCSIN_REDELIVERY_HORIZON_SECS`: how long windows remember the queue messages they
     /// counted (900: the queue's visibility timeout, 180 s, times its `maxReceiveCount`, 5).
     pub redelivery_horizon_secs: u64,
+    /// `TOCSIN_EVENT_RETENTION_DAYS`: events are kept this long for `explain` and the
+    /// backtest (7; 0 keeps none).
+    pub event_retention_days: i64,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -146,6 +149,11 @@ impl Environment {
                 get("TOCSIN_REDELIVERY_HORIZON_SECS"),
                 900,
             )?,
+            event_retention_days: parse(
+                "TOCSIN_EVENT_RETENTION_DAYS",
+                get("TOCSIN_EVENT_RETENTION_DAYS"),
+                7,
+            )?,
         })
     }
 
@@ -155,6 +163,8 @@ impl Environment {
             config_ttl: self.config_ttl,
             activation_retention: Span::from_secs(self.activation_retention_days * 86_400),
             redelivery_horizon: Duration::from_secs(self.redelivery_horizon_secs),
+            event_retention: (self.event_retention_days > 0)
+                .then(|| Span::from_secs(self.event_retention_days * 86_400)),
             ..DynamoSettings::new(self.table.clone())
         }
     }

@@ -167,6 +167,14 @@ impl AlertStore for SubscribingStore {
     async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
         self.store.get_alert(project, name).await
     }
+    async fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Result<Option<(AlertRecord, tocsin_core::engine::Window)>> {
+        self.store.alert_window(project, name, entity).await
+    }
     async fn list_alerts(
         &self,
         project: Option<&str>,
@@ -210,6 +218,12 @@ impl AlertStore for SubscribingStore {
 impl EventStore for SubscribingStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         self.store.apply_event(event, ttl).await
+    }
+    async fn recorded_events(
+        &self,
+        query: &tocsin_core::store::EventQuery,
+    ) -> Result<Vec<tocsin_core::store::Recorded>> {
+        self.store.recorded_events(query).await
     }
     async fn tick(&self, now: Timestamp) -> Result<tocsin_core::engine::Ticked> {
         self.store.tick(now).await

@@ -7,6 +7,7 @@
 //! router and the notifier they share) → `tocsin-rules` (the rule language) → `tocsin-core`.
 
 pub mod auth;
+pub mod backtest;
 pub mod compiled;
 pub mod dispatch;
 pub mod engine;

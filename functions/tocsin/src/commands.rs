@@ -14,22 +14,6 @@ use tocsin_core::model::{AlertConfig, Silence};
 use tocsin_rules::diagnostic::{render, to_json};
 use tocsin_rules::{CompiledAlert, CompiledSilence, Level, check_source};
 
-/// `println!` that ignores a closed stdout (`tocsin export | head` must not panic).
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// `print!` that ignores a closed stdout.
-macro_rules! say_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 /// The extension field that marks an alert as applied from a rule file (its value is the
 /// file's path); `apply --prune` deletes only alerts that carry it.
 pub const APPLIED_FROM: &str = "tocsin_rules";

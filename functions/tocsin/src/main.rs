@@ -104,6 +104,63 @@ enum Command {
         #[arg(long = "value", value_name = "KEY=VALUE")]
         values: Vec<String>,
     },
+    /// Why an event counts for an alert or does not, clause by clause, and what one more
+    /// would do; nothing changes. Give an event (`--entity`, `--value`, `--kind`), or `--last
+    /// N` to explain the entity's last recorded events.
+    Explain {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        project: String,
+        /// The alert's name.
+        alert: String,
+        /// The entity the event is about.
+        #[arg(long)]
+        entity: String,
+        /// The event kind (default: the alert's first).
+        #[arg(long, conflicts_with = "last")]
+        kind: Option<String>,
+        /// Event data as key=value (values that parse as JSON are sent as JSON); repeatable.
+        #[arg(long = "value", value_name = "KEY=VALUE", conflicts_with = "last")]
+        values: Vec<String>,
+        /// Explain the entity's last N recorded events instead (on a state rebuilt from the
+        /// recorded events since --since).
+        #[arg(long)]
+        last: Option<usize>,
+        /// With --last: how far back the state is rebuilt from (default 24h).
+        #[arg(long, requires = "last")]
+        since: Option<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What rule files would have done over a period of recorded events, beside what the
+    /// stored alerts did: firings per day and entity, notifications after cooldowns and
+    /// silences.
+    Backtest {
+        /// Rule files, or directories searched for `*.tocsin`.
+        #[arg(required = true)]
+        rules: Vec<PathBuf>,
+        /// Replay the events this server recorded (and compare with its activations)...
+        #[arg(long, conflicts_with = "events")]
+        server: Option<String>,
+        /// ...or the events of this file, one JSON object a line (what the server exports).
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The project (default: the rule files').
+        #[arg(long)]
+        project: Option<String>,
+        /// The start: an ISO-8601 time or a span back from now (default 7d with --server; the
+        /// first event with --events).
+        #[arg(long)]
+        since: Option<String>,
+        /// The end (default now with --server; the last event with --events).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the tokens of `tocsin serve`: through a running server (`--server`, with an admin
     /// token in TOCSIN_TOKEN), or in a stopped server's `--data-dir` (the first admin token).
     Token {
@@ -394,6 +451,55 @@ async fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Explain {
+            server,
+            project,
+            alert,
+            entity,
+            kind,
+            values,
+            last,
+            since,
+            json,
+        } => {
+            let body = match last {
+                Some(last) => json!({"entity": entity, "last": last, "since": since}),
+                None => match value_dict(&values) {
+                    Ok(d) => json!({"entity": entity, "kind": kind, "value_dict": d}),
+                    Err(e) => return fail(&e),
+                },
+            };
+            explain(&server, &project, &alert, &body, json).await
+        }
+        Command::Backtest {
+            rules,
+            server,
+            events,
+            project,
+            since,
+            until,
+            json,
+        } => {
+            let options = tocsin::backtest::Options {
+                rules,
+                server,
+                events,
+                project,
+                since,
+                until,
+            };
+            match tocsin::backtest::run(&options).await {
+                Ok(report) if json => {
+                    tocsin::say!("{}", tocsin::backtest::to_json(&report));
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    tocsin::say_raw!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Token { command } => token(command).await,
         Command::Silence { command } => silence(command).await,
         Command::Preview {
@@ -457,6 +563,60 @@ async fn preview(
                 "{}",
                 serde_json::to_string_pretty(&body).unwrap_or_default()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `tocsin explain`: the server's explanations, as text (or JSON).
+async fn explain(
+    server: &str,
+    project: &str,
+    alert: &str,
+    body: &Value,
+    as_json: bool,
+) -> ExitCode {
+    let url = format!(
+        "{}/api/v1/projects/{project}/alerts/{alert}/explain",
+        server.trim_end_matches('/')
+    );
+    let body: Value = match body {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    match answer(
+        &url,
+        tocsin::client::http().post(&url).json(&body).send().await,
+    )
+    .await
+    {
+        Ok(answer) if as_json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            let all = answer["explanations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if all.is_empty() {
+                println!("no recorded event of the alert's kinds about that entity in the period");
+            }
+            for (i, e) in all.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("{}", e["text"].as_str().unwrap_or_default());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),

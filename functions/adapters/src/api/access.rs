@@ -144,6 +144,13 @@ pub const ROUTES: &[Route] = &[
         POST_EVENTS,
     ),
     route("post", "/api/v1/projects/{project}/events", POST_EVENTS),
+    route("get", "/api/v1/projects/{project}/events", READ),
+    route(
+        "post",
+        "/api/v1/projects/{project}/alerts/{name}/explain",
+        READ,
+    ),
+    route("post", "/api/v1/projects/{project}/backtest", READ),
     route("get", "/api/v1/projects/{project}/alert-activations", READ),
     route(
         "get",

@@ -9,11 +9,10 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tocsin_core::auth::Principal;
-use tocsin_core::model::{
-    Activation, EntityKind, EventKind, ProjectName, ProjectScope, Severity, Timestamp,
-};
+use tocsin_core::model::{Activation, EntityKind, EventKind, ProjectName, ProjectScope, Severity};
 use tocsin_core::store::{ActivationQuery, EntityFilter, NameFilter};
 
+use super::params::{count, parse, time};
 use super::{ApiError, ApiPath, AppState};
 
 /// The page size when a client asks for pages without saying how large (MLRun's default).
@@ -42,40 +41,6 @@ fn decode_token(token: &str) -> Option<Cursor> {
         .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
         .collect();
     serde_json::from_slice(&bytes?).ok()
-}
-
-fn bad(status: StatusCode, msg: String) -> ApiError {
-    ApiError::new(status, msg)
-}
-
-fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse().map_err(|e: T::Err| {
-        bad(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Invalid `{name}`: {e}"),
-        )
-    })
-}
-
-fn time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse(v).ok_or_else(|| {
-        bad(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid `{name}` `{v}`: expected an ISO-8601 time"),
-        )
-    })
-}
-
-fn count(name: &str, v: &str) -> Result<usize, ApiError> {
-    v.parse().map_err(|_| {
-        bad(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid `{name}` `{v}`: expected a whole number"),
-        )
-    })
 }
 
 /// Paging asked for by the client.
@@ -147,9 +112,9 @@ async fn respond(
         let cursor = decode_token(token)
             .filter(|c| c.query.project.as_deref().unwrap_or("*") == project)
             .ok_or_else(|| {
-                bad(
+                ApiError::new(
                     StatusCode::NOT_FOUND,
-                    "Page token not found: it is invalid or for another listing".into(),
+                    "Page token not found: it is invalid or for another listing",
                 )
             })?;
         q = cursor.query;
@@ -225,7 +190,7 @@ pub async fn get(
 ) -> Result<Json<Activation>, ApiError> {
     let project = project.as_str();
     let id: u64 = id.parse().map_err(|_| {
-        bad(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("Invalid activation id `{id}`: expected a whole number"),
         )

@@ -9,12 +9,16 @@ mod access;
 mod activations;
 mod alerts;
 mod audit;
+mod backtest;
 mod body;
 mod error;
 mod events;
+mod explain;
+mod history;
 mod limits;
 mod listing_tag;
 mod page;
+mod params;
 mod path;
 mod rule_text;
 mod silences;
@@ -124,10 +128,15 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
             post(alerts::acknowledge),
         )
         .route(
+            "/projects/{project}/alerts/{name}/explain",
+            post(explain::explain),
+        )
+        .route(
             "/projects/{project}/alerts/{name}/rule",
             get(rule_text::get).put(rule_text::put),
         )
         .route("/rules/check", post(rule_text::check))
+        .route("/projects/{project}/backtest", post(backtest::backtest))
         .route(
             "/projects/{project}/alerts/{name}/activations",
             get(activations::list_for_alert),
@@ -145,7 +154,10 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
             post(silences::expire),
         )
         .route("/projects/{project}/events/{kind}", post(events::post))
-        .route("/projects/{project}/events", post(events::post_batch))
+        .route(
+            "/projects/{project}/events",
+            post(events::post_batch).get(history::export),
+        )
         .route(
             "/projects/{project}/alert-activations",
             get(activations::list),

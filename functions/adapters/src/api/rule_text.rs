@@ -28,6 +28,43 @@ fn diagnostics(source: &str, diags: &[tocsin_rules::Diagnostic]) -> Vec<Value> {
         .collect()
 }
 
+/// `source` checked as a rule file of `project`, secrets from `secret`: or the 400 that says
+/// why not (its errors with their places, or the project it is for instead).
+pub(super) fn checked_for(
+    project: &str,
+    source: &str,
+    secret: &tocsin_rules::Resolver,
+) -> Result<tocsin_rules::Checked, Box<Response>> {
+    let checked = check_source(source, secret);
+    if checked.has_errors() {
+        let errors = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .count();
+        let answer = json!({
+            "detail": format!("The rule has {errors} error{}", if errors == 1 { "" } else { "s" }),
+            "diagnostics": diagnostics(source, &checked.diagnostics),
+        });
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, Json(answer)).into_response(),
+        ));
+    }
+    if checked.project != project {
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "The rule is for project `{}`, not `{project}`",
+                    checked.project
+                ),
+            )
+            .into_response(),
+        ));
+    }
+    Ok(checked)
+}
+
 /// `GET /projects/{project}/alerts/{name}/rule`: the alert as a rule file, `{"source": ...}`.
 pub async fn get(
     State(s): State<AppState>,
@@ -60,28 +97,10 @@ pub async fn put(
     JsonBody(body): JsonBody<Source>,
 ) -> Result<Response, ApiError> {
     let project = project.as_str();
-    let checked = check_source(&body.source, &|_| None);
-    if checked.has_errors() {
-        let errors = checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.level == Level::Error)
-            .count();
-        let answer = json!({
-            "detail": format!("The rule has {errors} error{}", if errors == 1 { "" } else { "s" }),
-            "diagnostics": diagnostics(&body.source, &checked.diagnostics),
-        });
-        return Ok((StatusCode::BAD_REQUEST, Json(answer)).into_response());
-    }
-    if checked.project != project {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "The rule is for project `{}`, not `{project}`",
-                checked.project
-            ),
-        ));
-    }
+    let checked = match checked_for(project, &body.source, &|_| None) {
+        Ok(c) => c,
+        Err(refused) => return Ok(*refused),
+    };
     let mut alerts = checked.alerts;
     let Some(at) = alerts.iter().position(|a| a.config.name == name) else {
         return Err(ApiError::new(

@@ -247,6 +247,23 @@ impl AlertStore for DynamoStore {
         Ok(self.read_alert(project, name).await?.map(|a| a.record()))
     }
 
+    async fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Result<Option<(AlertRecord, tocsin_core::engine::Window)>> {
+        let Some(alert) = self.read_alert(project, name).await? else {
+            return Ok(None);
+        };
+        let key = super::cache::WindowKey {
+            alert: alert.id,
+            generation: alert.generation,
+            entity: alert.rule.per_entity.then(|| entity.into()),
+        };
+        let window = self.read_window(&key).await?.window;
+        Ok(Some((alert.record(), window)))
+    }
     async fn list_alerts(
         &self,
         project: Option<&str>,

@@ -221,6 +221,7 @@ impl DynamoStore {
             round = next;
         }
         drop(cache);
+        self.keep_recorded(events, &outcomes).await;
         // A failed event gives its idempotency key back, so that its retry is counted.
         for (ev, outcome) in events.iter().zip(&outcomes) {
             if let (Err(_), Some(k)) = (outcome, &ev.idempotency_key)
@@ -230,6 +231,41 @@ impl DynamoStore {
             }
         }
         outcomes
+    }
+
+    /// Keeps what was evaluated for the history (see `history`): a queue message's events
+    /// whole, under its id (a redelivery writes the same item again); off the queue, the
+    /// events counted for the first time, under an id of this call. Failing to keep them
+    /// costs the history, not the events: it is logged.
+    async fn keep_recorded(&self, events: &[AcceptedEvent], outcomes: &[Result<EventOutcome>]) {
+        if self.settings.event_retention.is_none() {
+            return;
+        }
+        let mut by_message: Vec<(&str, Vec<&AcceptedEvent>)> = Vec::new();
+        let mut loose = Vec::new();
+        for (ev, outcome) in events.iter().zip(outcomes) {
+            if matches!(outcome, Ok(o) if o.unknown_kind) {
+                continue;
+            }
+            match ev.message.as_deref() {
+                Some(m) => match by_message.iter_mut().find(|(id, _)| *id == m) {
+                    Some((_, v)) => v.push(ev),
+                    None => by_message.push((m, vec![ev])),
+                },
+                None if matches!(outcome, Ok(o) if !o.duplicate) => loose.push(ev),
+                None => {}
+            }
+        }
+        let request = (!loose.is_empty()).then(request_id);
+        let batches = by_message
+            .iter()
+            .map(|(id, evs)| (id.to_string(), evs))
+            .chain(request.map(|id| (id, &loose)));
+        for (id, evs) in batches {
+            if let Err(e) = self.keep_events(evs, &id).await {
+                tracing::error!(error = %e, batch = %id, "cannot keep events for the history; they were counted");
+            }
+        }
     }
 
     /// Claims the idempotency keys of `events[i]` for each `i` of `keyed`: true for a claim,
@@ -720,6 +756,13 @@ impl EventStore for DynamoStore {
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
         self.evaluate_batch(events, ttl).await
     }
+
+    async fn recorded_events(
+        &self,
+        query: &tocsin_core::store::EventQuery,
+    ) -> Result<Vec<tocsin_core::store::Recorded>> {
+        self.read_events(query).await
+    }
 }
 
 /// Where an event sits among the events of its queue message that go to one window: the
@@ -745,6 +788,18 @@ struct Evaluation {
     activations: Vec<Arc<Activation>>,
     /// Round indexes of the events its receipts say were counted before.
     skipped: Vec<usize>,
+}
+
+/// An id for the events of one call off the queue, unique across containers: this process's
+/// random seed, and a count.
+fn request_id() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
+    format!("r{seed:016x}-{}", COUNT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Seconds since the epoch by this machine's clock: receipts age by it, not by event time,

@@ -12,6 +12,7 @@
 //! | activation | `ACT{id % 8}` (before: `ACT`, still read) | id, 20 digits | `doc` (JSON), `at`, `v`, `reset_time`, `gsi1pk` = `ACT#{project}`, `gsi1sk`, `gsi2pk` = `PENDING` while a notification is pending, `gsi2sk`, `expires_at` | 1–3 KB |
 //! | silence | `SIL` | project `\u{1}` id | `doc` (JSON), `expires_at` (its end plus the retention) | < 1 KB |
 //! | email subscriptions | `SUBS` | project `\u{1}` name | `arns` (address → subscription ARN) | < 1 KB |
+//! | recorded events | `EV#{project}#{day}` | first event's time, 20 digits, `#` message or request id | `es` (the events: JSON), `expires_at` (see `history`) | one message's events, up to 240 KiB |
 //!
 //! Indexes: `gsi1` (`gsi1pk`, `gsi1sk`) lists a project's activations newest first; `gsi2`
 //! (`gsi2pk`, `gsi2sk`) is sparse: the outbox of activations with pending notifications
@@ -54,6 +55,7 @@ mod alerts;
 mod audit;
 mod cache;
 mod events;
+mod history;
 pub(crate) mod item;
 mod receipts;
 mod silences;
@@ -84,18 +86,22 @@ pub struct DynamoSettings {
     /// queue's visibility timeout times its `maxReceiveCount`, after which SQS no longer
     /// redelivers the message.
     pub redelivery_horizon: Duration,
+    /// How long events are kept for `explain` and the backtest (see `history`); None keeps
+    /// none.
+    pub event_retention: Option<Span>,
 }
 
 impl DynamoSettings {
     /// Settings for `table` with the defaults: configs checked every 5 s, activations kept
     /// 30 days, messages remembered 15 minutes (the template's queue: 180 s visibility, 5
-    /// receives).
+    /// receives), events kept 7 days.
     pub fn new(table: impl Into<String>) -> Self {
         DynamoSettings {
             table: table.into(),
             config_ttl: Duration::from_secs(5),
             activation_retention: Span::from_secs(30 * 86_400),
             redelivery_horizon: Duration::from_secs(900),
+            event_retention: Some(Span::from_secs(7 * 86_400)),
         }
     }
 }

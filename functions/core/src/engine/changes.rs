@@ -46,6 +46,19 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Empties it and keeps its room: a replay reuses one change set for every event.
+    pub fn clear(&mut self) {
+        self.rules.clear();
+        self.runtimes.clear();
+        self.removed.clear();
+        self.windows.clear();
+        self.activations.clear();
+        self.closed.clear();
+        self.deliveries.clear();
+        self.activations_removed.clear();
+        self.resolving = false;
+    }
+
     /// Whether the operation changed nothing that needs writing.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

@@ -90,12 +90,50 @@ pub trait IntakeState {
     fn each_match(&mut self, ev: &AcceptedEvent, f: impl FnMut(u64, AlertSlot<'_, Self::Windows>));
 }
 
+/// Why an event that the matcher matched to an alert was not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// A custom kind about another kind of entity than the alert watches.
+    EntityKind,
+    /// The `where` filter fails (and no sustained criterion needs the failing events).
+    Filter,
+    /// A manual alert that is active ignores events until someone resets it.
+    UntilReset,
+    /// An auto alert in its cooldown ignores events until then.
+    Cooling(Timestamp),
+    /// A sustained condition holds since it fired: passing events change nothing.
+    Holding,
+    /// The event failed a sustained condition that held since it fired: the activation
+    /// closed ("its condition stopped holding"), and nothing was counted.
+    Stopped,
+}
+
+impl std::fmt::Display for Ignored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ignored::EntityKind => write!(f, "the event is about another kind of entity"),
+            Ignored::Filter => write!(f, "the `where` filter fails"),
+            Ignored::UntilReset => {
+                write!(
+                    f,
+                    "the alert is active and resets manually: ignored until reset"
+                )
+            }
+            Ignored::Cooling(until) => write!(f, "the alert is in its cooldown until {until}"),
+            Ignored::Holding => write!(
+                f,
+                "the condition holds since the alert fired: nothing changes until it stops"
+            ),
+            Ignored::Stopped => write!(f, "the condition stopped holding: its activation closes"),
+        }
+    }
+}
+
 /// What one event did to one alert it matched.
 #[derive(Debug)]
 pub enum Step {
-    /// It does not concern the alert (another entity kind, a failing filter), or the alert
-    /// does not admit it (manual and active, or in its cooldown).
-    Ignored,
+    /// It does not concern the alert, or the alert does not admit it; why.
+    Ignored(Ignored),
     /// Counted in the alert's window.
     Counted,
     /// Counted, and the criteria were met: the alert fired. The activation is the change set's
@@ -117,7 +155,8 @@ pub struct Effect {
 }
 
 /// Evaluates one event against one alert: concerns, admit, count, fire. Records what changed.
-fn evaluate(
+/// (`explain` runs it on copies of the state, to say why.)
+pub(super) fn evaluate(
     alert: u64,
     slot: AlertSlot<'_, impl WindowSource>,
     ev: &AcceptedEvent,
@@ -130,12 +169,13 @@ fn evaluate(
         windows,
         silences,
     } = slot;
-    let Some(passes) = concerns(rule, ev) else {
-        return Step::Ignored;
+    let passes = match concerns(rule, ev) {
+        Ok(passes) => passes,
+        Err(why) => return Step::Ignored(why),
     };
     if rule.absence.is_some() {
         if !passes {
-            return Step::Ignored;
+            return Step::Ignored(Ignored::Filter);
         }
         super::absence::seen(alert, rule, runtime, windows, ev, changes);
         return Step::Counted;
@@ -151,7 +191,13 @@ fn evaluate(
         changes.runtimes.push(alert);
     }
     if !counts {
-        return Step::Ignored;
+        let why = match (rule.holds_while_sustained(), passes, runtime.cooldown_until) {
+            (true, true, _) => Ignored::Holding,
+            (true, false, _) => Ignored::Stopped,
+            (false, _, Some(until)) => Ignored::Cooling(until),
+            (false, _, None) => Ignored::UntilReset,
+        };
+        return Step::Ignored(why);
     }
     let met = count_in_window(rule, windows.window_mut(&ev.entity_id), ev, passes);
     let entity = rule
@@ -188,7 +234,7 @@ pub fn round<'e>(
     for (origin, ev) in events {
         state.each_match(ev, |alert, slot| {
             match evaluate(alert, slot, ev, next_id, changes) {
-                Step::Ignored => {}
+                Step::Ignored(_) => {}
                 step => effect(
                     Effect {
                         origin,
@@ -212,7 +258,7 @@ impl EventOutcome {
         activations: &[Arc<Activation>],
     ) -> Option<AcceptedEvent> {
         match effect.step {
-            Step::Ignored => None,
+            Step::Ignored(_) => None,
             Step::Counted => {
                 self.counted += 1;
                 None
@@ -453,7 +499,7 @@ mod tests {
         let kinds: Vec<_> = steps
             .iter()
             .map(|e| match &e.step {
-                Step::Ignored => "ignored",
+                Step::Ignored(_) => "ignored",
                 Step::Counted => "counted",
                 Step::Fires { .. } => "fires",
             })

@@ -8,6 +8,7 @@
 
 pub mod absence;
 mod changes;
+pub mod explain;
 pub mod intake;
 mod matcher;
 mod runtime;
@@ -27,20 +28,24 @@ use crate::compiled::{MAX_CHAIN, Rule};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Silence};
 
 /// Whether an event that the matcher matched to `rule` concerns it, before any state changes:
-/// None when it does not (a custom kind about another entity kind, or a failing filter without
-/// a sustained criterion); otherwise whether the filter passes (a sustained criterion also
-/// needs the events whose filter fails, to break the run).
-pub(crate) fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Option<bool> {
+/// why not (a custom kind about another entity kind, or a failing filter without a sustained
+/// criterion); otherwise whether the filter passes (a sustained criterion also needs the
+/// events whose filter fails, to break the run).
+pub(crate) fn concerns(rule: &Rule, ev: &AcceptedEvent) -> Result<bool, intake::Ignored> {
     // A built-in kind fixes the entity kind (checked on acceptance); a custom one does not.
     if matches!(ev.kind, EventKind::Custom(_)) && rule.config.entities.kind != ev.entity_kind {
-        return None;
+        return Err(intake::Ignored::EntityKind);
     }
     let passes = rule
         .config
         .filter
         .as_ref()
         .is_none_or(|f| f.matches(&ev.value_dict));
-    (passes || rule.sustain.is_some()).then_some(passes)
+    if passes || rule.sustain.is_some() {
+        Ok(passes)
+    } else {
+        Err(intake::Ignored::Filter)
+    }
 }
 
 /// Counts an admitted event in its window. Returns how many events the activation counts when

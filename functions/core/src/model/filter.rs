@@ -29,6 +29,20 @@ pub enum Filter {
     },
 }
 
+/// One comparison of a filter as an event met it: the field, the constant, what the event
+/// holds there (None: nothing), whether the comparison held, and whether the filter wants it
+/// to (`negated`: it sits under a `not`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checked<'f> {
+    pub field: &'f str,
+    pub op: CompareOp,
+    pub value: &'f Value,
+    pub got: Option<Value>,
+    pub holds: bool,
+    /// Under an odd number of `not`: the filter wants it not to hold.
+    pub negated: bool,
+}
+
 /// How a field is compared with a constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CompareOp {
@@ -87,16 +101,59 @@ impl Filter {
     /// not fit the comparison, makes the comparison false (and so `!=` true): an event that does
     /// not say is not taken as evidence.
     pub fn matches(&self, values: &Map<String, Value>) -> bool {
+        self.eval(values, &mut |_: Checked<'_>| {}, false, false)
+    }
+
+    /// [`Filter::matches`], with every comparison evaluated (no short cut) and handed to
+    /// `seen` with the value it found: what `explain` shows, by the same code that decides.
+    pub fn trace<'f>(&'f self, values: &Map<String, Value>) -> (bool, Vec<Checked<'f>>) {
+        let mut checked = Vec::new();
+        let passes = self.eval(values, &mut |c: Checked<'f>| checked.push(c), true, false);
+        (passes, checked)
+    }
+
+    /// The one evaluation: `every` evaluates all branches (for a trace) instead of stopping at
+    /// the first that decides; the result is the same. `negated`: under an odd number of `not`.
+    fn eval<'f>(
+        &'f self,
+        values: &Map<String, Value>,
+        seen: &mut impl FnMut(Checked<'f>),
+        every: bool,
+        negated: bool,
+    ) -> bool {
         match self {
-            Filter::All { all } => all.iter().all(|f| f.matches(values)),
-            Filter::Any { any } => any.iter().any(|f| f.matches(values)),
-            Filter::Not { not } => !not.matches(values),
+            Filter::All { all } if every => {
+                all.iter()
+                    .map(|f| f.eval(values, seen, every, negated))
+                    .filter(|holds| !holds)
+                    .count()
+                    == 0
+            }
+            Filter::All { all } => all.iter().all(|f| f.eval(values, seen, every, negated)),
+            Filter::Any { any } if every => {
+                any.iter()
+                    .map(|f| f.eval(values, seen, every, negated))
+                    .filter(|holds| *holds)
+                    .count()
+                    > 0
+            }
+            Filter::Any { any } => any.iter().any(|f| f.eval(values, seen, every, negated)),
+            Filter::Not { not } => !not.eval(values, seen, every, !negated),
             Filter::Compare { field, op, value } => {
                 let got = lookup(values, field);
-                match got {
+                let holds = match got {
                     Some(got) => compare(got, *op, value),
                     None => *op == CompareOp::Ne,
-                }
+                };
+                seen(Checked {
+                    field,
+                    op: *op,
+                    value,
+                    got: got.cloned(),
+                    holds,
+                    negated,
+                });
+                holds
             }
         }
     }
@@ -190,6 +247,20 @@ mod tests {
             values(json!({"result_value": 1, "app": "test-x", "meta": {"region": "eu"}}));
         assert!(!f.matches(&test_app));
         assert_eq!(f.depth(), 3);
+        let (passes, checked) = f.trace(&low);
+        assert!(!passes, "the trace decides as matches does");
+        let seen: Vec<(&str, bool)> = checked.iter().map(|c| (c.field, c.holds)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("result_value", false),
+                ("app", false),
+                ("meta.region", true),
+                ("meta.region", false)
+            ],
+            "every comparison, in order, with no short cut"
+        );
+        assert_eq!(checked[0].got, Some(json!(0.7)));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use alert::{
     Acknowledgement, AlertConfig, AlertNotification, Criteria, Entities, Notification, Trigger,
 };
 pub use event::{AcceptedEvent, Event};
-pub use filter::{CompareOp, Filter};
+pub use filter::{Checked, CompareOp, Filter};
 pub use glob::glob_match;
 pub use kinds::{
     AlertState, CustomKind, EntityKind, EventKind, NotificationKind, NotificationSeverity,

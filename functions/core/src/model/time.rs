@@ -103,6 +103,21 @@ impl Span {
     }
 }
 
+impl fmt::Display for Span {
+    /// `1h 30m`, `10m`, `15s` (whole seconds; a negative span as `-` and its length).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        let secs = self.0.unsigned_abs() / 1_000_000;
+        write!(
+            f,
+            "{}",
+            humantime::format_duration(std::time::Duration::from_secs(secs))
+        )
+    }
+}
+
 /// A period string that is not a time span.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -264,6 +264,170 @@ impl Service {
         refuse_unknown(event, outcome)
     }
 
+    /// `POST /projects/{project}/alerts/{name}/explain`: why `event` would count for the alert
+    /// as it stands now, or not, clause by clause, and what one more like it would do. Reads
+    /// the alert, the window the event counts in and the project's silences; changes nothing.
+    pub async fn explain(
+        &self,
+        project: &str,
+        name: &str,
+        event: &AcceptedEvent,
+    ) -> Result<crate::engine::explain::Explanation> {
+        let Some((record, window)) = self
+            .store
+            .alert_window(project, name, &event.entity_id)
+            .await?
+        else {
+            return Err(not_found_alert(project, name));
+        };
+        let silences = self.store.silences(Some(project)).await?;
+        Ok(crate::engine::explain::explain(
+            &record.rule,
+            &record.runtime,
+            window,
+            &silences,
+            event,
+        ))
+    }
+
+    /// `POST /projects/{project}/alerts/{name}/explain` for an event as clients post them,
+    /// checked as they are and stamped `at`; its kind may be left out (the alert's first).
+    pub async fn explain_event(
+        &self,
+        project: &str,
+        name: &str,
+        event: Event,
+        at: Timestamp,
+    ) -> Result<crate::engine::explain::Explanation> {
+        let kind = match &event.kind {
+            Some(k) => k.clone(),
+            None => self
+                .store
+                .get_alert(project, name)
+                .await?
+                .ok_or_else(|| not_found_alert(project, name))?
+                .rule
+                .config
+                .trigger
+                .events
+                .first()
+                .cloned()
+                .ok_or_else(|| Error::bad("the alert triggers on no event kind"))?,
+        };
+        let accepted = self.accept_event(project, kind.as_str(), event, None, at)?;
+        self.explain(project, name, &accepted).await
+    }
+
+    /// `POST /projects/{project}/alerts/{name}/explain` for recorded events: the `last` events
+    /// about `entity` since `since` that the alert triggers on, each explained in turn. The
+    /// state is rebuilt from the recorded events since `since` through the alert's config as
+    /// it is now, starting inactive: resets, acknowledgements and config changes are not
+    /// events, and are not in it. A shared window replays every entity's events.
+    pub async fn explain_recorded(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+        last: usize,
+        since: Timestamp,
+    ) -> Result<Vec<crate::engine::explain::Explanation>> {
+        let record = self
+            .store
+            .get_alert(project, name)
+            .await?
+            .ok_or_else(|| not_found_alert(project, name))?;
+        let silences = self.store.silences(Some(project)).await?;
+        let rule = record.rule;
+        let mut query = crate::store::EventQuery {
+            project: project.to_owned(),
+            since: Some(since),
+            kinds: rule.config.trigger.events.clone(),
+            entity: rule.per_entity.then(|| entity.to_owned()),
+            limit: crate::store::MAX_EVENTS_PER_READ,
+            ..Default::default()
+        };
+        let mut events = Vec::new();
+        loop {
+            let page = self.store.recorded_events(&query).await?;
+            let Some(end) = page.last().map(|r| r.cursor.clone()) else {
+                break;
+            };
+            events.extend(page.into_iter().map(|r| r.event));
+            query.after = Some(end);
+        }
+        let about: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.entity_id == entity)
+            .map(|(i, _)| i)
+            .collect();
+        let first = about.len().saturating_sub(last);
+        let explained: std::collections::BTreeSet<usize> = about[first..].iter().copied().collect();
+        let mut replay = crate::engine::explain::Replay::new(rule, since);
+        let mut out = Vec::with_capacity(explained.len());
+        for (i, ev) in events.iter().enumerate() {
+            if explained.contains(&i) {
+                out.push(replay.explain(ev, &silences));
+            }
+            replay.advance(ev, &silences);
+        }
+        Ok(out)
+    }
+
+    /// `POST /projects/{project}/backtest`: what `alerts` (candidate configs) would have done
+    /// over the events recorded from `since` to `until`, with the project's silences and
+    /// `silences` besides, beside what the stored alerts did (their activations of the period).
+    pub async fn backtest(
+        &self,
+        project: &str,
+        alerts: Vec<AlertConfig>,
+        silences: Vec<crate::model::Silence>,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<crate::backtest::Report> {
+        let mut all_silences = self.store.silences(Some(project)).await?;
+        all_silences.extend(silences);
+        let mut replay =
+            crate::backtest::Backtest::new(project, alerts, all_silences, &self.settings, since)?;
+        let mut query = crate::store::EventQuery {
+            project: project.to_owned(),
+            since: Some(since),
+            until: Some(until),
+            limit: crate::store::MAX_EVENTS_PER_READ,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store.recorded_events(&query).await?;
+            let Some(end) = page.last().map(|r| r.cursor.clone()) else {
+                break;
+            };
+            for r in &page {
+                replay.feed(&r.event);
+            }
+            query.after = Some(end);
+        }
+        let stored = self
+            .store
+            .activations(&ActivationQuery {
+                project: Some(project.to_owned()),
+                since: Some(since),
+                until: Some(until),
+                limit: usize::MAX,
+                ..Default::default()
+            })
+            .await?;
+        Ok(replay.finish(until, &stored))
+    }
+
+    /// `GET /projects/{project}/events`: the recorded events a query selects, in order of
+    /// arrival (see [`crate::store::EventQuery`]).
+    pub async fn recorded_events(
+        &self,
+        query: &crate::store::EventQuery,
+    ) -> Result<Vec<crate::store::Recorded>> {
+        self.store.recorded_events(query).await
+    }
+
     /// Hands the activations an outcome fired to the dispatcher, and wakes it for the
     /// resolved notifications of the activations it closed.
     fn hand_on(&self, outcome: &EventOutcome) {

@@ -33,7 +33,8 @@ macro_rules! store_contract_tests {
             closing_an_activation_plans_its_resolved_notifications,
             a_sustained_condition_resolves_when_it_stops_holding,
             absences_fire_once_at_their_deadline_and_close_when_events_return,
-            an_absence_on_one_entity_is_awaited_from_creation);
+            an_absence_on_one_entity_is_awaited_from_creation,
+            recorded_events_read_back_in_order_and_in_pages);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -1442,6 +1443,90 @@ pub async fn an_absence_on_one_entity_is_awaited_from_creation(s: Arc<dyn Store>
         entities(svc.tick(at(12_700)).await.expect("tick")),
         [("train-nightly".to_owned(), at(12_700))]
     );
+}
+
+/// The events a store was handed are read back in order of arrival, filtered by project,
+/// time, kind and entity, and in pages that resume where the last one ended.
+pub async fn recorded_events_read_back_in_order_and_in_pages(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("jobs", "*", 5, None, "auto"), at(0)).await;
+    for i in 0..10 {
+        send(&svc, &format!("job{}", i % 3), at(i * 60)).await;
+    }
+    send_values(
+        &svc,
+        "data-drift-detected",
+        "model-endpoint-result",
+        "ep1",
+        json!({"v": 1}),
+        at(700),
+    )
+    .await;
+    let query = crate::store::EventQuery {
+        project: P.into(),
+        limit: 100,
+        ..Default::default()
+    };
+    let read = |q: crate::store::EventQuery| {
+        let svc = svc.clone();
+        async move { svc.recorded_events(&q).await.expect("read") }
+    };
+    let all = read(query.clone()).await;
+    let seen: Vec<(String, Timestamp)> = all
+        .iter()
+        .map(|r| (r.event.entity_id.clone(), r.event.at))
+        .collect();
+    assert_eq!(seen.len(), 11, "{seen:?}");
+    assert_eq!(seen[0], ("job0".to_owned(), at(0)));
+    assert_eq!(seen[10], ("ep1".to_owned(), at(700)));
+    assert!(
+        seen.windows(2).all(|w| w[0].1 <= w[1].1),
+        "in order of arrival"
+    );
+    let job1 = read(crate::store::EventQuery {
+        entity: Some("job1".into()),
+        since: Some(at(100)),
+        until: Some(at(600)),
+        kinds: vec![crate::model::EventKind::Failed],
+        ..query.clone()
+    })
+    .await;
+    let times: Vec<Timestamp> = job1.iter().map(|r| r.event.at).collect();
+    assert_eq!(times, [at(240), at(420)]);
+    assert!(
+        read(crate::store::EventQuery {
+            project: "other".into(),
+            ..query.clone()
+        })
+        .await
+        .is_empty()
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = read(crate::store::EventQuery {
+            limit: 3,
+            after: after.clone(),
+            ..query.clone()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|r| r.cursor.clone());
+        paged.extend(page.into_iter().map(|r| r.event));
+    }
+    let whole: Vec<crate::model::AcceptedEvent> = all.into_iter().map(|r| r.event).collect();
+    assert_eq!(paged, whole, "pages resume where the last one ended");
+    assert!(matches!(
+        svc.recorded_events(&crate::store::EventQuery {
+            after: Some("not a cursor".into()),
+            ..query
+        })
+        .await,
+        Err(Error::BadRequest(_))
+    ));
 }
 
 #[cfg(test)]

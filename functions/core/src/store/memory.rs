@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventOutcome,
-    EventStore, PutOutcome, SilenceStore, Silences, TokenStore,
+    EventQuery, EventStore, PutOutcome, Recorded, SilenceStore, Silences, TokenStore,
 };
 use crate::auth::{AuditEntry, TokenRecord};
 use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
@@ -127,6 +127,20 @@ impl MemoryState {
         self.names
             .get(&(project.to_owned(), name.to_owned()))
             .copied()
+    }
+
+    /// The alert `project/name` with the window an event about `entity` counts in (see
+    /// [`crate::store::AlertStore::alert_window`]).
+    pub fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Option<(AlertRecord, crate::engine::Window)> {
+        let entry = self.get(project, name)?;
+        let key = entry.record.rule.per_entity.then_some(entity);
+        let window = entry.windows.get(key).cloned().unwrap_or_default();
+        Some((entry.record.clone(), window))
     }
 
     /// The alert named `name` in `project`.
@@ -437,6 +451,8 @@ pub struct MemoryStore {
     inner: Mutex<(MemoryState, BTreeMap<u64, Activation>)>,
     audit: Mutex<Vec<AuditEntry>>,
     tokens: Mutex<BTreeMap<String, TokenRecord>>,
+    /// Every event handed to it, in order (its history).
+    events: Mutex<Vec<AcceptedEvent>>,
 }
 
 impl MemoryStore {
@@ -447,6 +463,7 @@ impl MemoryStore {
             inner: Mutex::new((MemoryState::new(0), BTreeMap::new())),
             audit: Mutex::default(),
             tokens: Mutex::default(),
+            events: Mutex::default(),
         }
     }
 
@@ -477,6 +494,14 @@ impl AlertStore for MemoryStore {
             .0
             .get(project, name)
             .map(|e| e.record.clone()))
+    }
+    async fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Result<Option<(AlertRecord, crate::engine::Window)>> {
+        Ok(lock(&self.inner).0.alert_window(project, name, entity))
     }
     async fn list_alerts(
         &self,
@@ -519,7 +544,29 @@ impl AlertStore for MemoryStore {
 #[async_trait]
 impl EventStore for MemoryStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
+        lock(&self.events).push(event.clone());
         Ok(self.apply(|s, c| s.apply_event(event, ttl, c)))
+    }
+
+    /// The cursor is the event's place in the list, counted from 1.
+    async fn recorded_events(&self, query: &EventQuery) -> Result<Vec<Recorded>> {
+        let from = match &query.after {
+            None => 0,
+            Some(c) => c
+                .parse::<usize>()
+                .map_err(|_| Error::BadRequest(format!("not a cursor of this store: `{c}`")))?,
+        };
+        Ok(lock(&self.events)
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, e)| query.matches(e))
+            .take(query.page())
+            .map(|(i, e)| Recorded {
+                cursor: (i + 1).to_string(),
+                event: e.clone(),
+            })
+            .collect())
     }
     async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked> {
         Ok(self.apply(|s, c| s.tick(now, c)))

@@ -5,6 +5,7 @@
 //! is here; the embedded store (`tocsin serve`) and the DynamoDB store (the Lambdas) implement the
 //! same traits and pass the same contract suite (`contract`).
 
+mod history;
 mod memory;
 mod query;
 mod silences;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use history::{EventQuery, MAX_EVENTS_PER_READ, Recorded};
 pub use memory::{AlertEntry, MemoryState, MemoryStore};
 pub use query::{ActivationQuery, EntityFilter, NameFilter};
 pub use silences::Silences;
@@ -84,6 +86,14 @@ pub trait AlertStore: Send + Sync {
     /// resets the state when the engine says the change requires it.
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome>;
     async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>>;
+    /// The alert with the window that an event about `entity` counts in, as it stands (empty
+    /// when it has none yet): what `explain` reads. None when there is no such alert.
+    async fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Result<Option<(AlertRecord, crate::engine::Window)>>;
     /// Alerts of a project (or of all, with `None`) in (project, name) order.
     async fn list_alerts(
         &self,
@@ -135,6 +145,10 @@ pub trait EventStore: Send + Sync {
     /// out). Hosts call it on a timer (`tocsin serve`), a schedule (AWS) or a virtual clock
     /// (`tocsin test`); a tick with nothing due writes nothing.
     async fn tick(&self, now: Timestamp) -> Result<crate::engine::Ticked>;
+
+    /// Events it was handed, in order of arrival, as [`EventQuery`] selects them: what
+    /// `explain` and the backtest read. Kept for the store's retention period.
+    async fn recorded_events(&self, query: &EventQuery) -> Result<Vec<Recorded>>;
 
     /// Events in order of arrival, one outcome each. A store that writes remotely overrides
     /// this to write each window once per batch rather than once per event.

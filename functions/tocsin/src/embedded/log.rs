@@ -48,7 +48,7 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 }
 
 /// The segments in `dir`, in order.
-fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -141,6 +141,109 @@ pub fn replay<E>(
         };
     }
     Ok(Ok(end))
+}
+
+/// What a read of the log does after a record.
+pub enum Next {
+    More,
+    Stop,
+}
+
+/// Reads the records from `from` on without changing anything (the writer may be appending),
+/// handing each payload and the position after it to `each`, until it says stop. A record not
+/// yet whole at the end of the last segment (one being written) ends the read quietly; a
+/// segment deleted meanwhile (pruned) is skipped. What [`replay`] would refuse as corrupt,
+/// this refuses too.
+pub fn read(
+    dir: &Path,
+    from: Position,
+    mut each: impl FnMut(Position, &[u8]) -> Next,
+) -> Result<(), LogError> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let io_err = |source| LogError::Io {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let all = match segments(dir) {
+        Ok(all) => all,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let todo: Vec<u64> = all.into_iter().filter(|s| *s >= from.segment).collect();
+    let mut payload = Vec::new();
+    for (i, &segment) in todo.iter().enumerate() {
+        let last = i + 1 == todo.len();
+        let path = segment_path(dir, segment);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut at = if segment == from.segment {
+            from.offset
+        } else {
+            0
+        };
+        reader.seek(SeekFrom::Start(at)).map_err(io_err)?;
+        loop {
+            let mut header = [0u8; HEADER];
+            match read_full(&mut reader, &mut header).map_err(io_err)? {
+                0 => break,
+                n if n < HEADER => {
+                    if last {
+                        return Ok(());
+                    }
+                    return Err(corrupt_at(&path, at, "a partial record header"));
+                }
+                _ => {}
+            }
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let mut sum = [0u8; 8];
+            sum.copy_from_slice(&header[4..]);
+            payload.resize(len, 0);
+            let got = read_full(&mut reader, &mut payload).map_err(io_err)?;
+            if got < len || checksum(&payload) != u64::from_le_bytes(sum) {
+                if last {
+                    return Ok(());
+                }
+                return Err(corrupt_at(&path, at, "a record cut short or damaged"));
+            }
+            at += (HEADER + len) as u64;
+            if let Next::Stop = each(
+                Position {
+                    segment,
+                    offset: at,
+                },
+                &payload,
+            ) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the file ends; how much was read.
+fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn corrupt_at(path: &Path, offset: u64, what: &str) -> LogError {
+    LogError::Corrupt {
+        path: path.display().to_string(),
+        offset,
+        what: what.to_owned(),
+    }
 }
 
 /// The payload of the record at the start of `bytes`, or why there is no whole record.

@@ -26,6 +26,7 @@
 //! is written only after the log and fjall are synced up to its position.
 
 mod activations;
+mod history;
 mod legacy;
 pub mod log;
 mod op;
@@ -654,6 +655,16 @@ impl AlertStore for EmbeddedStore {
         self.run(move |w| Ok(w.state.get(&project, &name).map(|e| e.record.clone())))
             .await
     }
+    async fn alert_window(
+        &self,
+        project: &str,
+        name: &str,
+        entity: &str,
+    ) -> Result<Option<(AlertRecord, tocsin_core::engine::Window)>> {
+        let (project, name, entity) = (project.to_owned(), name.to_owned(), entity.to_owned());
+        self.run(move |w| Ok(w.state.alert_window(&project, &name, &entity)))
+            .await
+    }
     async fn list_alerts(
         &self,
         project: Option<&str>,
@@ -757,6 +768,18 @@ impl EventStore for EmbeddedStore {
             Ok(outcomes) => outcomes,
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         }
+    }
+
+    /// Read from the log beside the writer (see `history`).
+    async fn recorded_events(
+        &self,
+        query: &tocsin_core::store::EventQuery,
+    ) -> Result<Vec<tocsin_core::store::Recorded>> {
+        let dir = self.disk.log_dir.clone();
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || history::read(&dir, &query))
+            .await
+            .map_err(store_err)?
     }
 
     /// Logged only when something is due, so that an idle server's timer writes nothing.

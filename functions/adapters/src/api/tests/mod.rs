@@ -807,3 +807,163 @@ async fn send_resolved_is_hidden_from_mlruns_client_and_kept_through_it() {
         "{after}"
     );
 }
+
+/// The body of an NDJSON answer, one value a line.
+async fn call_ndjson(app: &axum::Router, uri: &str) -> (StatusCode, String, Vec<Value>) {
+    let res = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(uri)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let status = res.status();
+    let kind = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = to_bytes(res.into_body(), usize::MAX).await.expect("body");
+    let lines = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+        .collect();
+    (status, kind, lines)
+}
+
+#[tokio::test]
+async fn explain_events_export_and_backtest_over_http() {
+    let (app, _) = app();
+    call(
+        &app,
+        Method::PUT,
+        "/api/v1/projects/p/alerts/a",
+        Some(alert()),
+    )
+    .await;
+    let ev = |id: &str| json!({"entity": {"kind": "job", "project": "p", "ids": [id]}});
+    for id in ["j1", "j2", "j1"] {
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/projects/p/events/failed",
+            Some(ev(id)),
+        )
+        .await;
+    }
+
+    // Explain: an event now, by entity; the alert fired on the second event and resets by
+    // itself (auto, no cooldown), so one more counts.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/alerts/a/explain",
+        Some(json!({"entity": "j3"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let e = &body["explanations"][0];
+    assert_eq!(e["verdict"]["outcome"], "fires", "{e}");
+    assert_eq!(e["clauses"][0]["clause"], "kind");
+    assert!(
+        e["text"].as_str().is_some_and(|t| t.contains("✓ entity")),
+        "{e}"
+    );
+    // The last recorded events about j1, each on the state rebuilt from the record.
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/alerts/a/explain",
+        Some(json!({"entity": "j1", "last": 2, "since": "1h"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcomes: Vec<&Value> = body["explanations"]
+        .as_array()
+        .expect("explanations")
+        .iter()
+        .map(|e| &e["verdict"]["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&json!("counted"), &json!("counted")], "{body}");
+    for (bad, why) in [
+        (json!({}), "Say which event"),
+        (json!({"entity": "j1", "event": ev("j1")}), "not both"),
+        (json!({"entity": "j1", "last": 0}), "`last` is 1 to"),
+        (json!({"entity": "j1", "color": "red"}), "unknown field"),
+    ] {
+        let (status, answer) = call(
+            &app,
+            Method::POST,
+            "/api/v1/projects/p/alerts/a/explain",
+            Some(bad.clone()),
+        )
+        .await;
+        assert!(status.is_client_error(), "{bad}: {status}");
+        assert!(
+            answer["detail"].as_str().is_some_and(|d| d.contains(why)),
+            "{bad}: {answer}"
+        );
+    }
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/alerts/nope/explain",
+        Some(json!({"entity": "j1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The recorded events, as NDJSON, paged by cursor.
+    let (status, kind, lines) = call_ndjson(&app, "/api/v1/projects/p/events?limit=2").await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::OK, "application/x-ndjson")
+    );
+    let ids: Vec<&Value> = lines.iter().map(|l| &l["entity_id"]).collect();
+    assert_eq!(ids, [&json!("j1"), &json!("j2")]);
+    let after = lines[1]["cursor"].as_str().expect("cursor");
+    let (_, _, rest) = call_ndjson(
+        &app,
+        &format!("/api/v1/projects/p/events?limit=2&after={after}"),
+    )
+    .await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["entity_id"], "j1");
+
+    // A backtest of rule text over them, beside the stored alert.
+    let source = "project p\nalert a {\n  on failed\n  entity job \"*\"\n  severity low\n  when count >= 4 within 1h\n}\n";
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/backtest",
+        Some(json!({"source": source, "since": "1h"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = &body["report"]["alerts"][0];
+    assert_eq!(
+        (a["would"]["fired"].clone(), a["did"]["fired"].clone()),
+        (json!(0), json!(1)),
+        "{a}"
+    );
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("a: would fire 0 time(s); the stored alert fired 1")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/projects/p/backtest",
+        Some(json!({"source": "project p\nalert a { on nope }"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["diagnostics"][0]["code"].is_string(), "{body}");
+}
