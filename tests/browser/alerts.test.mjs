@@ -279,6 +279,66 @@ test("an absence alert turns active on the page when a job goes silent, and its 
   await page.close();
 });
 
+test("Why? explains an event clause by clause, and the editor's backtest charts what its text would have done beside the stored alert", async () => {
+  await put("lab", "why-drift", {
+    summary: "{{entity}} drifts", severity: "high", reset_policy: "auto",
+    criteria: { count: 2, period: "1h", per_entity: true }, trigger: { events: ["data-drift-detected"] },
+    entities: { kind: "model-endpoint-result", project: "lab", ids: ["ep-*"] },
+    filter: { field: "result_value", op: ">", value: 0.7 },
+  });
+  for (const v of [0.9, 0.5, 0.8]) {
+    const r = await fetch(`${api}/projects/lab/events/data-drift-detected`, {
+      method: "POST", body: JSON.stringify({ entity: { kind: "model-endpoint-result", project: "lab", ids: ["ep-1"] }, value_dict: { result_value: v } }),
+    });
+    assert.equal(r.status, 200, await r.text());
+  }
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/alerts`);
+  const row = page.locator('tr[data-key="lab/why-drift"]');
+  await row.waitFor();
+
+  // An event of my own: the filter's comparison fails, and the page says with what value.
+  await row.getByRole("button", { name: "Why why-drift in lab" }).click();
+  await page.locator("#why[open]").waitFor();
+  await page.fill("#why-entity", "ep-1");
+  await page.fill("#why-values", '{"result_value": 0.4}');
+  await page.getByRole("button", { name: "Explain this event" }).click();
+  const verdict = page.locator("#why-out .verdict").first();
+  await verdict.waitFor();
+  assert.equal(await verdict.getAttribute("data-outcome"), "ignored");
+  assert.equal(await page.locator('#why-out li[data-clause="where"]').getAttribute("class"), "no");
+  assert.match(await page.locator("#why-out .check").first().textContent(), /value\.result_value > 0\.7 — the event has 0\.4/);
+
+  // The entity's recorded events, each on the state rebuilt from the record: the third fired.
+  await page.getByRole("button", { name: "Explain its last 5 recorded events" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#why-out .explained").length === 3);
+  const outcomes = await page.locator("#why-out .verdict").evaluateAll((ps) => ps.map((p) => p.dataset.outcome));
+  assert.deepEqual(outcomes, ["counted", "ignored", "fires"]);
+  await page.screenshot({ path: join(SHOTS, "why.png"), fullPage: true });
+  await page.getByRole("button", { name: "Close" }).click();
+
+  // The editor: the same alert needing one event would have fired twice; the stored one once.
+  await row.getByRole("button", { name: "Edit why-drift in lab" }).click();
+  await page.locator("#editor[open]").waitFor();
+  const source = await page.inputValue("#source");
+  assert.match(source, /when count >= 2 within 1h per entity/);
+  await page.fill("#source", source.replace("count >= 2", "count >= 1"));
+  await page.getByRole("button", { name: "Backtest on the last 7 days" }).click();
+  await page.locator("#backtest-says", { hasText: /would have fired/ }).waitFor();
+  assert.match(await page.locator("#backtest-says").textContent(), /why-drift would have fired 2 times in the last 7 days \(3 events\); the stored one fired 1\./);
+  const bars = await page.locator("#backtest-chart rect.would[data-day]").evaluateAll((rs) => rs.reduce((n, r) => n + Number(r.dataset.count), 0));
+  const stored = await page.locator("#backtest-chart rect.did[data-day]").evaluateAll((rs) => rs.reduce((n, r) => n + Number(r.dataset.count), 0));
+  assert.deepEqual([bars, stored], [2, 1], "the chart's bars say the same");
+  assert.ok(await page.locator("#backtest-chart").isVisible(), "the chart shows");
+  await page.screenshot({ path: join(SHOTS, "backtest.png"), fullPage: true });
+  await page.locator("#editor-cancel").click();
+  assert.equal((await getAlert("lab", "why-drift")).body.criteria.count, 2, "a backtest stores nothing");
+  assert.deepEqual(errors, [], "no script errors");
+  await page.close();
+});
+
 test("a new alert from a template, keyboard only, in the dark theme", async () => {
   const page = await browser.newPage({ colorScheme: "dark" });
   await page.goto(`${base}/`);
