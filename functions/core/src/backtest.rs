@@ -12,7 +12,9 @@
 //! left out: they are consequences of the stored rules, and the candidates' calculated events
 //! are made by the engine as it replays. `event` notifications are not delivered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ pub struct Backtest {
     ttl: Span,
     events: u64,
     /// Activations still open, for their resolved notifications when they close.
-    open: HashMap<u64, Arc<Activation>>,
+    open: FxHashMap<u64, Arc<Activation>>,
     tallies: BTreeMap<String, Tally>,
 }
 
@@ -86,7 +88,7 @@ impl Backtest {
             next_tick: since,
             ttl: settings.idempotency_ttl(),
             events: 0,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             tallies,
         })
     }
@@ -181,7 +183,7 @@ pub struct Tally {
     #[serde(serialize_with = "dated")]
     pub by_day: BTreeMap<i64, u64>,
     /// Firings per entity.
-    pub by_entity: HashMap<String, u64>,
+    pub by_entity: FxHashMap<String, u64>,
     /// The first firings, in order.
     pub firings: Vec<Firing>,
     /// Per notification: sent (or to be sent) and held back, by why.

@@ -101,25 +101,88 @@ pub async fn run(o: &Options) -> Result<Report, String> {
         since,
     )
     .map_err(|e| e.to_string())?;
-    // The replay runs on its own thread while the events are read and decoded.
-    let (tx, rx) = mpsc::sync_channel::<Vec<AcceptedEvent>>(4);
+    // The replay runs on its own thread while the events are read and decoded (a file by two
+    // threads, block by block, taking turns); each batch goes back to the thread that decoded
+    // it, to be freed where it was allocated (freeing across threads makes the allocator's
+    // arenas contend).
+    let lanes = match &source {
+        Source::Server(_) => 1,
+        Source::File(_) => readers(),
+    };
+    let (senders, receivers): (Vec<Handoff>, Vec<Lane>) = (0..lanes).map(|_| handoff()).unzip();
     let replay = std::thread::spawn(move || {
-        for batch in rx {
-            for ev in &batch {
-                b.feed(ev);
+        let mut turn = 0;
+        loop {
+            let lane = &receivers[turn % receivers.len()];
+            match lane.rx.recv() {
+                // A block ends: the next is the next lane's.
+                Ok(batch) if batch.is_empty() => turn += 1,
+                Ok(batch) => {
+                    for ev in &batch {
+                        b.feed(ev);
+                    }
+                    let _ = lane.back.send(batch);
+                }
+                // The lane whose turn it is has no more blocks: there are none.
+                Err(_) => return b,
             }
         }
-        b
     });
     let read = match source {
-        Source::Server(server) => fetch_events(&server, &project, since, until, tx).await,
-        Source::File(path) => read_file(&path, tx),
+        Source::Server(server) => match senders.into_iter().next() {
+            Some(tx) => fetch_events(&server, &project, since, until, tx).await,
+            None => Ok(()),
+        },
+        Source::File(path) => read_file(&path, senders, BLOCK),
     };
     let b = replay
         .join()
         .map_err(|_| "the replay stopped unexpectedly".to_owned())?;
     read?;
     Ok(b.finish(until, &stored))
+}
+
+/// Threads that decode a file of events: one core is the replay's, the others decode (on two
+/// cores, more than one reader only makes them take turns: measured in BENCHMARKS.md).
+fn readers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, 4)
+}
+/// A file is decoded in blocks of this many bytes, the readers taking turns.
+const BLOCK: u64 = 8 << 20;
+
+/// Batches of decoded events on their way to the replay, and back.
+struct Handoff {
+    tx: mpsc::SyncSender<Vec<AcceptedEvent>>,
+    back: mpsc::Receiver<Vec<AcceptedEvent>>,
+}
+
+/// The replay's end of a [`Handoff`].
+struct Lane {
+    rx: mpsc::Receiver<Vec<AcceptedEvent>>,
+    back: mpsc::Sender<Vec<AcceptedEvent>>,
+}
+
+fn handoff() -> (Handoff, Lane) {
+    let (tx, rx) = mpsc::sync_channel(4);
+    let (back_tx, back) = mpsc::channel();
+    (Handoff { tx, back }, Lane { rx, back: back_tx })
+}
+
+impl Handoff {
+    /// Sends a batch, freeing those the replay is done with; false once the replay stopped.
+    fn send(&self, batch: Vec<AcceptedEvent>) -> bool {
+        while let Ok(done) = self.back.try_recv() {
+            drop(done);
+        }
+        self.tx.send(batch).is_ok()
+    }
+
+    /// Says that a block ended: the replay turns to the next lane.
+    fn end_block(&self) -> bool {
+        self.tx.send(Vec::new()).is_ok()
+    }
 }
 
 /// Where the events come from.
@@ -134,7 +197,7 @@ async fn fetch_events(
     project: &str,
     since: Timestamp,
     until: Timestamp,
-    tx: mpsc::SyncSender<Vec<AcceptedEvent>>,
+    tx: Handoff,
 ) -> Result<(), String> {
     let client = http();
     let mut after: Option<String> = None;
@@ -172,12 +235,13 @@ async fn fetch_events(
             batch.push(event);
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.send(full).map_err(|_| "the replay stopped".to_owned())?;
+                if !tx.send(full) {
+                    return Err("the replay stopped".to_owned());
+                }
             }
         }
-        if !batch.is_empty() {
-            tx.send(batch)
-                .map_err(|_| "the replay stopped".to_owned())?;
+        if !batch.is_empty() && !tx.send(batch) {
+            return Err("the replay stopped".to_owned());
         }
         if lines < PAGE {
             return Ok(());
@@ -192,40 +256,112 @@ async fn fetch_events(
     }
 }
 
-/// The events of a file, one JSON object a line, handed on in batches.
-fn read_file(path: &Path, tx: mpsc::SyncSender<Vec<AcceptedEvent>>) -> Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The events of a file, one JSON object a line, decoded by one thread per lane: lane `k` takes
+/// the blocks `k`, `k + lanes`, ... (a block holds the lines that start in its bytes).
+fn read_file(path: &Path, lanes: Vec<Handoff>, size: u64) -> Result<(), String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let blocks = len.div_ceil(size).max(1);
+    let count = lanes.len() as u64;
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = lanes
+            .into_iter()
+            .enumerate()
+            .map(|(k, lane)| {
+                scope.spawn(move || -> Result<(), String> {
+                    let mut block = k as u64;
+                    while block < blocks {
+                        if !read_block(path, block * size, size, &lane)? || !lane.end_block() {
+                            return Ok(());
+                        }
+                        block += count;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join()
+                .map_err(|_| "a reader stopped unexpectedly".to_owned())??;
+        }
+        Ok(())
+    })
+}
+
+/// Decodes the lines that start in the `size` bytes from `start` of the file, where they lie
+/// in the reader's buffer (only a line cut by the buffer's end is copied), and hands them on in
+/// batches. False once the replay stopped.
+fn read_block(path: &Path, start: u64, size: u64, lane: &Handoff) -> Result<bool, String> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let end = start + size;
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    // A line belongs to the block its first byte is in: a block after the first starts after
+    // the end of the line that runs into it (from the byte before it, so that a line starting
+    // exactly at the block's first byte is kept).
+    let mut at = start.saturating_sub(1);
+    f.seek(SeekFrom::Start(at)).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    let mut line = Vec::new();
+    if start > 0 {
+        let mut skipped = Vec::new();
+        at += reader.read_until(b'\n', &mut skipped).map_err(io)? as u64;
+    }
     let mut batch = Vec::with_capacity(BATCH);
-    let mut n = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if read == 0 {
+    let mut cut: Vec<u8> = Vec::new();
+    let decode = |line: &[u8], batch: &mut Vec<AcceptedEvent>| -> Result<(), String> {
+        let text = line.trim_ascii();
+        if !text.is_empty() {
+            let event: AcceptedEvent = serde_json::from_slice(text)
+                .map_err(|e| format!("{}: a line that is not an event: {e}", path.display()))?;
+            batch.push(event);
+        }
+        Ok(())
+    };
+    // `at` is the offset of the next byte not yet looked at, `cut` the start of a line that
+    // the buffer's end cut off: the block's lines are those that start before `end`.
+    let mut eof = false;
+    'read: while at - (cut.len() as u64) < end {
+        let buf = reader.fill_buf().map_err(io)?;
+        if buf.is_empty() {
+            eof = true;
             break;
         }
-        n += 1;
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        let event: AcceptedEvent = serde_json::from_slice(text)
-            .map_err(|e| format!("{}:{n}: not an event: {e}", path.display()))?;
-        batch.push(event);
-        if batch.len() == BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tx.send(full).is_err() {
-                return Ok(());
+        let mut from = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[from..]) {
+            let line = &buf[from..from + nl];
+            if cut.is_empty() {
+                decode(line, &mut batch)?;
+            } else {
+                cut.extend_from_slice(line);
+                decode(&cut, &mut batch)?;
+                cut.clear();
+            }
+            from += nl + 1;
+            at += nl as u64 + 1;
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if !lane.send(full) {
+                    return Ok(false);
+                }
+            }
+            if at >= end {
+                break 'read;
             }
         }
+        cut.extend_from_slice(&buf[from..]);
+        at += (buf.len() - from) as u64;
+        let used = buf.len();
+        reader.consume(used);
     }
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
+    // The file's last line, without a newline after it.
+    if eof && !cut.is_empty() {
+        decode(&cut, &mut batch)?;
     }
-    Ok(())
+    if !batch.is_empty() && !lane.send(batch) {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// The times of a file's first and last events (the period it covers by default).
@@ -317,4 +453,56 @@ fn with_params(base: &str, params: &[(&str, String)]) -> Result<String, String> 
 /// The report as JSON.
 pub fn to_json(report: &Report) -> Value {
     serde_json::to_value(report).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line once, in order, whatever the block size cuts: in the middle of a line, at
+    /// its newline, or right after it; with and without a newline at the end.
+    #[test]
+    fn blocks_read_by_two_threads_give_every_event_once_in_order() {
+        let dir = std::env::temp_dir().join(format!("tocsin-blocks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let line = |i: usize| {
+            format!(
+                "{{\"project\":\"p\",\"kind\":\"failed\",\"entity_kind\":\"job\",\"entity_id\":\"{}\",\"value_dict\":{{}},\"at\":\"2026-12-01T00:00:00+00:00\",\"idempotency_key\":null,\"chain\":[]}}",
+                "j".repeat(1 + i % 7) + &i.to_string()
+            )
+        };
+        for trailing in [true, false] {
+            let mut text: String = (0..40).map(line).collect::<Vec<_>>().join("\n");
+            if trailing {
+                text.push('\n');
+            }
+            let path = dir.join(format!("events-{trailing}.jsonl"));
+            std::fs::write(&path, &text).expect("write");
+            for size in [1, 7, 150, 151, 152, 1_000, 1 << 20] {
+                let (senders, receivers): (Vec<Handoff>, Vec<Lane>) =
+                    (0..2).map(|_| handoff()).unzip();
+                let got = std::thread::scope(|scope| {
+                    let replay = scope.spawn(move || {
+                        let mut out = Vec::new();
+                        let mut turn = 0;
+                        loop {
+                            let lane = &receivers[turn % receivers.len()];
+                            match lane.rx.recv() {
+                                Ok(batch) if batch.is_empty() => turn += 1,
+                                Ok(batch) => out.extend(batch.into_iter().map(|e| e.entity_id)),
+                                Err(_) => return out,
+                            }
+                        }
+                    });
+                    read_file(&path, senders, size).expect("read");
+                    replay.join().expect("replay")
+                });
+                let want: Vec<String> = (0..40)
+                    .map(|i| "j".repeat(1 + i % 7) + &i.to_string())
+                    .collect();
+                assert_eq!(got, want, "block size {size}, trailing newline {trailing}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -103,6 +103,28 @@ pub fn due_among<'c>(
     due
 }
 
+/// The entities an absence alert watches in `windows`, each with when it was last seen (None:
+/// awaited and never seen): every entity seen, and the awaited ones that never reported.
+fn watched<'w>(
+    rule: &'w Rule,
+    windows: &'w Windows,
+) -> Box<dyn Iterator<Item = (&'w str, Option<Timestamp>)> + 'w> {
+    match (windows, &rule.entity) {
+        (Windows::Shared(w), EntitySelector::Exact(id)) => {
+            Box::new(std::iter::once((id.as_str(), w.last())))
+        }
+        (Windows::Shared(_), _) => Box::new(std::iter::empty()),
+        (Windows::PerEntity(m), _) => {
+            let seen = m.iter().map(|(entity, w)| (&**entity, w.last()));
+            let never = awaited(rule)
+                .iter()
+                .filter(|e| !m.contains_key(e.as_str()))
+                .map(|e| (e.as_str(), None));
+            Box::new(seen.chain(never))
+        }
+    }
+}
+
 /// The entities whose absence is due by `now` and not fired yet, with their deadlines, oldest
 /// first: every entity the alert's windows have seen, and the awaited ones that never reported.
 pub fn due(
@@ -114,20 +136,17 @@ pub fn due(
     if rule.absence.is_none() {
         return Vec::new();
     }
-    match (windows, &rule.entity) {
-        (Windows::Shared(w), EntitySelector::Exact(id)) => {
-            due_among(rule, runtime, [(id.as_str(), w.last())], now)
-        }
-        (Windows::Shared(_), _) => Vec::new(),
-        (Windows::PerEntity(m), _) => {
-            let seen = m.iter().map(|(entity, w)| (&**entity, w.last()));
-            let never = awaited(rule)
-                .iter()
-                .filter(|e| !m.contains_key(e.as_str()))
-                .map(|e| (e.as_str(), None));
-            due_among(rule, runtime, seen.chain(never), now)
-        }
-    }
+    due_among(rule, runtime, watched(rule, windows), now)
+}
+
+/// The earliest deadline of an absence not fired yet, if any: no absence of the alert comes
+/// due before it. Events only move deadlines later, and an entity seen for the first time has
+/// its deadline a span from then, so it stays a bound until the alert is reset or changed.
+pub fn earliest(rule: &Rule, runtime: &Runtime, windows: &Windows) -> Option<Timestamp> {
+    rule.absence?;
+    watched(rule, windows)
+        .filter_map(|(entity, last)| deadline(rule, runtime, entity, last))
+        .min()
 }
 
 /// Fires each absence of `due` (from [`due`] or [`due_among`]) for alert `alert`, with the

@@ -392,6 +392,21 @@ pub fn due(rule: &Rule, runtime: &Runtime, windows: &super::Windows, now: Timest
         || (rule.absence.is_some() && !super::absence::due(rule, runtime, windows, now).is_empty())
 }
 
+/// The earliest time a tick can find this alert due by time alone, if any: the end of an
+/// active auto alert's cooldown, or the earliest deadline of its absences. A store that looks
+/// only at the alerts whose time has come keeps this per alert, and lowers it as events change
+/// them (a new cooldown, a window's new absence deadline).
+pub fn next_due(rule: &Rule, runtime: &Runtime, windows: &super::Windows) -> Option<Timestamp> {
+    let cooldown = runtime
+        .cooldown_until
+        .filter(|_| runtime.state == crate::model::AlertState::Active);
+    let absence = super::absence::earliest(rule, runtime, windows);
+    match (cooldown, absence) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Settles every alert of `state` that a tick at `now` finds due.
 pub fn tick(state: &mut impl HeldState, now: Timestamp, changes: &mut Changes) -> Ticked {
     let mut ticked = Ticked::default();

@@ -1,7 +1,6 @@
 //! An alert's windows: one for all entities (MLRun's behaviour), or one per entity
 //! (`criteria.per_entity`). What the intake counts in, and what stores persist.
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Window;
@@ -11,8 +10,12 @@ use crate::compiled::Rule;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Windows {
     Shared(Window),
-    PerEntity(FxHashMap<Box<str>, Window>),
+    PerEntity(EntityWindows),
 }
+
+/// One window per entity. hashbrown's map, for `entry_ref`: an event about an entity seen
+/// before (most of them) looks its window up without allocating a key.
+pub type EntityWindows = hashbrown::HashMap<String, Window, rustc_hash::FxBuildHasher>;
 
 /// Where the intake finds the window an event counts in. [`Windows`] is one; a store that
 /// evaluates one window at a time (DynamoDB) hands the intake that [`Window`] alone.
@@ -25,7 +28,7 @@ impl WindowSource for Windows {
     fn window_mut(&mut self, entity: &str) -> &mut Window {
         match self {
             Windows::Shared(w) => w,
-            Windows::PerEntity(m) => m.entry(entity.into()).or_default(),
+            Windows::PerEntity(m) => m.entry_ref(entity).or_default(),
         }
     }
 }
@@ -40,7 +43,7 @@ impl Windows {
     /// Empty windows of the shape `rule` asks for.
     pub fn for_rule(rule: &Rule) -> Self {
         if rule.per_entity {
-            Windows::PerEntity(FxHashMap::default())
+            Windows::PerEntity(EntityWindows::default())
         } else {
             Windows::Shared(Window::default())
         }

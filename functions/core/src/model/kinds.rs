@@ -52,6 +52,12 @@ macro_rules! wire_enum {
         impl FromStr for $name {
             type Err = UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
+                // The wire spelling as it is (what servers, logs and exports write) needs no
+                // normalizing copy: most values parsed are in it.
+                match s {
+                    $( $wire => return Ok($name::$variant), )+
+                    _ => {}
+                }
                 let normalize: fn(&str) -> String = $normalize;
                 let key = normalize(s);
                 match key.as_str() {

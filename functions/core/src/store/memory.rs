@@ -41,6 +41,43 @@ pub struct MemoryState {
     /// Config changes, resets and acknowledgements since the state was made (not persisted:
     /// see [`MemoryState::listing_version`]).
     edits: u64,
+    /// When each alert may come due by time alone, at the earliest (see `schedule`), and the
+    /// same as a queue: a tick looks only at the alerts whose time has come, not at every
+    /// alert. Derived, not persisted: a restored alert is looked at by the first tick.
+    timers: Timers,
+}
+
+/// A queue of (time, alert): an entry is live while it is the alert's `next` time; others are
+/// stale and skipped.
+#[derive(Debug, Default)]
+struct Timers {
+    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Timestamp, u64)>>,
+    next: FxHashMap<u64, Timestamp>,
+}
+
+impl Timers {
+    /// The alert may come due at `at`: queued, unless it already is for no later.
+    fn schedule(&mut self, id: u64, at: Timestamp) {
+        if self.next.get(&id).is_none_or(|n| at < *n) {
+            self.next.insert(id, at);
+            self.queue.push(std::cmp::Reverse((at, id)));
+        }
+    }
+
+    /// The next live entry due by `now`, taken off the queue.
+    fn pop_due(&mut self, now: Timestamp) -> Option<u64> {
+        while let Some(std::cmp::Reverse((at, id))) = self.queue.peek().copied() {
+            if at > now {
+                return None;
+            }
+            self.queue.pop();
+            if self.next.get(&id) == Some(&at) {
+                self.next.remove(&id);
+                return Some(id);
+            }
+        }
+        None
+    }
 }
 
 impl MemoryState {
@@ -73,6 +110,7 @@ impl MemoryState {
             .insert((rule.project().to_owned(), rule.name().to_owned()), id);
         self.matcher.insert(id, rule);
         self.alerts.insert(id, entry);
+        self.timers.schedule(id, Timestamp(i64::MIN));
     }
 
     /// Writes the whole state as JSON: what a store that persists the state whole (the embedded
@@ -230,6 +268,7 @@ impl MemoryState {
         changes.rules.push(id);
         changes.runtimes.push(id);
         self.edits += 1;
+        self.timers.schedule(id, Timestamp(i64::MIN));
         Ok(PutOutcome {
             alert: entry.record.clone(),
             created: plan.created,
@@ -275,6 +314,7 @@ impl MemoryState {
         changes.windows.push(WindowChange::Clear { alert: id });
         changes.runtimes.push(id);
         self.edits += 1;
+        self.timers.schedule(id, Timestamp(i64::MIN));
         true
     }
 
@@ -308,7 +348,56 @@ impl MemoryState {
         ttl: Span,
         changes: &mut Changes,
     ) -> EventOutcome {
-        intake::intake(self, ev, ttl, changes)
+        let from = (changes.runtimes.len(), changes.windows.len());
+        let outcome = intake::intake(self, ev, ttl, changes);
+        self.schedule_changed(changes, from);
+        outcome
+    }
+
+    /// Lowers the due times of the alerts a change set touched from `from` on (its runtimes
+    /// and windows before then were scheduled already): a new cooldown's end, an absence
+    /// window's new deadline. Cheap: each is one alert's own value, never a scan.
+    fn schedule_changed(&mut self, changes: &Changes, from: (usize, usize)) {
+        for &id in changes.runtimes.get(from.0..).unwrap_or_default() {
+            let Some(e) = self.alerts.get(&id) else {
+                continue;
+            };
+            let runtime = &e.record.runtime;
+            if let Some(until) = runtime
+                .cooldown_until
+                .filter(|_| runtime.state == crate::model::AlertState::Active)
+            {
+                self.timers.schedule(id, until);
+            }
+        }
+        for w in changes.windows.get(from.1..).unwrap_or_default() {
+            let WindowChange::Put { alert, entity } = w else {
+                continue;
+            };
+            let Some(e) = self.alerts.get(alert) else {
+                continue;
+            };
+            let rule = &e.record.rule;
+            if rule.absence.is_none() {
+                continue;
+            }
+            let Some(entity) = entity.as_deref().or_else(|| {
+                crate::engine::absence::awaited(rule)
+                    .first()
+                    .map(String::as_str)
+            }) else {
+                continue;
+            };
+            let last = e
+                .windows
+                .get(entity_key(rule, entity))
+                .and_then(|w| w.last());
+            if let Some(deadline) =
+                crate::engine::absence::deadline(rule, &e.record.runtime, entity, last)
+            {
+                self.timers.schedule(*alert, deadline);
+            }
+        }
     }
 
     /// Keeps a silence (see [`SilenceStore::put_silence`]).
@@ -330,11 +419,24 @@ impl MemoryState {
     }
 
     /// Whether a tick at `now` has anything to do: a store that logs its operations logs a
-    /// tick only then.
-    pub fn due(&self, now: Timestamp) -> bool {
-        self.alerts
-            .values()
-            .any(|e| intake::due(&e.record.rule, &e.record.runtime, &e.windows, now))
+    /// tick only then. Looks only at the alerts whose time has come; those that are not due
+    /// after all are queued again at their next time.
+    pub fn due(&mut self, now: Timestamp) -> bool {
+        while let Some(id) = self.timers.pop_due(now) {
+            let Some(e) = self.alerts.get(&id) else {
+                continue;
+            };
+            let (rule, runtime, windows) = (&e.record.rule, &e.record.runtime, &e.windows);
+            if intake::due(rule, runtime, windows, now) {
+                // Still due: the tick takes it.
+                self.timers.schedule(id, Timestamp(i64::MIN));
+                return true;
+            }
+            if let Some(at) = intake::next_due(rule, runtime, windows) {
+                self.timers.schedule(id, at);
+            }
+        }
+        false
     }
 
     /// Forgets idempotency keys that expired by `now`; returns how many.
@@ -404,13 +506,23 @@ impl HeldState for MemoryState {
             .insert((project.into(), key.into()), expires);
     }
 
+    /// The alerts whose time has come (see `timers`), in id order (a replay of the log meets
+    /// them in the same order, whatever the queue held); each is queued again at its next time.
     fn each_due(
         &mut self,
         now: Timestamp,
         mut f: impl FnMut(u64, AlertSlot<'_, Windows>, &mut u64),
     ) {
+        let mut ids = Vec::new();
+        while let Some(id) = self.timers.pop_due(now) {
+            ids.push(id);
+        }
+        ids.sort_unstable();
         let next = &mut self.next_activation_id;
-        for (id, entry) in &mut self.alerts {
+        for id in ids {
+            let Some(entry) = self.alerts.get_mut(&id) else {
+                continue;
+            };
             let record = &mut entry.record;
             if intake::due(&record.rule, &record.runtime, &entry.windows, now) {
                 let slot = AlertSlot {
@@ -419,7 +531,10 @@ impl HeldState for MemoryState {
                     windows: &mut entry.windows,
                     silences: self.silences.of(record.rule.project()),
                 };
-                f(*id, slot, next);
+                f(id, slot, next);
+            }
+            if let Some(at) = intake::next_due(&record.rule, &record.runtime, &entry.windows) {
+                self.timers.schedule(id, at);
             }
         }
     }
@@ -434,6 +549,11 @@ impl HeldState for MemoryState {
             &mut self.next_activation_id,
         )
     }
+}
+
+/// The key of `entity`'s window in an alert's windows (None: the shared one).
+fn entity_key<'e>(rule: &crate::compiled::Rule, entity: &'e str) -> Option<&'e str> {
+    rule.per_entity.then_some(entity)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
