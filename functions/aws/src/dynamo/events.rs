@@ -241,28 +241,33 @@ impl DynamoStore {
         if self.settings.event_retention.is_none() {
             return;
         }
-        let mut by_message: Vec<(&str, Vec<&AcceptedEvent>)> = Vec::new();
+        // Per message: its events, and whether all of them were counted before (a redelivery).
+        let mut by_message: Vec<(&str, Vec<&AcceptedEvent>, bool)> = Vec::new();
         let mut loose = Vec::new();
         for (ev, outcome) in events.iter().zip(outcomes) {
             if matches!(outcome, Ok(o) if o.unknown_kind) {
                 continue;
             }
+            let before = matches!(outcome, Ok(o) if o.duplicate);
             match ev.message.as_deref() {
-                Some(m) => match by_message.iter_mut().find(|(id, _)| *id == m) {
-                    Some((_, v)) => v.push(ev),
-                    None => by_message.push((m, vec![ev])),
+                Some(m) => match by_message.iter_mut().find(|(id, _, _)| *id == m) {
+                    Some((_, v, all_before)) => {
+                        v.push(ev);
+                        *all_before &= before;
+                    }
+                    None => by_message.push((m, vec![ev], before)),
                 },
-                None if matches!(outcome, Ok(o) if !o.duplicate) => loose.push(ev),
+                None if !before && outcome.is_ok() => loose.push(ev),
                 None => {}
             }
         }
         let request = (!loose.is_empty()).then(request_id);
         let batches = by_message
             .iter()
-            .map(|(id, evs)| (id.to_string(), evs))
-            .chain(request.map(|id| (id, &loose)));
-        for (id, evs) in batches {
-            if let Err(e) = self.keep_events(evs, &id).await {
+            .map(|(id, evs, before)| (id.to_string(), evs, *before))
+            .chain(request.map(|id| (id, &loose, false)));
+        for (id, evs, before) in batches {
+            if let Err(e) = self.keep_events(evs, &id, before).await {
                 tracing::error!(error = %e, batch = %id, "cannot keep events for the history; they were counted");
             }
         }

@@ -45,8 +45,15 @@ fn parse_cursor(cursor: &str) -> Result<(String, usize)> {
 impl DynamoStore {
     /// Keeps `events` (handed over together: a queue message's, or a request's) for the
     /// retention, one item per project. `batch` names them: the message id, or a unique id of
-    /// the request.
-    pub(super) async fn keep_events(&self, events: &[&AcceptedEvent], batch: &str) -> Result<()> {
+    /// the request. `seen_before`: a redelivered message whose events were all counted
+    /// already; its items are written only if they are not there (the delivery that counted
+    /// them may have stopped before keeping them), which costs a read, not a write.
+    pub(super) async fn keep_events(
+        &self,
+        events: &[&AcceptedEvent],
+        batch: &str,
+        seen_before: bool,
+    ) -> Result<()> {
         let Some(retention) = self.settings.event_retention else {
             return Ok(());
         };
@@ -60,7 +67,11 @@ impl DynamoStore {
         for (project, evs) in groups {
             let first = evs.iter().map(|e| e.at).min().unwrap_or(Timestamp(0));
             let newest = evs.iter().map(|e| e.at).max().unwrap_or(first);
-            let mut item = key(pk(project), format!("{}#{batch}", time_sk(first)));
+            let sk = format!("{}#{batch}", time_sk(first));
+            if seen_before && self.kept(project, &sk).await? {
+                continue;
+            }
+            let mut item = key(pk(project), sk);
             let packed = serde_json::to_string(&evs).map_err(|e| {
                 Error::backend(Backend::DynamoDb, format!("cannot encode events: {e}"))
             })?;
@@ -75,6 +86,21 @@ impl DynamoStore {
                 .map_err(|e| sdk_err("PutItem", e))?;
         }
         Ok(())
+    }
+
+    /// Whether the item of a batch's events is there.
+    async fn kept(&self, project: &str, sk: &str) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key(pk(project), sk)))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        Ok(out.item().is_some())
     }
 
     /// The recorded events `query` selects: the project's items from the cursor's (or the
