@@ -278,6 +278,24 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(failed, vec!["broken-1"]);
+    // The history keeps the message's events once, whole, however often it came.
+    let store = tocsin_aws::dynamo::DynamoStore::new(clients(None).dynamo, env.dynamo());
+    let kept = tocsin_core::store::EventStore::recorded_events(
+        &store,
+        &tocsin_core::store::EventQuery {
+            project: "fraud".into(),
+            limit: 1_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("recorded events");
+    let ids: Vec<&str> = kept.iter().map(|r| r.event.entity_id.as_str()).collect();
+    let sent: Vec<&str> = carried
+        .iter()
+        .filter_map(|e| e["entity_id"].as_str())
+        .collect();
+    assert_eq!(ids, sent, "each event once, in order");
     let (_, alert) = call(&api, "GET", "/api/v1/projects/fraud/alerts/bursts", None).await;
     assert_eq!(
         alert["count"], 4,
