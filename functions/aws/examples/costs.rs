@@ -261,16 +261,18 @@ async fn main() {
     ))
     .await
     .expect("put");
+    // Posts `n` events made by `make` through the API function.
+    let post_all = async |make: &dyn Fn(usize) -> Value, n: usize| {
+        for i in 0..n {
+            api.handle(request("POST", post, &make(i)))
+                .await
+                .expect("event");
+        }
+    };
     let fire = |i: usize| json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": ["fire"]}, "value_dict": {"i": i}});
-    api.handle(request("POST", post, &fire(0)))
-        .await
-        .expect("warm up");
+    post_all(&fire, 1).await;
     counter.reset();
-    for i in 0..100 {
-        api.handle(request("POST", post, &fire(i)))
-            .await
-            .expect("event");
-    }
+    post_all(&fire, 100).await;
     rows.push(row(
         "one event that fires (activation written)",
         &counter,
@@ -289,39 +291,36 @@ async fn main() {
     .await
     .expect("put");
     let beat = |i: usize| json!({"kind": "failed", "entity": {"kind": "job", "project": "bench", "ids": [format!("hb-{}", i % 100)]}});
-    for i in 0..100 {
-        api.handle(request("POST", post, &beat(i)))
-            .await
-            .expect("warm up");
-    }
+    post_all(&beat, 100).await;
     counter.reset();
-    for i in 0..1_000 {
-        api.handle(request("POST", post, &beat(i)))
-            .await
-            .expect("event");
-    }
+    post_all(&beat, 1_000).await;
     rows.push(row(
         "one event on an absence alert's window (its deadline moves in the same write)",
         &counter,
         1_000,
     ));
-    let notifier = NotifierHandler::new(&env, &clients).expect("notifier");
-    notifier
-        .scheduled(tocsin_core::model::Timestamp::now())
-        .await
-        .expect("warm up");
-    counter.reset();
-    for _ in 0..10 {
+    // Ten scheduled runs of a new notifier container (after one that warms it up).
+    let scheduled_runs = async |what: &str| {
+        let notifier = NotifierHandler::new(&env, &clients).expect("notifier");
         notifier
             .scheduled(tocsin_core::model::Timestamp::now())
             .await
-            .expect("scheduled");
-    }
-    let mut ticks = vec![row(
-        "the schedule's run, 100 absences watched, none due (8 shards of the due index)",
-        &counter,
-        10,
-    )];
+            .expect("warm up");
+        counter.reset();
+        for _ in 0..10 {
+            notifier
+                .scheduled(tocsin_core::model::Timestamp::now())
+                .await
+                .expect("scheduled");
+        }
+        row(what, &counter, 10)
+    };
+    let mut ticks = vec![
+        scheduled_runs(
+            "the schedule's run, 100 absences watched, none due (8 shards of the due index)",
+        )
+        .await,
+    ];
     api.handle(request(
         "DELETE",
         "/api/v1/projects/bench/alerts/heartbeat",
@@ -329,19 +328,7 @@ async fn main() {
     ))
     .await
     .expect("delete");
-    let notifier = NotifierHandler::new(&env, &clients).expect("notifier");
-    notifier
-        .scheduled(tocsin_core::model::Timestamp::now())
-        .await
-        .expect("warm up");
-    counter.reset();
-    for _ in 0..10 {
-        notifier
-            .scheduled(tocsin_core::model::Timestamp::now())
-            .await
-            .expect("scheduled");
-    }
-    ticks.push(row("the same with no absence alert", &counter, 10));
+    ticks.push(scheduled_runs("the same with no absence alert").await);
 
     // The Alerts page's poll of `GET /projects/*/alerts`: in full, then unchanged (304).
     let listing = "/api/v1/projects/*/alerts";
