@@ -346,32 +346,27 @@ impl Service {
             limit: crate::store::MAX_EVENTS_PER_READ,
             ..Default::default()
         };
-        let mut events = Vec::new();
+        // One pass: the state goes through every event, and the explanations of the last
+        // `last` events about the entity are kept as they come.
+        let mut replay = crate::engine::explain::Replay::new(rule, since);
+        let mut kept = std::collections::VecDeque::with_capacity(last);
         loop {
             let page = self.store.recorded_events(&query).await?;
             let Some(end) = page.last().map(|r| r.cursor.clone()) else {
                 break;
             };
-            events.extend(page.into_iter().map(|r| r.event));
+            for r in &page {
+                if r.event.entity_id == entity && last > 0 {
+                    if kept.len() == last {
+                        kept.pop_front();
+                    }
+                    kept.push_back(replay.explain(&r.event, &silences));
+                }
+                replay.advance(&r.event, &silences);
+            }
             query.after = Some(end);
         }
-        let about: Vec<usize> = events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.entity_id == entity)
-            .map(|(i, _)| i)
-            .collect();
-        let first = about.len().saturating_sub(last);
-        let explained: std::collections::BTreeSet<usize> = about[first..].iter().copied().collect();
-        let mut replay = crate::engine::explain::Replay::new(rule, since);
-        let mut out = Vec::with_capacity(explained.len());
-        for (i, ev) in events.iter().enumerate() {
-            if explained.contains(&i) {
-                out.push(replay.explain(ev, &silences));
-            }
-            replay.advance(ev, &silences);
-        }
-        Ok(out)
+        Ok(kept.into())
     }
 
     /// `POST /projects/{project}/backtest`: what `alerts` (candidate configs) would have done
