@@ -109,7 +109,7 @@ impl Runtime {
     /// active ignores events until reset; an auto alert in cooldown ignores them until the
     /// cooldown ends, and then settles to inactive (returning the activation that closes).
     pub fn admit(&mut self, rule: &Rule, now: Timestamp) -> (bool, Option<Closed>) {
-        if self.state == AlertState::Inactive || rule.holds_while_sustained() {
+        if self.state == AlertState::Inactive {
             return (true, None);
         }
         match self.cooldown_until {
@@ -137,8 +137,11 @@ impl Runtime {
         now: Timestamp,
         passes: bool,
     ) -> (bool, Option<Closed>) {
-        if passes || !self.held.contains_key(held) {
-            return (!self.held.contains_key(held), None);
+        if !self.held.contains_key(held) {
+            return (true, None);
+        }
+        if passes {
+            return (false, None);
         }
         let closed = self
             .held
