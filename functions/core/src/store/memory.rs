@@ -176,7 +176,7 @@ impl MemoryState {
         entity: &str,
     ) -> Option<(AlertRecord, crate::engine::Window)> {
         let entry = self.get(project, name)?;
-        let key = entry.record.rule.per_entity.then_some(entity);
+        let key = entity_key(&entry.record.rule, entity);
         let window = entry.windows.get(key).cloned().unwrap_or_default();
         Some((entry.record.clone(), window))
     }
