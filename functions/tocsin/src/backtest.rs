@@ -199,6 +199,49 @@ async fn fetch_events(
     until: Timestamp,
     tx: Handoff,
 ) -> Result<(), String> {
+    // Pages are decoded on a thread of their own, where the events are made and freed: the
+    // runtime's tasks move between threads, and the allocator's arenas would contend.
+    let (pages, page_rx) = mpsc::sync_channel::<bytes::Bytes>(2);
+    let decoder = std::thread::spawn(move || -> Result<(), String> {
+        for body in page_rx {
+            let mut batch = Vec::with_capacity(BATCH);
+            for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let event: AcceptedEvent = serde_json::from_slice(line)
+                    .map_err(|e| format!("an event line that does not read: {e}"))?;
+                batch.push(event);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if !tx.send(full) {
+                        return Err("the replay stopped".to_owned());
+                    }
+                }
+            }
+            if !batch.is_empty() && !tx.send(batch) {
+                return Err("the replay stopped".to_owned());
+            }
+        }
+        Ok(())
+    });
+    let fetched = fetch_pages(server, project, since, until, pages).await;
+    let decoded = decoder
+        .join()
+        .map_err(|_| "the decoder stopped unexpectedly".to_owned())?;
+    fetched.and(decoded)
+}
+
+/// The server's pages of recorded events, each handed on whole; the next page starts after
+/// the cursor of the page's last line.
+async fn fetch_pages(
+    server: &str,
+    project: &str,
+    since: Timestamp,
+    until: Timestamp,
+    pages: mpsc::SyncSender<bytes::Bytes>,
+) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Cursor {
+        cursor: String,
+    }
     let client = http();
     let mut after: Option<String> = None;
     loop {
@@ -224,35 +267,24 @@ async fn fetch_events(
             .bytes()
             .await
             .map_err(|e| format!("reading the events: {}", e.without_url()))?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut lines = 0;
-        let mut last_line: &[u8] = &[];
-        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            lines += 1;
-            last_line = line;
-            let event: AcceptedEvent = serde_json::from_slice(line)
-                .map_err(|e| format!("an event line that does not read: {e}"))?;
-            batch.push(event);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if !tx.send(full) {
-                    return Err("the replay stopped".to_owned());
-                }
-            }
-        }
-        if !batch.is_empty() && !tx.send(batch) {
-            return Err("the replay stopped".to_owned());
-        }
-        if lines < PAGE {
+        let lines = memchr::memchr_iter(b'\n', &body).count();
+        let last = body
+            .trim_ascii_end()
+            .rsplit(|b| *b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let next = (lines >= PAGE)
+            .then(|| serde_json::from_slice::<Cursor>(last))
+            .transpose()
+            .map_err(|e| format!("the last event of a page has no cursor: {e}"))?;
+        // The decoder stopped: it says why when joined.
+        if pages.send(body).is_err() {
             return Ok(());
         }
-        #[derive(serde::Deserialize)]
-        struct Cursor {
-            cursor: String,
+        match next {
+            Some(c) => after = Some(c.cursor),
+            None => return Ok(()),
         }
-        let next = serde_json::from_slice::<Cursor>(last_line)
-            .map_err(|e| format!("the last event of a page has no cursor: {e}"))?;
-        after = Some(next.cursor);
     }
 }
 
