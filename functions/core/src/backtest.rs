@@ -6,18 +6,17 @@
 //! and silences hold as they would have. Both sides are summed up by one [`Tally`]: the
 //! activations the candidates fire, and the activations the server recorded. The candidates
 //! start inactive at the start of the period; the stored alerts were in whatever state they
-//! were, which the report says.
+//! were, which the report's text says.
 //!
 //! Events that the stored alerts' own `event` notifications posted (a non-empty chain) are
 //! left out: they are consequences of the stored rules, and the candidates' calculated events
 //! are made by the engine as it replays. `event` notifications are not delivered.
 
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::compiled::compile;
@@ -342,6 +341,10 @@ impl fmt::Display for Report {
             self.since,
             self.until,
             self.events
+        )?;
+        writeln!(
+            f,
+            "(the rules start inactive at the start; the stored alerts were as they were then)"
         )?;
         let days = self.days();
         for a in &self.alerts {
