@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use serde_json::Value;
 use tocsin_core::AlertsSettings;
 use tocsin_core::backtest::{Backtest, Report};
-use tocsin_core::model::{AcceptedEvent, Activation, Silence, Span, Timestamp, parse_period};
+use tocsin_core::model::{AcceptedEvent, Activation, Silence, Timestamp};
 
 use crate::client::{answer, get_json, http};
 
@@ -59,16 +59,13 @@ pub async fn run(o: &Options) -> Result<Report, String> {
         alerts.extend(checked.alerts.iter().map(|a| a.config.clone()));
         for s in &checked.silences {
             let silence = s
-                .spec
-                .clone()
-                .into_silence(s.id.clone(), project.clone(), "rule file".into(), now, None)
+                .silence(&project, "rule file", now)
                 .map_err(|e| format!("silence `{}`: {e}", s.id))?;
             silences.push(silence);
         }
     }
     let moment = |v: &str| -> Result<Timestamp, String> {
-        Timestamp::parse(v)
-            .or_else(|| parse_period(v).ok().map(|s| now.plus(Span(-s.0))))
+        Timestamp::parse_or_ago(v, now)
             .ok_or_else(|| format!("`{v}`: expected an ISO-8601 time or a span back from now (7d)"))
     };
     let until = o.until.as_deref().map(moment).transpose()?;

@@ -1,6 +1,8 @@
 //! `silence NAME { ... }`: compiled to the silence the API stores under that id.
 
-use tocsin_core::model::{Day, Schedule, SilenceMatchers, SilenceSpec, TimeOfDay, Timestamp};
+use tocsin_core::model::{
+    Day, InvalidSilence, Schedule, Silence, SilenceMatchers, SilenceSpec, TimeOfDay, Timestamp,
+};
 
 use super::*;
 use crate::ast::SilenceStatement;
@@ -11,6 +13,25 @@ pub struct CompiledSilence {
     pub id: String,
     pub spec: SilenceSpec,
     pub span: Span,
+}
+
+impl CompiledSilence {
+    /// The silence as it holds in `project` from `now`, made by `by` (a backtest replays the
+    /// rule files' silences beside the server's without storing them).
+    pub fn silence(
+        &self,
+        project: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Silence, InvalidSilence> {
+        self.spec.clone().into_silence(
+            self.id.clone(),
+            project.to_owned(),
+            by.to_owned(),
+            now,
+            None,
+        )
+    }
 }
 
 const MATCH_FIELDS: [&str; 4] = ["alert", "entity", "severity", "kind"];

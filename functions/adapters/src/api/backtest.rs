@@ -52,19 +52,10 @@ pub async fn backtest(
     };
     let alerts = checked.alerts.into_iter().map(|a| a.config).collect();
     let mut silences = Vec::new();
-    for c in checked.silences {
-        let silence = c
-            .spec
-            .into_silence(
-                c.id.clone(),
-                project.to_owned(),
-                "rule text".into(),
-                now,
-                None,
-            )
-            .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("silence `{}`: {e}", c.id))
-            })?;
+    for c in &checked.silences {
+        let silence = c.silence(project, "rule text", now).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("silence `{}`: {e}", c.id))
+        })?;
         silences.push(silence);
     }
     let report = s

@@ -2,7 +2,7 @@
 //! vocabulary, each refused with a `detail` that names the parameter.
 
 use axum::http::StatusCode;
-use tocsin_core::model::{Span, Timestamp, parse_period};
+use tocsin_core::model::Timestamp;
 
 use super::ApiError;
 
@@ -35,10 +35,7 @@ pub fn time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
 
 /// An ISO-8601 time, or a span back from `now` (`7d`, `90m`).
 pub fn moment(name: &str, v: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
-    if let Some(t) = Timestamp::parse(v) {
-        return Ok(t);
-    }
-    parse_period(v).map(|span| now.plus(Span(-span.0))).map_err(|_| {
+    Timestamp::parse_or_ago(v, now).ok_or_else(|| {
         bad(
             StatusCode::BAD_REQUEST,
             format!("Invalid `{name}` `{v}`: expected an ISO-8601 time or a span back from now, such as 7d"),

@@ -34,6 +34,12 @@ impl Timestamp {
         Utc.timestamp_micros(self.0).single().unwrap_or_default()
     }
 
+    /// An ISO-8601 time (see [`Timestamp::parse`]), or a span back from `now` (`7d`, `90m`):
+    /// how the backtest and the event export take a period's ends.
+    pub fn parse_or_ago(s: &str, now: Timestamp) -> Option<Self> {
+        Self::parse(s).or_else(|| parse_period(s).ok().map(|span| now.plus(Span(-span.0))))
+    }
+
     /// This instant moved by `span` (negative spans go back).
     pub const fn plus(self, span: Span) -> Self {
         Timestamp(self.0.saturating_add(span.0))
