@@ -384,7 +384,7 @@ impl<'f> Checker<'f> {
             notifications,
             reset_policy: reset,
             cooldown_period: cooldown,
-            filter,
+            filter: filter.map(Box::new),
             emits,
             state: Default::default(),
             acknowledged: None,

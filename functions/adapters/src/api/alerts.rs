@@ -84,7 +84,7 @@ pub async fn get(
     let mlrun = from_mlrun(&headers);
     if !mlrun {
         let silences = s.service.silences_in_effect(project, now).await?;
-        config.silenced = silence_mark(&silences, &config, now);
+        config.silenced = silence_mark(&silences, &config, now).map(Box::new);
     }
     Ok(Json(for_client(config, mlrun)))
 }
@@ -222,7 +222,7 @@ impl Serialize for Views {
             if self.mlrun && !view.is_mlrun_readable() {
                 continue;
             }
-            view.silenced = silence_mark(&self.silences, &view, self.now);
+            view.silenced = silence_mark(&self.silences, &view, self.now).map(Box::new);
             seq.serialize_element(&for_client(view, self.mlrun))?;
         }
         seq.end()

@@ -44,7 +44,7 @@ pub struct AlertConfig {
     pub cooldown_period: Option<String>,
     /// Tocsin extension: only events whose values pass this filter count (see [`Filter`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Filter>,
+    pub filter: Option<Box<Filter>>,
     /// Tocsin extension: the alert defines a calculated event. Each time it fires, the engine
     /// posts an event of this kind about the same entity, with the firing event's values, in
     /// the same step; alerts on this kind then count it like any event.
@@ -67,7 +67,7 @@ pub struct AlertConfig {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient"
     )]
-    pub silenced: Option<super::SilencedBy>,
+    pub silenced: Option<Box<super::SilencedBy>>,
     /// Tocsin extension, server-owned: when the alert last fired.
     #[serde(
         default,

@@ -33,7 +33,8 @@ pub struct AlertEntry {
 pub struct MemoryState {
     next_alert_id: u64,
     next_activation_id: u64,
-    alerts: FxHashMap<u64, AlertEntry>,
+    /// Boxed: the map grows by doubling, and its empty slots then cost a pointer, not an alert.
+    alerts: FxHashMap<u64, Box<AlertEntry>>,
     names: BTreeMap<(String, String), u64>,
     matcher: Matcher,
     idempotency: FxHashMap<(Box<str>, Box<str>), Timestamp>,
@@ -109,7 +110,7 @@ impl MemoryState {
         self.names
             .insert((rule.project().to_owned(), rule.name().to_owned()), id);
         self.matcher.insert(id, rule);
-        self.alerts.insert(id, entry);
+        self.alerts.insert(id, Box::new(entry));
         self.timers.schedule(id, Timestamp(i64::MIN));
     }
 
@@ -117,7 +118,7 @@ impl MemoryState {
     /// store's snapshots) writes, and [`MemoryState::read_image`] reads back. The matching index
     /// is not written: it is rebuilt from the rules.
     pub fn write_image(&self, out: impl std::io::Write) -> serde_json::Result<()> {
-        let mut alerts: Vec<&AlertEntry> = self.alerts.values().collect();
+        let mut alerts: Vec<&AlertEntry> = self.alerts.values().map(|e| &**e).collect();
         alerts.sort_unstable_by_key(|e| e.record.id);
         let image = Image {
             next_alert_id: self.next_alert_id,
@@ -157,7 +158,7 @@ impl MemoryState {
 
     /// The alert with this id.
     pub fn entry(&self, id: u64) -> Option<&AlertEntry> {
-        self.alerts.get(&id)
+        self.alerts.get(&id).map(|e| &**e)
     }
 
     fn id_of(&self, project: &str, name: &str) -> Option<u64> {
@@ -185,6 +186,7 @@ impl MemoryState {
     pub fn get(&self, project: &str, name: &str) -> Option<&AlertEntry> {
         self.id_of(project, name)
             .and_then(|id| self.alerts.get(&id))
+            .map(|e| &**e)
     }
 
     /// Number of alerts.
@@ -239,10 +241,10 @@ impl MemoryState {
                     .insert((rule.project().to_owned(), rule.name().to_owned()), id);
                 self.alerts.insert(
                     id,
-                    AlertEntry {
+                    Box::new(AlertEntry {
                         windows: Windows::for_rule(&rule),
                         record,
-                    },
+                    }),
                 );
                 id
             }
@@ -462,7 +464,7 @@ struct Image<A, K> {
 /// The alerts of a [`MemoryState`] as the intake matches against them.
 pub struct MatchedAlerts<'a> {
     matcher: &'a Matcher,
-    alerts: &'a mut FxHashMap<u64, AlertEntry>,
+    alerts: &'a mut FxHashMap<u64, Box<AlertEntry>>,
     silences: &'a Silences,
 }
 
