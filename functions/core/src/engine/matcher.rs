@@ -3,6 +3,7 @@
 //! number of alerts on exact entities; glob alerts of the event's kind are each tried.
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::compiled::{EntitySelector, Rule};
 use crate::model::EventKind;
@@ -15,7 +16,8 @@ pub struct Matcher {
 
 #[derive(Debug, Default)]
 struct KindIndex {
-    exact: FxHashMap<Box<str>, Vec<u64>>,
+    /// Most entities have one alert: its id is kept inline, with no allocation.
+    exact: FxHashMap<Box<str>, SmallVec<[u64; 1]>>,
     any: Vec<u64>,
     globs: Vec<(Box<str>, u64)>,
 }
@@ -32,18 +34,23 @@ impl Matcher {
         let kinds = self.projects.entry(rule.project().into()).or_default();
         for kind in &rule.config.trigger.events {
             let index = kinds.entry(kind.clone()).or_default();
-            let ids = match &rule.entity {
-                EntitySelector::Any => &mut index.any,
-                EntitySelector::Exact(e) => index.exact.entry(e.as_str().into()).or_default(),
+            match &rule.entity {
+                EntitySelector::Any => {
+                    if !index.any.contains(&id) {
+                        index.any.push(id);
+                    }
+                }
+                EntitySelector::Exact(e) => {
+                    let ids = index.exact.entry(e.as_str().into()).or_default();
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
                 EntitySelector::Glob(g) => {
                     if !index.globs.iter().any(|(_, x)| *x == id) {
                         index.globs.push((g.as_str().into(), id));
                     }
-                    continue;
                 }
-            };
-            if !ids.contains(&id) {
-                ids.push(id);
             }
         }
     }

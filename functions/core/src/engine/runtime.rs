@@ -38,7 +38,7 @@ pub struct Runtime {
     pub notification_cooldowns: BTreeMap<String, Timestamp>,
     /// Set by an acknowledgement, cleared by a reset: meanwhile activations notify no one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acknowledged: Option<Acknowledgement>,
+    pub acknowledged: Option<Box<Acknowledgement>>,
     /// Absence alerts: when the alert was created or last reset, from which the entities that
     /// must report and never did are awaited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,10 +263,10 @@ impl Runtime {
                 "Only an active alert can be acknowledged; this one is inactive",
             ));
         }
-        self.acknowledged = Some(Acknowledgement {
+        self.acknowledged = Some(Box::new(Acknowledgement {
             by: by.to_owned(),
             at: now,
-        });
+        }));
         Ok(())
     }
 

@@ -59,7 +59,7 @@ pub struct AlertConfig {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient"
     )]
-    pub acknowledged: Option<Acknowledgement>,
+    pub acknowledged: Option<Box<Acknowledgement>>,
     /// Tocsin extension, server-owned: the silence in effect that holds back all of the
     /// alert's notifications, in listings and reads (not for MLRun clients).
     #[serde(

@@ -56,6 +56,9 @@ struct Timers {
     next: FxHashMap<u64, Timestamp>,
 }
 
+/// Entries a drained timer queue keeps room for.
+const SHRINK_ABOVE: usize = 1024;
+
 impl Timers {
     /// The alert may come due at `at`: queued, unless it already is for no later.
     fn schedule(&mut self, id: u64, at: Timestamp) {
@@ -70,6 +73,12 @@ impl Timers {
         while let Some(std::cmp::Reverse((at, id))) = self.queue.peek().copied() {
             if at > now {
                 return None;
+            }
+            if self.queue.len() == 1 && self.queue.capacity() > SHRINK_ABOVE {
+                // The last entry of a burst (every alert is queued when stored or restored):
+                // the room it took is handed back rather than kept for good.
+                self.queue.shrink_to(SHRINK_ABOVE);
+                self.next.shrink_to(SHRINK_ABOVE);
             }
             self.queue.pop();
             if self.next.get(&id) == Some(&at) {
