@@ -49,7 +49,8 @@ def main():
                 r = run(binary, shape, args)
                 got[name] = r["events_per_s"]
                 print(f"pair {i + 1} {shape:6} {name:4} {r['events_per_s']:>10,.0f} ev/s  "
-                      f"p99 {r['p99_ms']:6.2f} ms  {r['bytes_per_event']:6.1f} B/event", flush=True)
+                      f"p99 {r['p99_ms']:6.2f} ms  {r['bytes_per_event']:6.1f} B/event  "
+                      f"CPU/request {r['server_us_per_req']:.1f} us", flush=True)
             ratios[shape].append(got["new"] / got["base"])
     for shape, rs in ratios.items():
         print(f"{shape}: new / base per pair {', '.join(f'{r:.3f}' for r in rs)}; "

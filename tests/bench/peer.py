@@ -15,7 +15,8 @@ It installs what is missing (Debian's prometheus-alertmanager and wrk; a release
 
 Each server starts on a fresh data directory. It prints, per shape, the median events per second
 and p99 of each server, the ratio, and the bytes each process wrote to disk per event
-(`write_bytes` of /proc/PID/io over the run, snapshots and compaction included). Loopback only.
+(`write_bytes` of /proc/PID/io over the run, snapshots and compaction included), and the CPU
+time each server and wrk spent per request. Loopback only.
 """
 
 import argparse
@@ -160,6 +161,12 @@ class Server:
         with open(f"/proc/{self.proc.pid}/io") as f:
             return int(next(line for line in f if line.startswith("write_bytes:")).split()[1])
 
+    def cpu_s(self):
+        """User and system CPU seconds the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
@@ -196,9 +203,21 @@ def log_bytes(server):
     return sum(os.path.getsize(os.path.join(log, f)) for f in os.listdir(log)) if os.path.isdir(log) else 0
 
 
+def client_cpu_s():
+    """CPU seconds of this process's finished children (wrk, once it has exited)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def run_shape(server, kind, path, batch, args):
     before, log_before = server.written(), log_bytes(server)
+    cpu_before, client_before = server.cpu_s(), client_cpu_s()
     r = wrk(f"http://127.0.0.1:{server.port}", kind, path, batch, args.seconds, args.connections)
+    # CPU per request, the server's and wrk's: on 2 shared cores, what one side saves the other
+    # can use, so this tells where a request's time goes better than the rate alone.
+    requests = max(r["requests"], 1)
+    r["server_us_per_req"] = (server.cpu_s() - cpu_before) * 1e6 / requests
+    r["client_us_per_req"] = (client_cpu_s() - client_before) * 1e6 / requests
     # Writes the OS will flush later were accounted when the pages were dirtied; a moment for
     # the server's own background work (snapshot, compaction) to show.
     time.sleep(1)
@@ -256,16 +275,19 @@ def main():
                 results.setdefault((shape, name), []).append(r)
                 print(f"round {rnd + 1} {shape:6} {name:12} {r['events_per_s']:>10,.0f} ev/s  "
                       f"p99 {r['p99_ms']:6.2f} ms  {r['bytes_per_event']:7.1f} B/event  "
-                      f"(log {r['log_bytes_per_event']:.0f})  peak RSS {r['rss_mb']:.0f} MB", flush=True)
+                      f"(log {r['log_bytes_per_event']:.0f})  peak RSS {r['rss_mb']:.0f} MB  "
+                      f"CPU/request {r['server_us_per_req']:.1f} us (wrk {r['client_us_per_req']:.1f})", flush=True)
     os.unlink(am_config.name)
 
     med = lambda shape, name, key: statistics.median(r[key] for r in results[(shape, name)])
     print(f"\nmedians of {args.rounds} rounds, {args.seconds} s each, {args.connections} connections, "
           f"wrk -t2 on the same 2 cores")
-    print(f"{'shape':7} {'server':13} {'events/s':>11} {'p99 ms':>8} {'B/event':>9} {'peak RSS MB':>12}")
+    print(f"{'shape':7} {'server':13} {'events/s':>11} {'p99 ms':>8} {'B/event':>9} {'peak RSS MB':>12} "
+          f"{'CPU us/req':>11} {'wrk us/req':>11}")
     for (shape, name) in results:
         print(f"{shape:7} {name:13} {med(shape, name, 'events_per_s'):>11,.0f} {med(shape, name, 'p99_ms'):>8.2f} "
-              f"{med(shape, name, 'bytes_per_event'):>9.1f} {med(shape, name, 'rss_mb'):>12.0f}")
+              f"{med(shape, name, 'bytes_per_event'):>9.1f} {med(shape, name, 'rss_mb'):>12.0f} "
+              f"{med(shape, name, 'server_us_per_req'):>11.1f} {med(shape, name, 'client_us_per_req'):>11.1f}")
     for shape in ("single", "batch"):
         ratios = [t["events_per_s"] / a["events_per_s"]
                   for t, a in zip(results[(shape, "tocsin")], results[(shape, "alertmanager")])]
