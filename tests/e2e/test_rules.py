@@ -74,11 +74,17 @@ def test_apply_shows_the_plan_stores_and_the_mlrun_client_reads_it_back(tocsin, 
 def test_the_plan_names_updates_that_reset_state_and_prune_deletes_only_applied_alerts(tocsin, rules, receiver):
     d, env = rules
     run("apply", str(d), "--server", tocsin.url, env=env, check=0)
-    # An alert stored through the API, not from files: apply never deletes it.
+    # An alert and a silence stored through the API, not from files: apply never removes them.
     requests.put(f"{tocsin.api}/projects/fraud-detection/alerts/by-hand", json={
         "severity": "low", "trigger": {"events": ["failed"]},
         "entities": {"kind": "job", "project": "fraud-detection", "ids": ["*"]}}).raise_for_status()
+    requests.put(f"{tocsin.api}/projects/fraud-detection/silences/hand-made", json={
+        "matchers": {"alert": "concept-*"}, "ends_at": "2099-01-01T00:00:00Z",
+        "comment": "made by hand"}).raise_for_status()
     text = (d / "alerts.tocsin").read_text()
+    # The file's silence goes too: `--prune` expires it, and only it.
+    start = text.index("silence feature-store-maintenance {")
+    text = text[:start] + text[text.index("}\n", start) + 2:]
     text = text.replace("when count >= 3 within 10m per entity", "when count >= 3 within 20m per entity")
     text = text.replace('summary "Concept drift on {{entity}}: the fraud labels moved"', 'summary "Concept drift on {{entity}}"')
     start = text.index("# Training must not fail twice")
@@ -91,7 +97,16 @@ def test_the_plan_names_updates_that_reset_state_and_prune_deletes_only_applied_
     assert "  ~ concept-drift: update" in lines
     assert "  - training-failed: delete" in lines
     assert any(line.startswith("  ! by-hand: not in the files") for line in lines)
+    assert "  - silence feature-store-maintenance: expire" in lines, plan.stdout
+    assert "hand-made" not in plan.stdout
+    kept = run("apply", str(d), "--server", tocsin.url, "--dry-run", check=0)
+    assert "  ! silence feature-store-maintenance: not in the files; kept (no --prune)" in kept.stdout.splitlines()
     run("apply", str(d), "--server", tocsin.url, "--prune", check=0)
+    silences = {s["id"]: s for s in requests.get(
+        f"{tocsin.api}/projects/fraud-detection/silences?state=all").json()["silences"]}
+    assert silences["feature-store-maintenance"]["state"] == "expired"
+    assert silences["feature-store-maintenance"]["tocsin_rules"].endswith("alerts.tocsin")
+    assert silences["hand-made"]["state"] == "active" and "tocsin_rules" not in silences["hand-made"]
     assert names(tocsin.api) == ["by-hand", "concept-drift", "endpoint-drift", "hot-training-job", "job-cpu-high",
                                  "training-job-silent"]
     drift = requests.get(f"{tocsin.api}/projects/fraud-detection/alerts/endpoint-drift").json()
@@ -124,10 +139,13 @@ def test_export_writes_rules_that_check_and_apply_as_unchanged(tocsin, rules, tm
     plan = run("apply", str(out), "--server", tocsin.url, "--dry-run", check=0)
     # Same configs; only the marker naming the file they came from differs.
     assert "0 to create" in plan.stdout and "0 to delete" in plan.stdout, plan.stdout
-    # The silence comes along, as a block that applies unchanged.
+    # The silence comes along as a block; like the alerts, only the file it names changes.
     assert 'silence feature-store-maintenance {' in exported.stdout, exported.stdout
     assert 'every sat 02:00 to 04:00 "Europe/Berlin"' in exported.stdout
-    assert "= silence feature-store-maintenance: unchanged" in plan.stdout, plan.stdout
+    assert "~ silence feature-store-maintenance: update" in plan.stdout, plan.stdout
+    run("apply", str(out), "--server", tocsin.url, check=0)
+    again = run("apply", str(out), "--server", tocsin.url, "--dry-run", check=0)
+    assert "= silence feature-store-maintenance: unchanged" in again.stdout, again.stdout
 
 
 def test_serve_loads_a_rules_directory_at_start(tocsin_factory, rules):

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::client::{answer, get_json};
 use tocsin_core::compiled::secret_reference;
-use tocsin_core::model::{AlertConfig, Silence};
+use tocsin_core::model::{AlertConfig, Silence, SilenceState, Timestamp};
 use tocsin_rules::diagnostic::{render, to_json};
 use tocsin_rules::{CompiledAlert, CompiledSilence, Level, check_source};
 
@@ -329,7 +329,10 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
             silences
                 .entry(checked.project)
                 .or_default()
-                .extend(checked.silences);
+                .extend(checked.silences.into_iter().map(|mut s| {
+                    s.spec.applied_from = Some(path.display().to_string());
+                    s
+                }));
         }
     }
     let base = server.trim_end_matches('/');
@@ -391,26 +394,37 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
             }
         }
         let silences = silences.get(project).map_or(&[][..], Vec::as_slice);
-        let silence_steps = match silence_plan(&client, base, project, silences).await {
-            Ok(s) => s,
+        let silence_steps = match stored_silences(&client, base, project).await {
+            Ok(stored) => silence_plan(silences, &stored, prune, Timestamp::now()),
             Err(e) => return fail(&e),
         };
-        for (s, change) in silences.iter().zip(&silence_steps) {
+        for (id, change) in &silence_steps {
             let (sign, word) = match change {
                 Change::Create => ("+", "create"),
                 Change::Unchanged => ("=", "unchanged"),
-                _ => ("~", "update"),
+                Change::Update { .. } => ("~", "update"),
+                Change::Delete => ("-", "expire"),
+                Change::Foreign => ("!", "not in the files; kept (no --prune)"),
             };
-            say!("  {sign} silence {}: {word}", s.id);
+            say!("  {sign} silence {id}: {word}");
         }
         if dry_run {
             continue;
         }
-        for (s, change) in silences.iter().zip(&silence_steps) {
+        for (s, (_, change)) in silences.iter().zip(&silence_steps) {
             if *change != Change::Unchanged {
                 let url = format!("{base}/api/v1/projects/{project}/silences/{}", s.id);
                 if let Err(e) = answer(&url, client.put(&url).json(&s.spec).send().await).await {
                     eprintln!("tocsin: silence {}: {e}", s.id);
+                    failed = true;
+                }
+            }
+        }
+        for (id, change) in &silence_steps[silences.len()..] {
+            if *change == Change::Delete {
+                let url = format!("{base}/api/v1/projects/{project}/silences/{id}/expire");
+                if let Err(e) = answer(&url, client.post(&url).send().await).await {
+                    eprintln!("tocsin: silence {id}: {e}");
                     failed = true;
                 }
             }
@@ -445,48 +459,73 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
     }
 }
 
-/// What applying each silence would do: create it, change it, or nothing (the server's has the
-/// same matchers, times, schedule, comment and author).
-async fn silence_plan(
+/// The project's silences on the server, expired ones included (a silence of the files that
+/// was expired by hand is stored again).
+async fn stored_silences(
     client: &reqwest::Client,
     base: &str,
     project: &str,
-    silences: &[CompiledSilence],
-) -> Result<Vec<Change>, String> {
-    if silences.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<Vec<Silence>, String> {
     let url = format!("{base}/api/v1/projects/{project}/silences?state=all");
     let listed = get_json(client, &url).await?;
-    let stored: Vec<Silence> = listed["silences"]
+    let all = listed["silences"]
         .as_array()
-        .map(|all| {
-            all.iter()
-                .filter_map(|s| serde_json::from_value(s.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(silences
+        .ok_or_else(|| format!("{url}: unexpected answer: no `silences` list"))?;
+    all.iter()
+        .map(|s| serde_json::from_value(s.clone()).map_err(|e| format!("{url}: {e}")))
+        .collect()
+}
+
+/// What applying the files' silences does, as [`plan`] does for alerts: first each silence of
+/// the files in order (create it, change it, or nothing: the server's has the same matchers,
+/// times, schedule, comment, author and file), then each silence on the server that an
+/// earlier apply brought from a file, that the files no longer define and that still holds or
+/// is still to come: expired with `prune`, otherwise kept. Silences made by hand are never
+/// in the plan.
+pub fn silence_plan(
+    silences: &[CompiledSilence],
+    stored: &[Silence],
+    prune: bool,
+    now: Timestamp,
+) -> Vec<(String, Change)> {
+    let mut out: Vec<(String, Change)> = silences
         .iter()
-        .map(|s| match stored.iter().find(|x| x.id == s.id) {
-            None => Change::Create,
-            Some(x)
-                if x.matchers == s.spec.matchers
-                    && s.spec.starts_at.is_none_or(|t| t == x.starts_at)
-                    && x.ends_at == s.spec.ends_at
-                    && x.schedule == s.spec.schedule
-                    && x.comment == s.spec.comment
-                    && x.expired_by.is_none()
-                    && s.spec
-                        .created_by
-                        .as_ref()
-                        .is_none_or(|b| *b == x.created_by) =>
-            {
-                Change::Unchanged
-            }
-            Some(_) => Change::Update { resets: false },
+        .map(|s| {
+            let change = match stored.iter().find(|x| x.id == s.id) {
+                None => Change::Create,
+                Some(x)
+                    if x.matchers == s.spec.matchers
+                        && s.spec.starts_at.is_none_or(|t| t == x.starts_at)
+                        && x.ends_at == s.spec.ends_at
+                        && x.schedule == s.spec.schedule
+                        && x.comment == s.spec.comment
+                        && x.expired_by.is_none()
+                        && x.applied_from == s.spec.applied_from
+                        && s.spec
+                            .created_by
+                            .as_ref()
+                            .is_none_or(|b| *b == x.created_by) =>
+                {
+                    Change::Unchanged
+                }
+                Some(_) => Change::Update { resets: false },
+            };
+            (s.id.clone(), change)
         })
-        .collect())
+        .collect();
+    for x in stored {
+        let from_files = x.applied_from.is_some();
+        let holds = !matches!(x.state_at(now), SilenceState::Expired { .. });
+        if from_files && holds && !silences.iter().any(|s| s.id == x.id) {
+            let change = if prune {
+                Change::Delete
+            } else {
+                Change::Foreign
+            };
+            out.push((x.id.clone(), change));
+        }
+    }
+    out
 }
 
 /// `tocsin export`: a project's alerts (from a server, or from a wire JSON file: one config,
@@ -551,4 +590,95 @@ pub async fn export(server: Option<&str>, from: Option<&Path>, project: &str) ->
         eprintln!("note: {n}");
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use tocsin_core::model::{Silence, Timestamp};
+    use tocsin_rules::{CompiledSilence, check_source};
+
+    use super::{Change, silence_plan};
+
+    /// The silences of a rule file, marked as `apply` marks them.
+    fn from_file(source: &str) -> Vec<CompiledSilence> {
+        let checked = check_source(source, &|_| None);
+        assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+        checked
+            .silences
+            .into_iter()
+            .map(|mut s| {
+                s.spec.applied_from = Some("rules/p.tocsin".into());
+                s
+            })
+            .collect()
+    }
+
+    fn stored(s: &CompiledSilence, now: Timestamp) -> Silence {
+        s.silence("p", "ann", now).expect("a valid silence")
+    }
+
+    const TWO: &str = r#"project p
+silence upgrade {
+  comment "database upgrade"
+  match alert "drift-*"
+  until "2026-12-05T00:00:00Z"
+}
+silence weekly {
+  comment "maintenance"
+  every sat 02:00 to 04:00 "Europe/Berlin"
+}
+"#;
+
+    #[test]
+    fn a_silence_the_files_no_longer_define_is_expired_only_with_prune_and_only_if_from_files() {
+        let now = Timestamp::parse("2026-12-04T12:00:00Z").expect("time");
+        let both = from_file(TWO);
+        let mut on_server: Vec<Silence> = both.iter().map(|s| stored(s, now)).collect();
+        let mut by_hand = stored(&both[0], now);
+        by_hand.id = "by-hand".into();
+        by_hand.applied_from = None;
+        on_server.push(by_hand);
+
+        let unchanged = silence_plan(&both, &on_server, true, now);
+        assert_eq!(
+            unchanged,
+            vec![
+                ("upgrade".to_owned(), Change::Unchanged),
+                ("weekly".to_owned(), Change::Unchanged)
+            ]
+        );
+
+        let only_weekly: Vec<CompiledSilence> =
+            both.iter().filter(|s| s.id == "weekly").cloned().collect();
+        assert_eq!(
+            silence_plan(&only_weekly, &on_server, true, now),
+            vec![
+                ("weekly".to_owned(), Change::Unchanged),
+                ("upgrade".to_owned(), Change::Delete)
+            ]
+        );
+        assert_eq!(
+            silence_plan(&only_weekly, &on_server, false, now)[1],
+            ("upgrade".to_owned(), Change::Foreign)
+        );
+
+        // Already over: nothing to expire.
+        let later = Timestamp::parse("2026-12-06T00:00:00Z").expect("time");
+        assert_eq!(
+            silence_plan(&only_weekly, &on_server, true, later),
+            vec![("weekly".to_owned(), Change::Unchanged)]
+        );
+    }
+
+    #[test]
+    fn a_silence_stored_by_hand_under_a_files_id_is_taken_back_by_the_next_apply() {
+        let now = Timestamp::parse("2026-12-04T12:00:00Z").expect("time");
+        let both = from_file(TWO);
+        let mut on_server: Vec<Silence> = both.iter().map(|s| stored(s, now)).collect();
+        on_server[0].applied_from = None;
+        assert_eq!(
+            silence_plan(&both, &on_server, true, now)[0],
+            ("upgrade".to_owned(), Change::Update { resets: false })
+        );
+    }
 }

@@ -73,7 +73,8 @@ enum Command {
         /// Show the plan only.
         #[arg(long)]
         dry_run: bool,
-        /// Delete alerts applied from files that the files no longer define.
+        /// Delete alerts, and expire silences, applied from files that the files no longer
+        /// define.
         #[arg(long)]
         prune: bool,
     },

@@ -101,6 +101,8 @@ impl AddSilence {
             schedule,
             comment: self.comment.clone(),
             created_by: self.by.clone(),
+            // Made by hand: `apply --prune` leaves it alone.
+            applied_from: None,
         })
     }
 }

@@ -317,6 +317,13 @@ pub struct Silence {
     /// Who ended it early (its end is then when they did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_by: Option<String>,
+    /// The rule file it was applied from (see [`SilenceSpec::applied_from`]).
+    #[serde(
+        default,
+        rename = "tocsin_rules",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub applied_from: Option<String>,
 }
 
 /// The end of a silence that has none (only a silence with a schedule may): never reached.
@@ -501,6 +508,16 @@ pub struct SilenceSpec {
     /// Who, when the server runs without auth (with auth, the signed-in principal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// The rule file this silence comes from, set by `tocsin apply` (the same mark as an
+    /// alert's `tocsin_rules`): `apply --prune` expires only silences that carry it, so a
+    /// silence someone made by hand is never ended by a deploy. Storing a spec without it
+    /// (by hand, over one from a file) takes the silence out of the files' care.
+    #[serde(
+        default,
+        rename = "tocsin_rules",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub applied_from: Option<String>,
 }
 
 /// Why a silence cannot be stored.
@@ -563,6 +580,7 @@ impl SilenceSpec {
             created: replaces.map_or(now, |s| s.created),
             updated: now,
             expired_by: None,
+            applied_from: self.applied_from,
         })
     }
 }
@@ -603,6 +621,7 @@ mod tests {
             created: t(starts),
             updated: t(starts),
             expired_by: None,
+            applied_from: None,
         }
     }
 
