@@ -411,22 +411,24 @@ pub async fn apply(paths: &[PathBuf], server: &str, dry_run: bool, prune: bool) 
         if dry_run {
             continue;
         }
-        for (s, (_, change)) in silences.iter().zip(&silence_steps) {
-            if *change != Change::Unchanged {
-                let url = format!("{base}/api/v1/projects/{project}/silences/{}", s.id);
-                if let Err(e) = answer(&url, client.put(&url).json(&s.spec).send().await).await {
-                    eprintln!("tocsin: silence {}: {e}", s.id);
-                    failed = true;
+        // The files' silences come first in the plan, in order (see `silence_plan`).
+        for (i, (id, change)) in silence_steps.iter().enumerate() {
+            let url = format!("{base}/api/v1/projects/{project}/silences/{id}");
+            let (url, request) = match (change, silences.get(i)) {
+                (Change::Create | Change::Update { .. }, Some(s)) => {
+                    let put = client.put(&url).json(&s.spec);
+                    (url, put)
                 }
-            }
-        }
-        for (id, change) in &silence_steps[silences.len()..] {
-            if *change == Change::Delete {
-                let url = format!("{base}/api/v1/projects/{project}/silences/{id}/expire");
-                if let Err(e) = answer(&url, client.post(&url).send().await).await {
-                    eprintln!("tocsin: silence {id}: {e}");
-                    failed = true;
+                (Change::Delete, _) => {
+                    let url = format!("{url}/expire");
+                    let post = client.post(&url);
+                    (url, post)
                 }
+                _ => continue,
+            };
+            if let Err(e) = answer(&url, request.send().await).await {
+                eprintln!("tocsin: silence {id}: {e}");
+                failed = true;
             }
         }
         for (config, (name, change)) in desired.iter().zip(&steps) {
