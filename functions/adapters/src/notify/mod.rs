@@ -92,7 +92,12 @@ impl Dispatch for NotifierQueue {
         self.backlog.note();
     }
 
+    /// A firing with nothing to deliver (no notifications, or all held back) is not queued:
+    /// the worker would wake and spawn a task per firing for nothing.
     fn dispatch(&self, fired: Fired) {
+        if !fired.activation.is_pending() {
+            return;
+        }
         match self.tx.try_send(fired) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.backlog.note(),

@@ -278,7 +278,7 @@ impl SyncHandle {
     }
 }
 
-/// Appends records; owned by the store's writer thread.
+/// Appends records; owned by the store's writer (see `turns`).
 pub struct LogWriter {
     dir: PathBuf,
     file: File,

@@ -1,17 +1,19 @@
 //! The embedded store of `tocsin serve`: the engine's state in memory ([`MemoryState`]), an
 //! append-only log of the operations that changed it, and periodic snapshots of it.
 //!
-//! One writer thread owns the state. Operations are queued to it; it takes every operation
-//! waiting, applies each through the engine, appends each to the [log](log) and writes the group
-//! in one write (group commit), and only then answers them. So an answer is never released
-//! before its record is on its way to disk, concurrent events are applied one after the other
-//! (which is what makes a threshold fire exactly once), and under load one write serves many
-//! events. Nothing blocks the async runtime: callers await a reply.
+//! One writer owns the state, and one holder at a time runs it ([`turns`]): it takes every
+//! operation waiting, applies each through the engine, appends each to the [log](log) and writes
+//! the group in one write (group commit), and only then answers them. So an answer is never
+//! released before its record is on its way to disk, concurrent events are applied one after
+//! the other (which is what makes a threshold fire exactly once), and under load one write
+//! serves many events. The holder is the caller whose short operation found the writer free,
+//! on its own thread, or the writer thread, which takes the long ones and whatever must not
+//! hold the async runtime.
 //!
 //! What is written is what happened, not what it did to every window: an event costs its own
 //! record (about 170 bytes), however many windows it counts in. Every so often (records or time)
-//! the writer encodes the state as a [snapshot](snapshot), which a second thread writes beside
-//! it. Opening reads the last snapshot and replays the log after it through the same engine
+//! the writer thread encodes the state as a [snapshot](snapshot), which a second thread writes
+//! beside it. Opening reads the last snapshot and replays the log after it through the same engine
 //! code ([`op::apply`]); the engine takes time from the operation, which makes the replay exact.
 //!
 //! Activations are read by queries rather than by the engine, so they live in fjall, settled
@@ -31,6 +33,7 @@ mod legacy;
 pub mod log;
 mod op;
 mod snapshot;
+mod turns;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +62,7 @@ use self::activations::Activations;
 use self::log::{LogError, LogWriter, Position, SyncHandle};
 use self::op::{Done, Op};
 use self::snapshot::SnapshotError;
+use self::turns::{Job, Lane, Turns};
 
 /// How hard each commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -146,23 +150,17 @@ struct Keyspaces {
 const COLD_MEMTABLE_BYTES: u64 = 256 * 1024;
 /// Block cache for reads of activations.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
-/// At most this many operations share one commit.
-const MAX_GROUP: usize = 256;
 /// Activations are settled into fjall this long after the last settle (or once
 /// [`Options::settle_activations`] wait).
 const SETTLE_AFTER: Duration = Duration::from_secs(10);
-
-/// An operation for the writer: run on its state, it returns what answers it once the
-/// commit's outcome is known.
-type Job = Box<dyn FnOnce(&mut Writer) -> Reply + Send>;
-type Reply = Box<dyn FnOnce(&Result<()>) + Send>;
 
 /// The persistent store of `tocsin serve`.
 pub struct EmbeddedStore {
     /// When it was opened: part of its listing version, whose edit count starts over with
     /// each process.
     opened: Timestamp,
-    jobs: Option<mpsc::Sender<Job>>,
+    turns: Arc<Turns>,
+    /// The writer thread: takes over what a caller's turn should not do (see [`Turns`]).
     writer: Option<JoinHandle<()>>,
     disk: Arc<Disk>,
     log_sync: SyncHandle,
@@ -185,7 +183,7 @@ struct Disk {
     log_dir: PathBuf,
 }
 
-/// The writer thread's own: the state, the log and what the current group changed.
+/// The writer's own: the state, the log and what the current group changed.
 struct Writer {
     state: MemoryState,
     changes: Changes,
@@ -375,15 +373,17 @@ impl EmbeddedStore {
             writer_state.snapshot_at -= options.snapshot_interval;
             writer_state.background_work(&disk);
         }
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer_disk = disk.clone();
-        let writer = std::thread::Builder::new()
-            .name("tocsin-store".into())
-            .spawn(move || write_loop(&mut writer_state, &writer_disk, &rx))
-            .map_err(OpenError::Thread)?;
+        let turns = Arc::new(Turns::new(writer_state, disk.clone(), options.durability));
+        let writer = {
+            let turns = turns.clone();
+            std::thread::Builder::new()
+                .name("tocsin-store".into())
+                .spawn(move || turns.writer_thread())
+                .map_err(OpenError::Thread)?
+        };
         Ok(EmbeddedStore {
             opened: Timestamp::now(),
-            jobs: Some(tx),
+            turns,
             writer: Some(writer),
             disk,
             log_sync,
@@ -392,9 +392,11 @@ impl EmbeddedStore {
         })
     }
 
-    /// Runs `f` on the writer thread; answers after the commit of what it changed.
+    /// Runs `f` on the writer, in a turn on the caller's thread or the writer thread (see
+    /// [`Lane`]); answers after the commit of what it changed.
     async fn run<R: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce(&mut Writer) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel();
@@ -404,17 +406,13 @@ impl EmbeddedStore {
                 let _ = tx.send(committed.clone().and(outcome));
             })
         });
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())?;
+        self.turns.submit(job, lane)?;
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Logs and applies one operation on the writer thread.
+    /// Logs and applies one operation.
     async fn apply(&self, op: Op) -> Result<Done> {
-        self.run(move |w| w.apply(op)).await
+        self.run(Lane::Caller, move |w| w.apply(op)).await
     }
 
     /// Runs a read of fjall (or a write beside the writer thread) off the async runtime.
@@ -441,12 +439,14 @@ impl EmbeddedStore {
     /// Gives the writer a turn when nothing else does: background work that is due by time
     /// (a settle of activations, a snapshot) starts after a commit, and an idle server has none.
     pub async fn upkeep(&self) -> Result<()> {
-        self.run(|_| Ok(())).await
+        self.run(Lane::Writer, |_| Ok(())).await
     }
 
     /// Forgets idempotency keys that expired by `now`; returns how many.
     pub async fn prune_idempotency(&self, now: Timestamp) -> Result<usize> {
-        self.apply(Op::PruneIdempotency { now }).await?.pruned()
+        self.run(Lane::Writer, move |w| w.apply(Op::PruneIdempotency { now }))
+            .await?
+            .pruned()
     }
 }
 
@@ -455,7 +455,7 @@ impl Drop for EmbeddedStore {
         // Closing the queue ends the writer after it has committed what is queued and written a
         // last snapshot; joining it releases the database, so the same directory can be opened
         // again at once.
-        drop(self.jobs.take());
+        self.turns.close();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -472,13 +472,13 @@ impl Writer {
         Ok(op::apply(&mut self.state, op, &mut self.changes))
     }
 
-    /// Starts background work when some is due and none is in progress: a snapshot (records
-    /// or time), or a settle of activations (count or time).
-    fn background_work(&mut self, disk: &Disk) {
-        if self.busy.load(Ordering::Acquire) {
-            return;
+    /// Whether background work is due and none is in progress: a snapshot (records or
+    /// time), or a settle of activations (count or time). Cheap: a caller's turn asks it after
+    /// every commit.
+    fn background_due(&self, disk: &Disk) -> Option<(bool, bool)> {
+        if self.busy.load(Ordering::Acquire) || self.background.is_none() {
+            return None;
         }
-        let Some(tx) = &self.background else { return };
         let now_at = self.log.position();
         let (last_at, last_bytes) = self.last_snapshot;
         // Bytes of log since the last snapshot (segments hold about SEGMENT_BYTES each).
@@ -493,6 +493,18 @@ impl Writer {
         let settle_due = disk.acts.settling()
             || unsettled >= self.options.settle_activations
             || (unsettled > 0 && self.settled_at.elapsed() >= SETTLE_AFTER);
+        (snapshot_due || settle_due).then_some((snapshot_due, settle_due))
+    }
+
+    /// Starts the background work that is due (see [`Writer::background_due`]); encoding a
+    /// snapshot takes a while, so only the writer thread does this.
+    fn background_work(&mut self, disk: &Disk) {
+        let due = self.background_due(disk);
+        let Some((snapshot_due, settle_due)) = due else {
+            return;
+        };
+        let Some(tx) = &self.background else { return };
+        let now_at = self.log.position();
         let work = if snapshot_due && disk.acts.begin_settling() {
             let at = now_at;
             match snapshot::encode(&self.state, at) {
@@ -553,36 +565,6 @@ impl Writer {
             Err(e) => tracing::error!(error = %e, "cannot encode a snapshot"),
         }
     }
-}
-
-fn write_loop(w: &mut Writer, disk: &Disk, jobs: &mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut replies = vec![first(w)];
-        while replies.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => replies.push(job(w)),
-                Err(_) => break,
-            }
-        }
-        let changes = std::mem::take(&mut w.changes);
-        let committed = w
-            .log
-            .commit()
-            .map_err(store_err)
-            .and_then(|()| disk.acts.apply(changes));
-        for reply in replies {
-            reply(&committed);
-        }
-        if let Err(e) = committed {
-            // Memory is now ahead of the disk. Stop (every later call answers "stopped", a 503)
-            // rather than go on from a state the disk does not have; a restart replays the log,
-            // whose torn tail (the group that failed) is cut off.
-            tracing::error!(error = %e, "a store commit failed; the store stopped: restart tocsin once the disk is healthy");
-            return;
-        }
-        w.background_work(disk);
-    }
-    w.final_snapshot(disk);
 }
 
 impl Disk {
@@ -655,8 +637,10 @@ impl AlertStore for EmbeddedStore {
     }
     async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
         let (project, name) = (project.to_owned(), name.to_owned());
-        self.run(move |w| Ok(w.state.get(&project, &name).map(|e| e.record.clone())))
-            .await
+        self.run(Lane::Caller, move |w| {
+            Ok(w.state.get(&project, &name).map(|e| e.record.clone()))
+        })
+        .await
     }
     async fn alert_window(
         &self,
@@ -665,8 +649,10 @@ impl AlertStore for EmbeddedStore {
         entity: &str,
     ) -> Result<Option<(AlertRecord, tocsin_core::engine::Window)>> {
         let (project, name, entity) = (project.to_owned(), name.to_owned(), entity.to_owned());
-        self.run(move |w| Ok(w.state.alert_window(&project, &name, &entity)))
-            .await
+        self.run(Lane::Caller, move |w| {
+            Ok(w.state.alert_window(&project, &name, &entity))
+        })
+        .await
     }
     async fn list_alerts(
         &self,
@@ -675,11 +661,15 @@ impl AlertStore for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<AlertRecord>> {
         let project = project.map(str::to_owned);
-        self.run(move |w| Ok(w.state.list(project.as_deref(), offset, limit)))
-            .await
+        self.run(Lane::Writer, move |w| {
+            Ok(w.state.list(project.as_deref(), offset, limit))
+        })
+        .await
     }
     async fn alerts_version(&self) -> Result<String> {
-        let (edits, next) = self.run(|w| Ok(w.state.listing_version())).await?;
+        let (edits, next) = self
+            .run(Lane::Caller, |w| Ok(w.state.listing_version()))
+            .await?;
         Ok(format!("{:x}-{edits}-{next}", self.opened.0))
     }
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
@@ -721,7 +711,7 @@ impl AlertStore for EmbeddedStore {
         .found()
     }
     async fn alert_count(&self) -> Result<usize> {
-        self.run(|w| Ok(w.state.len())).await
+        self.run(Lane::Caller, |w| Ok(w.state.len())).await
     }
 }
 
@@ -738,13 +728,17 @@ impl SilenceStore for EmbeddedStore {
     }
     async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>> {
         let (project, id) = (project.to_owned(), id.to_owned());
-        self.run(move |w| Ok(w.state.silences().get(&project, &id).cloned()))
-            .await
+        self.run(Lane::Caller, move |w| {
+            Ok(w.state.silences().get(&project, &id).cloned())
+        })
+        .await
     }
     async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>> {
         let project = project.map(str::to_owned);
-        self.run(move |w| Ok(w.state.silences().list(project.as_deref())))
-            .await
+        self.run(Lane::Writer, move |w| {
+            Ok(w.state.silences().list(project.as_deref()))
+        })
+        .await
     }
 }
 
@@ -760,7 +754,7 @@ impl EventStore for EmbeddedStore {
         let owned = events.to_vec();
         let n = owned.len();
         let done = self
-            .run(move |w| {
+            .run(Lane::Writer, move |w| {
                 Ok(owned
                     .into_iter()
                     .map(|event| w.apply(Op::Event { event, ttl }).and_then(Done::event))
@@ -787,7 +781,7 @@ impl EventStore for EmbeddedStore {
 
     /// Logged only when something is due, so that an idle server's timer writes nothing.
     async fn tick(&self, now: Timestamp) -> Result<tocsin_core::engine::Ticked> {
-        self.run(move |w| {
+        self.run(Lane::Writer, move |w| {
             if w.state.due(now) {
                 w.apply(Op::Tick { now })?.ticked()
             } else {
@@ -826,7 +820,7 @@ impl ActivationStore for EmbeddedStore {
 
     async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
         let disk = self.disk.clone();
-        self.run(move |w| {
+        self.run(Lane::Writer, move |w| {
             let old = disk.acts.before(before)?;
             let n = old.len();
             w.changes.activations_removed.extend(old);
@@ -1160,12 +1154,15 @@ mod tests {
                 ..Options::default()
             };
             let (mid_snapshot, before) = {
-                let (svc, _) = open(dir.path(), options);
+                let (svc, store) = open(dir.path(), options);
                 alerts(&svc).await;
                 events(&svc, 0, 450).await;
-                // A snapshot the snapshot thread wrote while events came in.
+                // A snapshot the snapshot thread wrote while events came in (or just after: a
+                // settle may still hold the background thread when the last event is in; the
+                // host's upkeep then starts the snapshot).
                 let mut snap = Vec::new();
                 for _ in 0..100 {
+                    store.upkeep().await.expect("upkeep");
                     if let Ok(b) = std::fs::read(dir.path().join("snapshot.json")) {
                         snap = b;
                         break;
