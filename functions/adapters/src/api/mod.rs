@@ -98,81 +98,87 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// [`limits::read_body`] (how much of a body, for how long).
 pub fn router(state: AppState, limits: RequestLimits) -> Router {
     let api = Router::new()
-        .route("/client-spec", get(client_spec))
-        .route("/auth/whoami", get(tokens::whoami))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
-        .route("/projects/{project}/audit", get(audit::list))
-        .route("/openapi.json", get(openapi))
-        .route("/healthz", get(healthz))
-        .route("/alert-templates", get(templates::list))
+        .route("/api/v1/client-spec", get(client_spec))
+        .route("/api/v1/auth/whoami", get(tokens::whoami))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/api/v1/projects/{project}/audit", get(audit::list))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/healthz", get(healthz))
+        .route("/api/v1/alert-templates", get(templates::list))
         .route(
-            "/alert-templates/{name}",
+            "/api/v1/alert-templates/{name}",
             get(templates::get).delete(templates::delete),
         )
-        .route("/projects/{project}/alerts", get(alerts::list))
+        .route("/api/v1/projects/{project}/alerts", get(alerts::list))
         .route(
-            "/projects/{project}/alerts/{name}",
+            "/api/v1/projects/{project}/alerts/{name}",
             get(alerts::get).put(alerts::store).delete(alerts::delete),
         )
         .route(
-            "/projects/{project}/alerts/{name}/reset",
+            "/api/v1/projects/{project}/alerts/{name}/reset",
             post(alerts::reset),
         )
         .route(
-            "/projects/{project}/alerts/{name}/preview",
+            "/api/v1/projects/{project}/alerts/{name}/preview",
             post(alerts::preview),
         )
         .route(
-            "/projects/{project}/alerts/{name}/acknowledge",
+            "/api/v1/projects/{project}/alerts/{name}/acknowledge",
             post(alerts::acknowledge),
         )
         .route(
-            "/projects/{project}/alerts/{name}/explain",
+            "/api/v1/projects/{project}/alerts/{name}/explain",
             post(explain::explain),
         )
         .route(
-            "/projects/{project}/alerts/{name}/rule",
+            "/api/v1/projects/{project}/alerts/{name}/rule",
             get(rule_text::get).put(rule_text::put),
         )
-        .route("/rules/check", post(rule_text::check))
-        .route("/projects/{project}/backtest", post(backtest::backtest))
+        .route("/api/v1/rules/check", post(rule_text::check))
         .route(
-            "/projects/{project}/alerts/{name}/activations",
+            "/api/v1/projects/{project}/backtest",
+            post(backtest::backtest),
+        )
+        .route(
+            "/api/v1/projects/{project}/alerts/{name}/activations",
             get(activations::list_for_alert),
         )
         .route(
-            "/projects/{project}/silences",
+            "/api/v1/projects/{project}/silences",
             get(silences::list).post(silences::create),
         )
         .route(
-            "/projects/{project}/silences/{id}",
+            "/api/v1/projects/{project}/silences/{id}",
             get(silences::get).put(silences::put),
         )
         .route(
-            "/projects/{project}/silences/{id}/expire",
+            "/api/v1/projects/{project}/silences/{id}/expire",
             post(silences::expire),
         )
-        .route("/projects/{project}/events/{kind}", post(events::post))
         .route(
-            "/projects/{project}/events",
+            "/api/v1/projects/{project}/events/{kind}",
+            post(events::post),
+        )
+        .route(
+            "/api/v1/projects/{project}/events",
             post(events::post_batch).get(history::export),
         )
         .route(
-            "/projects/{project}/alert-activations",
+            "/api/v1/projects/{project}/alert-activations",
             get(activations::list),
         )
         .route(
-            "/projects/{project}/alert-activations/{id}",
+            "/api/v1/projects/{project}/alert-activations/{id}",
             get(activations::get),
         )
         .method_not_allowed_fallback(method_not_allowed)
         // Route layers run last-added first: who is asking, then the body, then the handler.
         .route_layer(from_fn_with_state(limits, limits::read_body))
         .route_layer(from_fn_with_state(state.clone(), access::guard));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/", get(page::index))
+    // The API's routes carry their `/api/v1` prefix rather than sit in a nested router: a
+    // nested router rewrites every request's URI to strip it.
+    api.route("/", get(page::index))
         .route("/alerts", get(page::index))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
