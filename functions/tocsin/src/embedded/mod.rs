@@ -499,8 +499,7 @@ impl Writer {
     /// Starts the background work that is due (see [`Writer::background_due`]); encoding a
     /// snapshot takes a while, so only the writer thread does this.
     fn background_work(&mut self, disk: &Disk) {
-        let due = self.background_due(disk);
-        let Some((snapshot_due, settle_due)) = due else {
+        let Some((snapshot_due, settle_due)) = self.background_due(disk) else {
             return;
         };
         let Some(tx) = &self.background else { return };
