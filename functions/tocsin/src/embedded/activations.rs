@@ -14,7 +14,7 @@
 //! - `outbox`: activation id -> empty, while a notification of the activation is pending
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use fjall::config::CompressionPolicy;
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
@@ -23,7 +23,7 @@ use tocsin_core::error::Result;
 use tocsin_core::model::{Activation, Timestamp};
 use tocsin_core::store::ActivationQuery;
 
-use super::{id_key, id_of, scoped_key, store_err, to_json};
+use super::{id_key, id_of, read_lock, scoped_key, store_err, to_json, write_lock};
 
 /// An activation as `recent` holds it: its latest version, or that retention deleted it.
 #[derive(Debug, Clone)]
@@ -58,14 +58,6 @@ pub struct Activations {
     by_project: Keyspace,
     outbox: Keyspace,
     recent: RwLock<Recent>,
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Activations {
@@ -104,7 +96,7 @@ impl Activations {
 
     /// The activation `id`, as it stands.
     pub fn get(&self, id: u64) -> Result<Option<Activation>> {
-        match read(&self.recent).get(id) {
+        match read_lock(&self.recent).get(id) {
             Some(Entry::Kept(a)) => return Ok(Some((**a).clone())),
             Some(Entry::Deleted { .. }) => return Ok(None),
             None => {}
@@ -134,7 +126,7 @@ impl Activations {
                 Arc::make_mut(a).record(delivery);
             }
         }
-        let mut recent = write(&self.recent);
+        let mut recent = write_lock(&self.recent);
         for (id, a) in changed {
             recent.current.insert(id, Entry::Kept(a));
         }
@@ -161,14 +153,14 @@ impl Activations {
 
     /// How many activations wait to be settled.
     pub fn unsettled(&self) -> usize {
-        read(&self.recent).current.len()
+        read_lock(&self.recent).current.len()
     }
 
     /// Sets what is current aside for [`Activations::settle`], unless an earlier settle has not
     /// finished (it failed: the next settle tries it again). True when everything not in fjall
     /// is now set aside, which is what a snapshot needs.
     pub fn begin_settling(&self) -> bool {
-        let mut recent = write(&self.recent);
+        let mut recent = write_lock(&self.recent);
         if recent.current.is_empty() {
             return true;
         }
@@ -181,13 +173,13 @@ impl Activations {
 
     /// Whether a settle has something to write.
     pub fn settling(&self) -> bool {
-        !read(&self.recent).settling.is_empty()
+        !read_lock(&self.recent).settling.is_empty()
     }
 
     /// Writes what [`Activations::begin_settling`] set aside into fjall, then lets it go: reads
     /// find it in fjall from then on.
     pub fn settle(&self) -> Result<()> {
-        let settling = read(&self.recent).settling.clone();
+        let settling = read_lock(&self.recent).settling.clone();
         if settling.is_empty() {
             return Ok(());
         }
@@ -226,7 +218,7 @@ impl Activations {
             }
         }
         index.finish().map_err(store_err)?;
-        write(&self.recent).settling = Arc::default();
+        write_lock(&self.recent).settling = Arc::default();
         Ok(())
     }
 
@@ -249,7 +241,7 @@ impl Activations {
             out.len() < query.limit
         };
         // Held for the query: the writer waits on it only to add activations.
-        let recent = read(&self.recent);
+        let recent = read_lock(&self.recent);
         let merged = recent.merged();
         let in_project = |a: &Activation| query.project.as_ref().is_none_or(|p| *p == a.project);
         let mut newer = merged
@@ -308,7 +300,7 @@ impl Activations {
 
     /// The oldest `limit` activations with a notification pending.
     pub fn pending(&self, limit: usize) -> Result<Vec<Activation>> {
-        let recent = read(&self.recent);
+        let recent = read_lock(&self.recent);
         let merged = recent.merged();
         let mut ids: Vec<u64> = merged
             .iter()
@@ -344,7 +336,7 @@ impl Activations {
 
     /// (id, project) of the activations older than `before`, oldest first (ids grow with time).
     pub fn before(&self, before: Timestamp) -> Result<Vec<(u64, String)>> {
-        let recent = read(&self.recent);
+        let recent = read_lock(&self.recent);
         let merged = recent.merged();
         let mut old: BTreeMap<u64, String> = BTreeMap::new();
         for item in self.activations.iter() {

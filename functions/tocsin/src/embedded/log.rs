@@ -270,11 +270,7 @@ pub struct SyncHandle(Arc<Mutex<File>>);
 impl SyncHandle {
     /// fdatasyncs what was written to the current segment.
     pub fn sync(&self) -> io::Result<()> {
-        let file = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.sync_data()
+        super::lock(&self.0).sync_data()
     }
 }
 
@@ -364,11 +360,7 @@ impl LogWriter {
             .append(true)
             .open(segment_path(&self.dir, next.segment))?;
         sync_dir(&self.dir)?;
-        *self
-            .shared
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = file.try_clone()?;
+        *super::lock(&self.shared.0) = file.try_clone()?;
         self.file = file;
         self.at = next;
         Ok(())

@@ -903,6 +903,13 @@ impl TokenStore for EmbeddedStore {
     }
 }
 
+// The store's locks are taken even when poisoned, so that one panic does not turn every later
+// call into another; a panic in a turn at the writer stops the store (see `turns`).
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

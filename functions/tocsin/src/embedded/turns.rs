@@ -12,11 +12,11 @@
 //! [`Durability::Fsync`], whose commit waits for the disk. It also writes the last snapshot
 //! when the store closes.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 use tocsin_core::error::Result;
 
-use super::{Disk, Durability, Writer, stopped, store_err};
+use super::{Disk, Durability, Writer, lock, stopped, store_err};
 
 /// An operation for the writer: run on its state, it returns what answers it once the
 /// commit's outcome is known.
@@ -68,10 +68,6 @@ pub(super) struct Turns {
 /// A caller runs at most this many turns (its own first) before the writer thread takes over.
 const CALLER_TURNS: usize = 4;
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Turns {
     pub(super) fn new(writer: Writer, disk: std::sync::Arc<Disk>, durability: Durability) -> Self {
         Turns {
@@ -85,7 +81,7 @@ impl Turns {
 
     /// Queues `job`; runs turns here if it found the writer free and may (see [`Lane`]).
     pub(super) fn submit(&self, job: Job, lane: Lane) -> Result<()> {
-        let mut inbox = locked(&self.inbox);
+        let mut inbox = lock(&self.inbox);
         if inbox.stopped || inbox.closed {
             return Err(stopped());
         }
@@ -114,7 +110,7 @@ impl Turns {
         let _holding = Holding(self);
         for _ in 0..CALLER_TURNS {
             let jobs = {
-                let mut inbox = locked(&self.inbox);
+                let mut inbox = lock(&self.inbox);
                 if inbox.long {
                     return self.hand_over(&mut inbox);
                 }
@@ -124,12 +120,12 @@ impl Turns {
                 take_group(&mut inbox.jobs)
             };
             let (committed, background) = {
-                let mut w = locked(&self.writer);
+                let mut w = lock(&self.writer);
                 let committed = w.turn(jobs, &self.disk);
                 let background = w.background_due(&self.disk).is_some();
                 (committed, background)
             };
-            let mut inbox = locked(&self.inbox);
+            let mut inbox = lock(&self.inbox);
             if let Err(e) = committed {
                 return self.stop(&mut inbox, &e);
             }
@@ -137,7 +133,7 @@ impl Turns {
                 return self.hand_over(&mut inbox);
             }
         }
-        let mut inbox = locked(&self.inbox);
+        let mut inbox = lock(&self.inbox);
         if inbox.jobs.is_empty() {
             self.release(&mut inbox);
         } else {
@@ -168,7 +164,7 @@ impl Turns {
 
     /// Marks the store closed; the writer thread then ends after the turn in progress.
     pub(super) fn close(&self) {
-        let mut inbox = locked(&self.inbox);
+        let mut inbox = lock(&self.inbox);
         inbox.closed = true;
         self.wake.notify_one();
     }
@@ -177,7 +173,7 @@ impl Turns {
     /// once the store closes, the last snapshot.
     pub(super) fn writer_thread(&self) {
         let _holding = Holding(self);
-        let mut inbox = locked(&self.inbox);
+        let mut inbox = lock(&self.inbox);
         loop {
             if inbox.handed_over {
                 inbox.handed_over = false;
@@ -187,14 +183,14 @@ impl Turns {
                     let jobs = take_group(&mut inbox.jobs);
                     drop(inbox);
                     let committed = {
-                        let mut w = locked(&self.writer);
+                        let mut w = lock(&self.writer);
                         let committed = w.turn(jobs, &self.disk);
                         if committed.is_ok() {
                             w.background_work(&self.disk);
                         }
                         committed
                     };
-                    inbox = locked(&self.inbox);
+                    inbox = lock(&self.inbox);
                     if let Err(e) = committed {
                         return self.stop(&mut inbox, &e);
                     }
@@ -209,7 +205,7 @@ impl Turns {
             }
             if inbox.closed && !inbox.running {
                 drop(inbox);
-                return locked(&self.writer).final_snapshot(&self.disk);
+                return lock(&self.writer).final_snapshot(&self.disk);
             }
             inbox = self
                 .wake
@@ -227,7 +223,7 @@ impl Drop for Holding<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let turns = self.0;
-            turns.stop(&mut locked(&turns.inbox), &"a turn at the writer panicked");
+            turns.stop(&mut lock(&turns.inbox), &"a turn at the writer panicked");
         }
     }
 }
