@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod ops;
 pub mod service;
 pub mod settings;
 pub mod store;

@@ -53,7 +53,12 @@ struct OneWindow<'a> {
 impl IntakeState for OneWindow<'_> {
     type Windows = Window;
 
-    fn each_match(&mut self, _ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_, Window>)) {
+    fn each_match(
+        &mut self,
+        _event: usize,
+        _ev: &AcceptedEvent,
+        mut f: impl FnMut(u64, AlertSlot<'_, Window>),
+    ) {
         f(
             self.alert,
             AlertSlot {

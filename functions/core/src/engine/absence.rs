@@ -105,7 +105,7 @@ pub fn due_among<'c>(
 
 /// The entities an absence alert watches in `windows`, each with when it was last seen (None:
 /// awaited and never seen): every entity seen, and the awaited ones that never reported.
-fn watched<'w>(
+pub fn watched<'w>(
     rule: &'w Rule,
     windows: &'w Windows,
 ) -> Box<dyn Iterator<Item = (&'w str, Option<Timestamp>)> + 'w> {

@@ -1,13 +1,13 @@
-//! Event intake, decided once: what an accepted event does to the alerts it matches.
+//! Event intake, decided once: what an accepted event does to the alerts it matches, and what
+//! time passing does to an alert.
 //!
-//! Every store runs an event through here. The store brings the state (the alerts the matcher
-//! matched, with their runtime and windows) and the activation ids; the intake decides, in
-//! this order:
+//! The decisions are here; the sequence that asks them, in one order for every store, is
+//! [`crate::ops::ingest`] and [`crate::ops::tick`]:
 //! 1. [`screen`]: a custom kind nothing listens to is refused, a held idempotency key makes a
 //!    duplicate;
 //! 2. per matched alert, [`round`]: whether the event concerns it (kind, filter), whether the
 //!    alert admits it (manual and active, in cooldown), counting it in its window, and firing;
-//! 3. the calculated events that firings emit, evaluated as further rounds.
+//! 3. [`settle`]: a tick's end of a cooldown, and the absences that came due.
 //!
 //! Each decision is recorded in a [`Changes`] that names exactly what changed, for the store
 //! to commit, and summed up per event in an [`EventOutcome`]. Nothing here does I/O or reads
@@ -81,13 +81,20 @@ pub struct AlertSlot<'a, W: WindowSource> {
     pub silences: &'a [Silence],
 }
 
-/// The state a round runs on: the store's own (memory, embedded) or a working copy of one
-/// window (DynamoDB).
+/// The state a round runs on: the store's own (memory, embedded) or working copies of the
+/// alerts and windows the round touches (DynamoDB).
 pub trait IntakeState {
     /// Where an alert's windows are.
     type Windows: WindowSource;
-    /// Calls `f` with the id and the slot of each alert that `ev` matches, in a stable order.
-    fn each_match(&mut self, ev: &AcceptedEvent, f: impl FnMut(u64, AlertSlot<'_, Self::Windows>));
+    /// Calls `f` with the id and the slot of each alert that `ev`, the round's event `event`,
+    /// matches, in a stable order. A state may leave out an alert the event was counted for
+    /// before (a redelivery), or that was committed already (after a conflict elsewhere).
+    fn each_match(
+        &mut self,
+        event: usize,
+        ev: &AcceptedEvent,
+        f: impl FnMut(u64, AlertSlot<'_, Self::Windows>),
+    );
 }
 
 /// Why an event that the matcher matched to an alert was not counted.
@@ -232,7 +239,7 @@ pub fn round<'e>(
     mut effect: impl FnMut(Effect, &Changes),
 ) {
     for (origin, ev) in events {
-        state.each_match(ev, |alert, slot| {
+        state.each_match(origin, ev, |alert, slot| {
             match evaluate(alert, slot, ev, next_id, changes) {
                 Step::Ignored(_) => {}
                 step => effect(
@@ -282,91 +289,6 @@ impl EventOutcome {
     }
 }
 
-/// A state that holds everything an event needs (the memory and the embedded store): the
-/// intake runs whole on it, in one atomic step for the caller holding its lock.
-pub trait HeldState {
-    /// The alerts, as a round matches against them.
-    type Alerts<'a>: IntakeState
-    where
-        Self: 'a;
-    /// Whether an alert of `project` triggers on `kind`.
-    fn listens(&self, project: &str, kind: &EventKind) -> bool;
-    /// Until when an idempotency key of `project` is held, if it is.
-    fn key_held_until(&self, project: &str, key: &str) -> Option<Timestamp>;
-    /// Holds an idempotency key until `expires`.
-    fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp);
-    /// The alerts, and the next activation id (ids are never reused), borrowed together.
-    fn alerts_and_ids(&mut self) -> (Self::Alerts<'_>, &mut u64);
-    /// Calls `f` with every alert that is [`due`] at `now`, and the next activation id.
-    fn each_due(
-        &mut self,
-        now: Timestamp,
-        f: impl FnMut(u64, AlertSlot<'_, super::Windows>, &mut u64),
-    );
-}
-
-/// The whole intake of one event on a state that holds everything: screening, claiming its
-/// key, and the rounds of the calculated events its firings emit (each evaluated right after
-/// the firing that emitted it, the newest first).
-pub fn intake(
-    state: &mut impl HeldState,
-    ev: &AcceptedEvent,
-    ttl: Span,
-    changes: &mut Changes,
-) -> EventOutcome {
-    let mut outcome = EventOutcome::default();
-    let held = ev.idempotency_key.as_deref().is_some_and(|k| {
-        state
-            .key_held_until(&ev.project, k)
-            .is_some_and(|expires| expires > ev.at)
-    });
-    match screen(ev, || state.listens(&ev.project, &ev.kind), held) {
-        Screen::UnknownKind => {
-            outcome.unknown_kind = true;
-            return outcome;
-        }
-        Screen::Duplicate => {
-            outcome.duplicate = true;
-            return outcome;
-        }
-        Screen::Evaluate => {}
-    }
-    if let Some(key) = &ev.idempotency_key {
-        let expires = key_expiry(ev, ttl);
-        state.hold_key(&ev.project, key, expires);
-    }
-    let (mut alerts, next) = state.alerts_and_ids();
-    let mut ids = || {
-        let id = *next;
-        *next += 1;
-        id
-    };
-    let mut emitted: Vec<AcceptedEvent> = Vec::new();
-    round(
-        &mut alerts,
-        [(0, ev)],
-        &mut ids,
-        changes,
-        |effect, c: &Changes| {
-            emitted.extend(outcome.absorb(effect, &c.activations));
-        },
-    );
-    outcome.resolved |= std::mem::take(&mut changes.resolving);
-    while let Some(calculated) = emitted.pop() {
-        round(
-            &mut alerts,
-            [(0, &calculated)],
-            &mut ids,
-            changes,
-            |effect, c: &Changes| {
-                emitted.extend(outcome.absorb(effect, &c.activations));
-            },
-        );
-    }
-    outcome.resolved |= std::mem::take(&mut changes.resolving);
-    outcome
-}
-
 /// What time passing did: activations closed at the end of their cooldown, and absences that
 /// came due, with no event. Pure like the intake: `now` is given (the server's clock, a
 /// schedule's, or `tocsin test`'s virtual one), and each is stamped with its own time (the
@@ -378,6 +300,19 @@ pub struct Ticked {
     pub resolved: bool,
     /// Absences that fired.
     pub fired: Vec<Fired>,
+    /// Alerts the tick could not settle (a failed write), each with why: the others were
+    /// settled all the same, and the next tick tries these again.
+    pub failed: Vec<(u64, crate::Error)>,
+}
+
+impl Ticked {
+    /// Adds what another alert's settling did.
+    pub fn add(&mut self, other: Ticked) {
+        self.closed += other.closed;
+        self.resolved |= other.resolved;
+        self.fired.extend(other.fired);
+        self.failed.extend(other.failed);
+    }
 }
 
 /// Whether an auto alert's cooldown has ended by `now` with its activation still open.
@@ -407,30 +342,32 @@ pub fn next_due(rule: &Rule, runtime: &Runtime, windows: &super::Windows) -> Opt
     }
 }
 
-/// Settles every alert of `state` that a tick at `now` finds due.
-pub fn tick(state: &mut impl HeldState, now: Timestamp, changes: &mut Changes) -> Ticked {
+/// What a tick at `now` does to one alert: the end of its cooldown closes its activation, and
+/// the absences of `candidates` (entities, each with when it was last seen) that came due fire,
+/// at most `max_fired` of them (oldest first; the rest at the next call).
+#[allow(clippy::too_many_arguments)]
+pub fn settle(
+    alert: u64,
+    rule: &Arc<Rule>,
+    runtime: &mut Runtime,
+    candidates: &[(String, Option<Timestamp>)],
+    silences: &[Silence],
+    now: Timestamp,
+    max_fired: usize,
+    next_id: &mut impl FnMut() -> u64,
+    changes: &mut Changes,
+) -> Ticked {
     let mut ticked = Ticked::default();
-    state.each_due(now, |id, slot, next| {
-        let AlertSlot {
-            rule,
-            runtime,
-            windows,
-            silences,
-        } = slot;
-        if let Some(closed) = runtime.settle(rule, now) {
-            ticked.closed += 1;
-            ticked.resolved |= !closed.resolved.is_empty();
-            changes.closed.push(closed);
-            changes.runtimes.push(id);
-        }
-        let due = super::absence::due(rule, runtime, windows, now);
-        let mut ids = || {
-            *next += 1;
-            *next - 1
-        };
-        let fired = super::absence::fire_due(id, rule, runtime, silences, due, &mut ids, changes);
-        ticked.fired.extend(fired);
-    });
+    if let Some(closed) = runtime.settle(rule, now) {
+        ticked.closed += 1;
+        ticked.resolved |= !closed.resolved.is_empty();
+        changes.closed.push(closed);
+        changes.runtimes.push(alert);
+    }
+    let candidates = candidates.iter().map(|(e, last)| (e.as_str(), *last));
+    let mut due = super::absence::due_among(rule, runtime, candidates, now);
+    due.truncate(max_fired);
+    ticked.fired = super::absence::fire_due(alert, rule, runtime, silences, due, next_id, changes);
     ticked
 }
 
@@ -454,6 +391,7 @@ mod tests {
         type Windows = Window;
         fn each_match(
             &mut self,
+            _event: usize,
             _ev: &AcceptedEvent,
             mut f: impl FnMut(u64, AlertSlot<'_, Window>),
         ) {

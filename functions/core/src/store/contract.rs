@@ -34,7 +34,11 @@ macro_rules! store_contract_tests {
             a_sustained_condition_resolves_when_it_stops_holding,
             absences_fire_once_at_their_deadline_and_close_when_events_return,
             an_absence_on_one_entity_is_awaited_from_creation,
-            recorded_events_read_back_in_order_and_in_pages);
+            recorded_events_read_back_in_order_and_in_pages,
+            a_batch_counts_like_its_events_one_by_one,
+            calculated_events_of_a_batch_come_after_its_events,
+            chains_of_calculated_events_run_to_their_end_in_a_batch,
+            keys_repeated_in_and_across_batches_count_once);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -1527,6 +1531,218 @@ pub async fn recorded_events_read_back_in_order_and_in_pages(s: Arc<dyn Store>) 
         .await,
         Err(Error::BadRequest(_))
     ));
+}
+
+/// Events of `kind` about job `entity` at `t`, with a key, as a batch request brings them.
+fn job_event(
+    svc: &Service,
+    kind: &str,
+    entity: &str,
+    key: Option<&str>,
+    t: Timestamp,
+) -> crate::model::AcceptedEvent {
+    let event: Event = serde_json::from_value(json!({
+        "entity": {"kind": "job", "project": P, "ids": [entity]}, "value_dict": {"n": entity}
+    }))
+    .expect("event");
+    svc.accept_event(P, kind, event, key.map(str::to_owned), t)
+        .expect("accepted")
+}
+
+/// A job alert on custom kinds, from JSON fields.
+fn job_alert(fields: serde_json::Value) -> AlertConfig {
+    let mut config =
+        json!({"severity": "low", "entities": {"kind": "job", "project": P, "ids": ["*"]}});
+    for (k, v) in fields.as_object().expect("an object") {
+        config[k] = v.clone();
+    }
+    serde_json::from_value(config).expect("config")
+}
+
+/// Several events in one request count exactly as the same events sent one by one: each
+/// crossing fires once, on the event that crossed it, with the events counted.
+pub async fn a_batch_counts_like_its_events_one_by_one(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(
+        &svc,
+        failure_alert("pairs", "*", 2, Some("1h"), "auto"),
+        at(0),
+    )
+    .await;
+    let mut per_entity = failure_alert("per", "*", 2, Some("1h"), "auto");
+    per_entity.criteria.as_mut().expect("criteria").per_entity = true;
+    store(&svc, per_entity, at(0)).await;
+    let batch: Vec<_> = ["j1", "j2", "j1", "j3", "j2"]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| job_event(&svc, "failed", e, None, at(10 + i as i64)))
+        .collect();
+    let outcomes: Vec<_> = svc
+        .ingest_batch(&batch)
+        .await
+        .into_iter()
+        .map(|o| o.expect("ingested"))
+        .collect();
+    let fired: Vec<Vec<(String, String, u64)>> = outcomes
+        .iter()
+        .map(|o| {
+            o.fired
+                .iter()
+                .map(|f| {
+                    let a = &f.activation;
+                    (a.name.clone(), a.entity_id.clone(), a.number_of_events)
+                })
+                .collect()
+        })
+        .collect();
+    let fire = |name: &str, entity: &str| (name.to_owned(), entity.to_owned(), 2);
+    assert_eq!(
+        fired,
+        [
+            vec![],
+            vec![fire("pairs", "j2")],
+            vec![fire("per", "j1")],
+            vec![fire("pairs", "j3")],
+            vec![fire("per", "j2")],
+        ],
+        "every second event fires the shared window; every entity's second its own"
+    );
+    assert!(outcomes.iter().all(|o| o.counted == 2 && !o.duplicate));
+    let ids: Vec<u64> = outcomes
+        .iter()
+        .flat_map(|o| o.fired.iter().map(|f| f.activation.id))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    let listed = svc
+        .activations(&page(ActivationQuery {
+            project: Some(P.into()),
+            ..Default::default()
+        }))
+        .await
+        .expect("listed");
+    assert_eq!(listed.len(), 4, "each firing recorded once");
+}
+
+/// The one order: a batch's events are evaluated first, in order; the calculated events that
+/// their firings emit come after, as a round of their own. Here the batch's second event
+/// fires `second` before the calculated event of the first reaches it, so the activation
+/// records the second event.
+pub async fn calculated_events_of_a_batch_come_after_its_events(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let first = job_alert(json!({"name": "first", "trigger": {"events": ["step-a"]},
+        "emits": "step-calc"}));
+    let second = job_alert(json!({"name": "second", "reset_policy": "manual",
+        "trigger": {"events": ["step-calc", "step-b"]}}));
+    for config in [first, second] {
+        store(&svc, config, at(0)).await;
+    }
+    let batch = [
+        job_event(&svc, "step-a", "j1", None, at(10)),
+        job_event(&svc, "step-b", "j2", None, at(11)),
+    ];
+    let outcomes: Vec<_> = svc
+        .ingest_batch(&batch)
+        .await
+        .into_iter()
+        .map(|o| o.expect("ingested"))
+        .collect();
+    let names = |o: &crate::engine::EventOutcome| -> Vec<String> {
+        o.fired.iter().map(|f| f.activation.name.clone()).collect()
+    };
+    assert_eq!(
+        names(&outcomes[0]),
+        ["first"],
+        "the calculated event is ignored"
+    );
+    assert_eq!(names(&outcomes[1]), ["second"]);
+    let a = &outcomes[1].fired[0].activation;
+    assert_eq!(
+        (a.entity_id.as_str(), a.event_kind.as_str()),
+        ("j2", "step-b")
+    );
+    assert!(a.chain.is_empty());
+    assert_eq!(
+        outcomes[0].counted, 1,
+        "`second`, active and manual, ignores the calculated event"
+    );
+}
+
+/// Chains inside a batch: each event's chain runs round after round to its end, and every
+/// link records the chain that led to it.
+pub async fn chains_of_calculated_events_run_to_their_end_in_a_batch(s: Arc<dyn Store>) {
+    let svc = service(s);
+    let links = [
+        json!({"name": "one", "trigger": {"events": ["start"]}, "emits": "after-one"}),
+        json!({"name": "two", "trigger": {"events": ["after-one"]}, "emits": "after-two"}),
+        json!({"name": "three", "trigger": {"events": ["after-two"]}}),
+    ];
+    for link in links {
+        store(&svc, job_alert(link), at(0)).await;
+    }
+    let batch = [
+        job_event(&svc, "start", "j1", None, at(10)),
+        job_event(&svc, "start", "j2", None, at(10)),
+    ];
+    for (outcome, entity) in svc.ingest_batch(&batch).await.into_iter().zip(["j1", "j2"]) {
+        let outcome = outcome.expect("ingested");
+        let fired: Vec<(String, Vec<String>)> = outcome
+            .fired
+            .iter()
+            .map(|f| (f.activation.name.clone(), f.activation.chain.clone()))
+            .collect();
+        let chain = |links: &[&str]| links.iter().map(|l| format!("{P}/{l}")).collect();
+        assert_eq!(
+            fired,
+            [
+                ("one".to_owned(), chain(&[])),
+                ("two".to_owned(), chain(&["one"])),
+                ("three".to_owned(), chain(&["one", "two"])),
+            ],
+            "the chain of {entity}"
+        );
+        assert!(
+            outcome
+                .fired
+                .iter()
+                .all(|f| f.activation.entity_id == entity)
+        );
+        assert_eq!(outcome.counted, 3);
+    }
+}
+
+/// Idempotency keys repeated inside a batch and across batches: the first event of a key
+/// counts, the others are duplicates, whatever batch they come in.
+pub async fn keys_repeated_in_and_across_batches_count_once(s: Arc<dyn Store>) {
+    let svc = service(s);
+    store(&svc, failure_alert("keys", "*", 3, None, "manual"), at(0)).await;
+    let ingest = |batch: Vec<(&'static str, &'static str)>, t: i64| {
+        let svc = &svc;
+        async move {
+            let events: Vec<_> = batch
+                .iter()
+                .map(|(entity, key)| job_event(svc, "failed", entity, Some(key), at(t)))
+                .collect();
+            svc.ingest_batch(&events)
+                .await
+                .into_iter()
+                .map(|o| {
+                    let o = o.expect("ingested");
+                    (o.duplicate, o.counted, o.fired.len())
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ingest(vec![("j1", "k1"), ("j2", "k2"), ("j3", "k1")], 10).await,
+        [(false, 1, 0), (false, 1, 0), (true, 0, 0)]
+    );
+    assert_eq!(
+        ingest(vec![("j2", "k2"), ("j4", "k3"), ("j5", "k3")], 20).await,
+        [(true, 0, 0), (false, 1, 1), (true, 0, 0)],
+        "k3 is the third key counted: it fires"
+    );
+    let a = svc.get_alert(P, "keys", at(30)).await.expect("alert");
+    assert_eq!((a.state, a.count), (AlertState::Active, 1));
 }
 
 #[cfg(test)]

@@ -11,15 +11,20 @@ use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::units::{
+    AlertRow, AlertRows, AlertWrite, Claim, DueState, DueUnit, IntakeUnits, KeyClaim, RoundUnit,
+    TickUnits, Verdict, Written,
+};
 use super::{
     ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventOutcome,
     EventQuery, EventStore, PutOutcome, Recorded, SilenceStore, Silences, TokenStore,
 };
 use crate::auth::{AuditEntry, TokenRecord};
-use crate::engine::intake::{self, AlertSlot, HeldState, IntakeState};
-use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, update};
+use crate::engine::intake::{self, AlertSlot, Effect, IntakeState};
+use crate::engine::{Changes, Matcher, PutAlert, WindowChange, Windows, absence};
 use crate::error::{Backend, Error, Result};
 use crate::model::{AcceptedEvent, Activation, Delivery, EventKind, Silence, Span, Timestamp};
+use crate::ops::{self, Ids};
 
 /// An alert with its windows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,78 +231,25 @@ impl MemoryState {
             .collect()
     }
 
-    /// Creates or replaces an alert (see [`AlertStore::put_alert`]), as [`update::put`] plans.
-    pub fn put_alert(&mut self, put: PutAlert, changes: &mut Changes) -> Result<PutOutcome> {
-        let existing = self.id_of(put.rule.project(), put.rule.name());
-        let stored = existing
-            .and_then(|id| self.alerts.get(&id))
-            .map(|e| (&*e.record.rule, &e.record.runtime));
-        let plan = update::put(stored, &put, Some(self.alerts.len()))?;
-        let rule = Arc::new(plan.rule);
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let id = self.next_alert_id;
-                self.next_alert_id += 1;
-                let record = AlertRecord {
-                    id,
-                    rule: rule.clone(),
-                    runtime: plan.runtime.clone(),
-                    created: put.now,
-                    updated: put.now,
-                };
-                self.names
-                    .insert((rule.project().to_owned(), rule.name().to_owned()), id);
-                self.alerts.insert(
-                    id,
-                    Box::new(AlertEntry {
-                        windows: Windows::for_rule(&rule),
-                        record,
-                    }),
-                );
-                id
-            }
-        };
-        let entry = self.alerts.get_mut(&id).ok_or_else(|| {
-            Error::backend(
-                Backend::Memory,
-                format!("alert {id} is indexed but missing"),
-            )
-        })?;
-        if !plan.created {
-            self.matcher.remove(id, &entry.record.rule);
-            if plan.new_windows {
-                entry.windows = Windows::for_rule(&rule);
-                changes.windows.push(WindowChange::Clear { alert: id });
-            }
-            changes.closed.extend(plan.closed);
-            entry.record.rule = rule.clone();
-            entry.record.runtime = plan.runtime;
-            entry.record.updated = put.now;
+    /// The state with a change set to record what operations change: what the operations of
+    /// [`crate::ops`] run on.
+    pub fn held<'s>(&'s mut self, changes: &'s mut Changes) -> Held<'s> {
+        Held {
+            state: self,
+            changes,
         }
-        self.matcher.insert(id, &rule);
-        changes.rules.push(id);
-        changes.runtimes.push(id);
-        self.edits += 1;
-        self.timers.schedule(id, Timestamp(i64::MIN));
-        Ok(PutOutcome {
-            alert: entry.record.clone(),
-            created: plan.created,
-            reset: plan.reset,
-        })
+    }
+
+    /// Creates or replaces an alert (see [`AlertStore::put_alert`]).
+    pub fn put_alert(&mut self, put: PutAlert, changes: &mut Changes) -> Result<PutOutcome> {
+        ops::ready(ops::change::put(&mut self.held(changes), put))?
     }
 
     /// Deletes an alert; whether it existed.
     pub fn delete(&mut self, project: &str, name: &str, changes: &mut Changes) -> bool {
-        let Some(id) = self.names.remove(&(project.to_owned(), name.to_owned())) else {
-            return false;
-        };
-        if let Some(entry) = self.alerts.remove(&id) {
-            self.matcher.remove(id, &entry.record.rule);
-        }
-        changes.removed.push(id);
-        self.edits += 1;
-        true
+        ops::ready(ops::change::delete(&mut self.held(changes), project, name))
+            .and_then(|r| r)
+            .unwrap_or(false)
     }
 
     /// Resets an alert; whether it exists.
@@ -309,24 +261,15 @@ impl MemoryState {
         now: Timestamp,
         changes: &mut Changes,
     ) -> bool {
-        let Some(id) = self.id_of(project, name) else {
-            return false;
-        };
-        let Some(entry) = self.alerts.get_mut(&id) else {
-            return false;
-        };
-        changes.closed.extend(update::reset(
-            &entry.record.rule,
-            &mut entry.record.runtime,
+        ops::ready(ops::change::reset(
+            &mut self.held(changes),
+            project,
+            name,
             by,
             now,
-        ));
-        entry.windows = Windows::for_rule(&entry.record.rule);
-        changes.windows.push(WindowChange::Clear { alert: id });
-        changes.runtimes.push(id);
-        self.edits += 1;
-        self.timers.schedule(id, Timestamp(i64::MIN));
-        true
+        ))
+        .and_then(|r| r)
+        .unwrap_or(false)
     }
 
     /// Acknowledges an alert; whether it exists (an error when it is not active).
@@ -338,77 +281,41 @@ impl MemoryState {
         now: Timestamp,
         changes: &mut Changes,
     ) -> Result<bool> {
-        let Some(entry) = self
-            .id_of(project, name)
-            .and_then(|id| self.alerts.get_mut(&id))
-        else {
-            return Ok(false);
-        };
-        update::acknowledge(&mut entry.record.runtime, by, now)?;
-        changes.runtimes.push(entry.record.id);
-        self.edits += 1;
-        Ok(true)
+        ops::ready(ops::change::acknowledge(
+            &mut self.held(changes),
+            project,
+            name,
+            by,
+            now,
+        ))?
     }
 
-    /// Runs an event through the engine's [`intake::intake`]. The whole call is one atomic
-    /// step for the caller holding the lock, which is what makes concurrent threshold-crossing
+    /// Runs events through [`ops::ingest`], one outcome each. The whole call is one atomic step
+    /// for the caller holding the state, which is what makes concurrent threshold-crossing
     /// events fire exactly once.
+    pub fn apply_events(
+        &mut self,
+        events: &[AcceptedEvent],
+        ttl: Span,
+        changes: &mut Changes,
+    ) -> Vec<Result<EventOutcome>> {
+        match ops::ready(ops::ingest::ingest(&mut self.held(changes), events, ttl)) {
+            Ok(outcomes) => outcomes,
+            Err(e) => events.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// [`MemoryState::apply_events`] for one event (an in-memory intake does not fail).
     pub fn apply_event(
         &mut self,
         ev: &AcceptedEvent,
         ttl: Span,
         changes: &mut Changes,
     ) -> EventOutcome {
-        let from = (changes.runtimes.len(), changes.windows.len());
-        let outcome = intake::intake(self, ev, ttl, changes);
-        self.schedule_changed(changes, from);
-        outcome
-    }
-
-    /// Lowers the due times of the alerts a change set touched from `from` on (its runtimes
-    /// and windows before then were scheduled already): a new cooldown's end, an absence
-    /// window's new deadline. Cheap: each is one alert's own value, never a scan.
-    fn schedule_changed(&mut self, changes: &Changes, from: (usize, usize)) {
-        for &id in changes.runtimes.get(from.0..).unwrap_or_default() {
-            let Some(e) = self.alerts.get(&id) else {
-                continue;
-            };
-            let runtime = &e.record.runtime;
-            if let Some(until) = runtime
-                .cooldown_until
-                .filter(|_| runtime.state == crate::model::AlertState::Active)
-            {
-                self.timers.schedule(id, until);
-            }
-        }
-        for w in changes.windows.get(from.1..).unwrap_or_default() {
-            let WindowChange::Put { alert, entity } = w else {
-                continue;
-            };
-            let Some(e) = self.alerts.get(alert) else {
-                continue;
-            };
-            let rule = &e.record.rule;
-            if rule.absence.is_none() {
-                continue;
-            }
-            let Some(entity) = entity.as_deref().or_else(|| {
-                crate::engine::absence::awaited(rule)
-                    .first()
-                    .map(String::as_str)
-            }) else {
-                continue;
-            };
-            let last = e
-                .windows
-                .get(entity_key(rule, entity))
-                .and_then(|w| w.last());
-            if let Some(deadline) =
-                crate::engine::absence::deadline(rule, &e.record.runtime, entity, last)
-            {
-                self.timers.schedule(*alert, deadline);
-            }
-        }
+        self.apply_events(std::slice::from_ref(ev), ttl, changes)
+            .pop()
+            .and_then(Result::ok)
+            .unwrap_or_default()
     }
 
     /// Keeps a silence (see [`SilenceStore::put_silence`]).
@@ -422,9 +329,11 @@ impl MemoryState {
         &self.silences
     }
 
-    /// What time passing did by `now` (see [`intake::tick`]).
+    /// What time passing did by `now` (see [`ops::tick`]).
     pub fn tick(&mut self, now: Timestamp, changes: &mut Changes) -> crate::engine::Ticked {
-        let ticked = intake::tick(self, now, changes);
+        let ticked = ops::ready(ops::tick::tick(&mut self.held(changes), now))
+            .and_then(|r| r)
+            .unwrap_or_default();
         self.edits += (ticked.closed + ticked.fired.len()) as u64;
         ticked
     }
@@ -470,6 +379,14 @@ struct Image<A, K> {
     silences: Silences,
 }
 
+/// A [`MemoryState`] with the change set its operations record into: the units of
+/// [`crate::store::units`], in place. Loading borrows the state, evaluation changes it, and a
+/// commit never conflicts (the caller holds the state: a lock, or the embedded store's writer).
+pub struct Held<'s> {
+    state: &'s mut MemoryState,
+    changes: &'s mut Changes,
+}
+
 /// The alerts of a [`MemoryState`] as the intake matches against them.
 pub struct MatchedAlerts<'a> {
     matcher: &'a Matcher,
@@ -480,7 +397,12 @@ pub struct MatchedAlerts<'a> {
 impl IntakeState for MatchedAlerts<'_> {
     type Windows = Windows;
 
-    fn each_match(&mut self, ev: &AcceptedEvent, mut f: impl FnMut(u64, AlertSlot<'_, Windows>)) {
+    fn each_match(
+        &mut self,
+        _event: usize,
+        ev: &AcceptedEvent,
+        mut f: impl FnMut(u64, AlertSlot<'_, Windows>),
+    ) {
         let alerts = &mut *self.alerts;
         let silences = self.silences.of(&ev.project);
         self.matcher
@@ -498,67 +420,374 @@ impl IntakeState for MatchedAlerts<'_> {
     }
 }
 
-impl HeldState for MemoryState {
-    type Alerts<'a> = MatchedAlerts<'a>;
+/// One round on a [`MemoryState`], in place: final ids, nothing to reserve or lose.
+pub struct MemoryRound<'r> {
+    alerts: MatchedAlerts<'r>,
+    timers: &'r mut Timers,
+    next: &'r mut u64,
+    ids: Ids,
+    changes: &'r mut Changes,
+    /// Where this round's runtimes and windows start in the change set.
+    from: (usize, usize),
+}
+
+impl<'r> RoundUnit for MemoryRound<'r> {
+    type State = MatchedAlerts<'r>;
+
+    fn split(&mut self) -> (&mut MatchedAlerts<'r>, &mut Ids, &mut Changes) {
+        (&mut self.alerts, &mut self.ids, &mut *self.changes)
+    }
+
+    async fn reserve(&mut self, _count: u64) -> Result<()> {
+        Ok(())
+    }
+
+    async fn commit(&mut self, _effects: &[Effect]) -> Result<()> {
+        *self.next = self.ids.next();
+        schedule_changed(self.alerts.alerts, self.timers, self.changes, self.from);
+        self.from = (self.changes.runtimes.len(), self.changes.windows.len());
+        Ok(())
+    }
+
+    fn verdict(&self, _event: usize, _alert: u64) -> Verdict {
+        Verdict::Done
+    }
+
+    fn event_verdict(&self, _event: usize) -> Option<Verdict> {
+        None
+    }
+
+    fn lost(&self) -> bool {
+        false
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl IntakeUnits for Held<'_> {
+    type Round<'r>
+        = MemoryRound<'r>
+    where
+        Self: 'r;
+
+    const BACKEND: Backend = Backend::Memory;
+
+    async fn begin(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     fn listens(&self, project: &str, kind: &EventKind) -> bool {
-        self.matcher.listens(project, kind)
+        self.state.matcher.listens(project, kind)
     }
 
-    fn key_held_until(&self, project: &str, key: &str) -> Option<Timestamp> {
-        // A borrowed tuple key would need a custom Borrow impl; keys are short.
-        self.idempotency
-            .get(&(Box::<str>::from(project), Box::<str>::from(key)))
-            .copied()
+    async fn recheck(&mut self) -> Result<bool> {
+        Ok(false)
     }
 
-    fn hold_key(&mut self, project: &str, key: &str, expires: Timestamp) {
-        self.idempotency
-            .insert((project.into(), key.into()), expires);
+    async fn claim(&mut self, claims: &[KeyClaim<'_>]) -> Vec<Result<Claim>> {
+        claims
+            .iter()
+            .map(|c| {
+                // A borrowed tuple key would need a custom Borrow impl; keys are short.
+                let key = (Box::<str>::from(c.project), Box::<str>::from(c.key));
+                match self.state.idempotency.get(&key) {
+                    Some(expires) if *expires > c.at => Ok(Claim::Held),
+                    _ => {
+                        self.state.idempotency.insert(key, c.expires);
+                        Ok(Claim::Claimed)
+                    }
+                }
+            })
+            .collect()
     }
+
+    async fn load<'r>(
+        &'r mut self,
+        _events: &'r [(usize, &'r AcceptedEvent)],
+        _claims: &'r [KeyClaim<'r>],
+    ) -> Result<MemoryRound<'r>> {
+        let MemoryState {
+            matcher,
+            alerts,
+            silences,
+            timers,
+            next_activation_id,
+            ..
+        } = &mut *self.state;
+        let from = (self.changes.runtimes.len(), self.changes.windows.len());
+        Ok(MemoryRound {
+            ids: Ids::from(*next_activation_id),
+            alerts: MatchedAlerts {
+                matcher,
+                alerts,
+                silences,
+            },
+            timers,
+            next: next_activation_id,
+            changes: &mut *self.changes,
+            from,
+        })
+    }
+
+    async fn record(
+        &mut self,
+        events: &[AcceptedEvent],
+        _outcomes: &[Result<EventOutcome>],
+    ) -> Vec<Option<Error>> {
+        vec![None; events.len()]
+    }
+}
+
+impl AlertRows for Held<'_> {
+    const BACKEND: Backend = Backend::Memory;
+
+    async fn read(&mut self, project: &str, name: &str) -> Result<Option<AlertRow>> {
+        Ok(self.state.get(project, name).map(|e| AlertRow {
+            record: e.record.clone(),
+            version: 0,
+            generation: 0,
+            arm_due: None,
+        }))
+    }
+
+    fn count(&self) -> Option<usize> {
+        Some(self.state.alerts.len())
+    }
+
+    async fn next_alert_id(&mut self) -> Result<u64> {
+        let id = self.state.next_alert_id;
+        self.state.next_alert_id += 1;
+        Ok(id)
+    }
+
+    /// In place; the timer queue looks at the alert at the next tick (a new cooldown or
+    /// absence deadline is found then).
+    async fn write(&mut self, write: AlertWrite) -> Result<Written> {
+        let AlertWrite {
+            row,
+            new_windows,
+            closed,
+            config_changed,
+            ..
+        } = write;
+        let state = &mut *self.state;
+        let id = row.record.id;
+        let rule = row.record.rule.clone();
+        match state.alerts.get_mut(&id) {
+            None => {
+                state
+                    .names
+                    .insert((rule.project().to_owned(), rule.name().to_owned()), id);
+                state.alerts.insert(
+                    id,
+                    Box::new(AlertEntry {
+                        windows: Windows::for_rule(&rule),
+                        record: row.record,
+                    }),
+                );
+                state.matcher.insert(id, &rule);
+            }
+            Some(entry) => {
+                if config_changed {
+                    state.matcher.remove(id, &entry.record.rule);
+                    state.matcher.insert(id, &rule);
+                }
+                if new_windows {
+                    entry.windows = Windows::for_rule(&rule);
+                    self.changes.windows.push(WindowChange::Clear { alert: id });
+                }
+                entry.record = row.record;
+            }
+        }
+        self.changes.closed.extend(closed);
+        if config_changed {
+            self.changes.rules.push(id);
+        }
+        self.changes.runtimes.push(id);
+        state.edits += 1;
+        state.timers.schedule(id, Timestamp(i64::MIN));
+        Ok(Written::Done)
+    }
+
+    async fn delete(&mut self, project: &str, name: &str) -> Result<bool> {
+        let state = &mut *self.state;
+        let Some(id) = state.names.remove(&(project.to_owned(), name.to_owned())) else {
+            return Ok(false);
+        };
+        if let Some(entry) = state.alerts.remove(&id) {
+            state.matcher.remove(id, &entry.record.rule);
+        }
+        self.changes.removed.push(id);
+        state.edits += 1;
+        Ok(true)
+    }
+}
+
+/// One alert a tick settles, in place.
+pub struct MemoryDue<'d> {
+    alert: u64,
+    entry: &'d mut AlertEntry,
+    silences: &'d [Silence],
+    candidates: Vec<(String, Option<Timestamp>)>,
+    timers: &'d mut Timers,
+    next: &'d mut u64,
+    ids: Ids,
+    changes: &'d mut Changes,
+}
+
+impl DueUnit for MemoryDue<'_> {
+    fn max_fired(&self) -> usize {
+        usize::MAX
+    }
+
+    fn split(&mut self) -> (DueState<'_>, &mut Ids, &mut Changes) {
+        let record = &mut self.entry.record;
+        (
+            DueState {
+                alert: self.alert,
+                rule: &record.rule,
+                runtime: &mut record.runtime,
+                candidates: &self.candidates,
+                silences: self.silences,
+            },
+            &mut self.ids,
+            &mut *self.changes,
+        )
+    }
+
+    async fn reserve(&mut self, _count: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Queues the alert again at its next time.
+    async fn commit(&mut self) -> Result<bool> {
+        *self.next = self.ids.next();
+        let record = &self.entry.record;
+        if let Some(at) = intake::next_due(&record.rule, &record.runtime, &self.entry.windows) {
+            self.timers.schedule(self.alert, at);
+        }
+        Ok(true)
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl TickUnits for Held<'_> {
+    type Due<'d>
+        = MemoryDue<'d>
+    where
+        Self: 'd;
+
+    const BACKEND: Backend = Backend::Memory;
 
     /// The alerts whose time has come (see `timers`), in id order (a replay of the log meets
-    /// them in the same order, whatever the queue held); each is queued again at its next time.
-    fn each_due(
-        &mut self,
-        now: Timestamp,
-        mut f: impl FnMut(u64, AlertSlot<'_, Windows>, &mut u64),
-    ) {
+    /// them in the same order, whatever the queue held); those not due after all are queued
+    /// again at their next time.
+    async fn due(&mut self, now: Timestamp) -> Result<Vec<u64>> {
+        let state = &mut *self.state;
         let mut ids = Vec::new();
-        while let Some(id) = self.timers.pop_due(now) {
+        while let Some(id) = state.timers.pop_due(now) {
             ids.push(id);
         }
         ids.sort_unstable();
-        let next = &mut self.next_activation_id;
-        for id in ids {
-            let Some(entry) = self.alerts.get_mut(&id) else {
-                continue;
+        ids.retain(|&id| {
+            let Some(e) = state.alerts.get(&id) else {
+                return false;
             };
-            let record = &mut entry.record;
-            if intake::due(&record.rule, &record.runtime, &entry.windows, now) {
-                let slot = AlertSlot {
-                    rule: &record.rule,
-                    runtime: &mut record.runtime,
-                    windows: &mut entry.windows,
-                    silences: self.silences.of(record.rule.project()),
-                };
-                f(id, slot, next);
+            let (rule, runtime, windows) = (&e.record.rule, &e.record.runtime, &e.windows);
+            if intake::due(rule, runtime, windows, now) {
+                return true;
             }
-            if let Some(at) = intake::next_due(&record.rule, &record.runtime, &entry.windows) {
-                self.timers.schedule(id, at);
+            if let Some(at) = intake::next_due(rule, runtime, windows) {
+                state.timers.schedule(id, at);
             }
-        }
+            false
+        });
+        Ok(ids)
     }
 
-    fn alerts_and_ids(&mut self) -> (MatchedAlerts<'_>, &mut u64) {
-        (
-            MatchedAlerts {
-                matcher: &self.matcher,
-                alerts: &mut self.alerts,
-                silences: &self.silences,
-            },
-            &mut self.next_activation_id,
-        )
+    async fn load_due(&mut self, alert: u64, _now: Timestamp) -> Result<Option<MemoryDue<'_>>> {
+        let MemoryState {
+            alerts,
+            silences,
+            timers,
+            next_activation_id,
+            ..
+        } = &mut *self.state;
+        let Some(entry) = alerts.get_mut(&alert) else {
+            return Ok(None);
+        };
+        let rule = &entry.record.rule;
+        let candidates = if rule.absence.is_some() {
+            absence::watched(rule, &entry.windows)
+                .map(|(e, last)| (e.to_owned(), last))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let silences = silences.of(rule.project());
+        Ok(Some(MemoryDue {
+            alert,
+            silences,
+            candidates,
+            ids: Ids::from(*next_activation_id),
+            next: next_activation_id,
+            timers,
+            entry,
+            changes: &mut *self.changes,
+        }))
+    }
+}
+
+/// Lowers the due times of the alerts a change set touched from `from` on (its runtimes and
+/// windows before then were scheduled already): a new cooldown's end, an absence window's new
+/// deadline. Cheap: each is one alert's own value, never a scan.
+fn schedule_changed(
+    alerts: &FxHashMap<u64, Box<AlertEntry>>,
+    timers: &mut Timers,
+    changes: &Changes,
+    from: (usize, usize),
+) {
+    for &id in changes.runtimes.get(from.0..).unwrap_or_default() {
+        let Some(e) = alerts.get(&id) else {
+            continue;
+        };
+        let runtime = &e.record.runtime;
+        if let Some(until) = runtime
+            .cooldown_until
+            .filter(|_| runtime.state == crate::model::AlertState::Active)
+        {
+            timers.schedule(id, until);
+        }
+    }
+    for w in changes.windows.get(from.1..).unwrap_or_default() {
+        let WindowChange::Put { alert, entity } = w else {
+            continue;
+        };
+        let Some(e) = alerts.get(alert) else {
+            continue;
+        };
+        let rule = &e.record.rule;
+        if rule.absence.is_none() {
+            continue;
+        }
+        let Some(entity) = entity
+            .as_deref()
+            .or_else(|| absence::awaited(rule).first().map(String::as_str))
+        else {
+            continue;
+        };
+        let last = e
+            .windows
+            .get(entity_key(rule, entity))
+            .and_then(|w| w.last());
+        if let Some(deadline) = absence::deadline(rule, &e.record.runtime, entity, last) {
+            timers.schedule(*alert, deadline);
+        }
     }
 }
 
@@ -677,6 +906,11 @@ impl EventStore for MemoryStore {
     async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
         lock(&self.events).push(event.clone());
         Ok(self.apply(|s, c| s.apply_event(event, ttl, c)))
+    }
+
+    async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
+        lock(&self.events).extend_from_slice(events);
+        self.apply(|s, c| s.apply_events(events, ttl, c))
     }
 
     /// The cursor is the event's place in the list, counted from 1.

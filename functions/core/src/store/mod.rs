@@ -9,6 +9,7 @@ mod history;
 mod memory;
 mod query;
 mod silences;
+pub mod units;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use history::{EventQuery, MAX_EVENTS_PER_READ, Recorded};
-pub use memory::{AlertEntry, MemoryState, MemoryStore};
+pub use memory::{AlertEntry, Held, MemoryState, MemoryStore};
 pub use query::{ActivationQuery, EntityFilter, NameFilter};
 pub use silences::Silences;
 

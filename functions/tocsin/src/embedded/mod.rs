@@ -311,13 +311,14 @@ impl EmbeddedStore {
         let started = Instant::now();
         let replay_err = |e: Error| write_err(std::io::Error::other(e.to_string()));
         let mut replayed = 0u64;
+        let mut replay = op::Replay::default();
         let end = log::replay(&disk.log_dir, from, |payload| {
             let op: Op = serde_json::from_slice(payload).map_err(|e| OpenError::Corrupt {
                 what: "log record",
                 detail: e.to_string(),
             })?;
             let mut changes = Changes::default();
-            op::apply(&mut state, op, &mut changes);
+            replay.feed(&mut state, op, &mut changes);
             replayed += 1;
             disk.acts.apply(changes).map_err(replay_err)?;
             if disk.acts.unsettled() >= options.settle_activations && disk.acts.begin_settling() {
@@ -325,6 +326,9 @@ impl EmbeddedStore {
             }
             Ok::<_, OpenError>(())
         })??;
+        let mut changes = Changes::default();
+        replay.finish(&mut state, &mut changes);
+        disk.acts.apply(changes).map_err(replay_err)?;
         if replayed > 0 {
             tracing::info!(
                 records = replayed,
@@ -470,6 +474,32 @@ impl Writer {
             .map_err(store_err)?;
         self.since_snapshot += 1;
         Ok(op::apply(&mut self.state, op, &mut self.changes))
+    }
+
+    /// Appends a batch's marker and its events to the log's pending group, then applies them
+    /// together.
+    fn apply_batch(
+        &mut self,
+        events: Vec<AcceptedEvent>,
+        ttl: Span,
+    ) -> Result<Vec<Result<EventOutcome>>> {
+        let n = events.len();
+        self.log
+            .push(|buf| serde_json::to_writer(buf, &Op::Batch { n }))
+            .map_err(store_err)?;
+        let mut logged = Vec::with_capacity(n);
+        for event in events {
+            let op = Op::Event { event, ttl };
+            self.log
+                .push(|buf| serde_json::to_writer(buf, &op))
+                .map_err(store_err)?;
+            let Op::Event { event, .. } = op else {
+                continue;
+            };
+            logged.push(event);
+        }
+        self.since_snapshot += n as u64 + 1;
+        op::apply_batch(&mut self.state, &logged, ttl, &mut self.changes).events()
     }
 
     /// Whether background work is due and none is in progress: a snapshot (records or
@@ -748,17 +778,15 @@ impl EventStore for EmbeddedStore {
         self.apply(Op::Event { event, ttl }).await?.event()
     }
 
-    /// One job for the whole batch: one trip to the writer, one write.
+    /// One job for the whole batch: one trip to the writer, one write, evaluated together.
     async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
+        if let [event] = events {
+            return vec![self.apply_event(event, ttl).await];
+        }
         let owned = events.to_vec();
         let n = owned.len();
         let done = self
-            .run(Lane::Writer, move |w| {
-                Ok(owned
-                    .into_iter()
-                    .map(|event| w.apply(Op::Event { event, ttl }).and_then(Done::event))
-                    .collect::<Vec<_>>())
-            })
+            .run(Lane::Writer, move |w| w.apply_batch(owned, ttl))
             .await;
         match done {
             Ok(outcomes) => outcomes,

@@ -21,6 +21,12 @@ pub enum Op {
         event: AcceptedEvent,
         ttl: Span,
     },
+    /// The next `n` records are the events of one batch, evaluated together in the order of
+    /// [`tocsin_core::ops`] (a round for the batch, then one for what its firings emit).
+    /// Single events have no marker.
+    Batch {
+        n: usize,
+    },
     PutAlert(Box<PutAlert>),
     DeleteAlert {
         project: String,
@@ -133,6 +139,7 @@ mod compact {
 #[derive(Debug)]
 pub enum Done {
     Event(EventOutcome),
+    Events(Vec<Result<EventOutcome>>),
     Put(Result<PutOutcome>),
     Found(bool),
     Acknowledged(Result<bool>),
@@ -146,6 +153,8 @@ pub enum Done {
 pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
     match op {
         Op::Event { event, ttl } => Done::Event(state.apply_event(&event, ttl, changes)),
+        // Its events come with it through [`Replay`], or [`apply_batch`] live.
+        Op::Batch { .. } => Done::Recorded,
         Op::PutAlert(put) => Done::Put(state.put_alert(*put, changes)),
         Op::DeleteAlert { project, name } => Done::Found(state.delete(&project, &name, changes)),
         Op::ResetAlert {
@@ -186,6 +195,56 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
     }
 }
 
+/// Applies a batch of events (logged as a [`Op::Batch`] marker and their records).
+pub fn apply_batch(
+    state: &mut MemoryState,
+    events: &[AcceptedEvent],
+    ttl: Span,
+    changes: &mut Changes,
+) -> Done {
+    Done::Events(state.apply_events(events, ttl, changes))
+}
+
+/// Replays records in log order: a batch's records are gathered after its marker and applied
+/// together, as they were live.
+#[derive(Default)]
+pub struct Replay {
+    /// The batch being gathered: how many events it has, and those read so far.
+    batch: Option<(usize, Vec<AcceptedEvent>, Span)>,
+}
+
+impl Replay {
+    /// Applies `op`, or gathers it into the batch it belongs to.
+    pub fn feed(&mut self, state: &mut MemoryState, op: Op, changes: &mut Changes) {
+        match (op, &mut self.batch) {
+            (Op::Batch { n }, _) => {
+                self.finish(state, changes);
+                self.batch = Some((n, Vec::with_capacity(n), Span::from_secs(0)));
+            }
+            (Op::Event { event, ttl }, Some((n, events, batch_ttl))) => {
+                events.push(event);
+                *batch_ttl = ttl;
+                if events.len() >= *n {
+                    self.finish(state, changes);
+                }
+            }
+            (op, _) => {
+                self.finish(state, changes);
+                apply(state, op, changes);
+            }
+        }
+    }
+
+    /// Applies the batch gathered so far (all of it, or what a torn end of the log kept).
+    pub fn finish(&mut self, state: &mut MemoryState, changes: &mut Changes) {
+        if let Some((_, events, ttl)) = self.batch.take()
+            && !events.is_empty()
+        {
+            apply_batch(state, &events, ttl, changes);
+        }
+    }
+}
+
 fn mismatch(done: &Done) -> Error {
     Error::backend(
         Backend::Embedded,
@@ -197,6 +256,13 @@ impl Done {
     pub fn event(self) -> Result<EventOutcome> {
         match self {
             Done::Event(o) => Ok(o),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    pub fn events(self) -> Result<Vec<Result<EventOutcome>>> {
+        match self {
+            Done::Events(o) => Ok(o),
             other => Err(mismatch(&other)),
         }
     }
