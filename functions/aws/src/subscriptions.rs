@@ -8,15 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use tocsin_adapters::notify::email_recipients;
-use tocsin_core::auth::AuditEntry;
-use tocsin_core::engine::{EventOutcome, PutAlert};
+use tocsin_core::AlertHook;
+use tocsin_core::compiled::Rule;
 use tocsin_core::error::{Backend, Error, Result};
-use tocsin_core::model::{AcceptedEvent, Activation, Delivery, Silence, Span, Timestamp};
-use tocsin_core::store::{
-    ActivationQuery, ActivationStore, AlertRecord, AlertStore, AuditStore, EventStore, PutOutcome,
-    SilenceStore,
-};
+use tocsin_core::model::notification_params::email_recipients;
 
 use crate::dynamo::DynamoStore;
 use crate::dynamo::item::{Item, alert_sk, key, sdk_err};
@@ -32,15 +27,16 @@ fn sns_err(what: &str, e: impl std::error::Error + 'static) -> Error {
     )
 }
 
-/// The DynamoDB store with the topic's email subscriptions managed alongside the alerts.
-pub struct SubscribingStore {
+/// The topic's email subscriptions, kept in step with the alerts (an [`AlertHook`]); their
+/// ARNs are kept in the store's table.
+pub struct EmailSubscriptions {
     store: DynamoStore,
     topic: std::sync::Arc<Topic>,
 }
 
-impl SubscribingStore {
+impl EmailSubscriptions {
     pub fn new(store: DynamoStore, topic: std::sync::Arc<Topic>) -> Self {
-        SubscribingStore { store, topic }
+        EmailSubscriptions { store, topic }
     }
 
     async fn stored(&self, project: &str, name: &str) -> Result<BTreeMap<String, String>> {
@@ -156,121 +152,11 @@ impl SubscribingStore {
 }
 
 #[async_trait]
-impl AlertStore for SubscribingStore {
-    async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
-        let outcome = self.store.put_alert(put).await?;
-        let rule = &outcome.alert.rule;
-        self.sync(rule.project(), rule.name(), &email_recipients(rule))
-            .await?;
-        Ok(outcome)
-    }
-    async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
-        self.store.get_alert(project, name).await
-    }
-    async fn alert_window(
-        &self,
-        project: &str,
-        name: &str,
-        entity: &str,
-    ) -> Result<Option<(AlertRecord, tocsin_core::engine::Window)>> {
-        self.store.alert_window(project, name, entity).await
-    }
-    async fn list_alerts(
-        &self,
-        project: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<AlertRecord>> {
-        self.store.list_alerts(project, offset, limit).await
-    }
-    async fn alerts_version(&self) -> Result<String> {
-        self.store.alerts_version().await
-    }
-    async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
-        let existed = self.store.delete_alert(project, name).await?;
-        self.sync(project, name, &BTreeSet::new()).await?;
-        Ok(existed)
-    }
-    async fn reset_alert(
-        &self,
-        project: &str,
-        name: &str,
-        by: &str,
-        now: Timestamp,
-    ) -> Result<bool> {
-        self.store.reset_alert(project, name, by, now).await
-    }
-    async fn acknowledge_alert(
-        &self,
-        project: &str,
-        name: &str,
-        by: &str,
-        now: Timestamp,
-    ) -> Result<bool> {
-        self.store.acknowledge_alert(project, name, by, now).await
-    }
-    async fn alert_count(&self) -> Result<usize> {
-        self.store.alert_count().await
-    }
-}
-
-#[async_trait]
-impl EventStore for SubscribingStore {
-    async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
-        self.store.apply_event(event, ttl).await
-    }
-    async fn recorded_events(
-        &self,
-        query: &tocsin_core::store::EventQuery,
-    ) -> Result<Vec<tocsin_core::store::Recorded>> {
-        self.store.recorded_events(query).await
-    }
-    async fn tick(&self, now: Timestamp) -> Result<tocsin_core::engine::Ticked> {
-        self.store.tick(now).await
-    }
-    async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
-        self.store.apply_events(events, ttl).await
-    }
-}
-
-#[async_trait]
-impl SilenceStore for SubscribingStore {
-    async fn put_silence(&self, silence: Silence, now: Timestamp, retention: Span) -> Result<()> {
-        self.store.put_silence(silence, now, retention).await
-    }
-    async fn silence(&self, project: &str, id: &str) -> Result<Option<Silence>> {
-        self.store.silence(project, id).await
-    }
-    async fn silences(&self, project: Option<&str>) -> Result<Vec<Silence>> {
-        self.store.silences(project).await
-    }
-}
-
-#[async_trait]
-impl AuditStore for SubscribingStore {
-    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
-        self.store.record_audit(entry).await
-    }
-    async fn audit_log(&self, project: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        self.store.audit_log(project, limit).await
-    }
-}
-
-#[async_trait]
-impl ActivationStore for SubscribingStore {
-    async fn activations(&self, query: &ActivationQuery) -> Result<Vec<Activation>> {
-        self.store.activations(query).await
-    }
-    async fn activation(&self, project: &str, id: u64) -> Result<Option<Activation>> {
-        self.store.activation(project, id).await
-    }
-    async fn record_delivery(&self, id: u64, delivery: Delivery) -> Result<()> {
-        self.store.record_delivery(id, delivery).await
-    }
-    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<Activation>> {
-        self.store.pending_deliveries(limit).await
-    }
-    async fn prune_activations(&self, before: Timestamp) -> Result<usize> {
-        self.store.prune_activations(before).await
+impl AlertHook for EmailSubscriptions {
+    /// Subscribes the addresses the alert's email notifications name, and unsubscribes those
+    /// it no longer names (all of them when it was deleted).
+    async fn changed(&self, project: &str, name: &str, rule: Option<&Rule>) -> Result<()> {
+        let wanted = rule.map(email_recipients).unwrap_or_default();
+        self.sync(project, name, &wanted).await
     }
 }

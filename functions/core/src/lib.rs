@@ -21,5 +21,5 @@ pub mod templates;
 
 pub use dispatch::Dispatch;
 pub use error::{Error, Result};
-pub use service::{Service, SilenceFilter};
+pub use service::{AlertHook, Service, SilenceFilter};
 pub use settings::{AlertsMode, AlertsSettings};

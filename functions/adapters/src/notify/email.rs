@@ -112,36 +112,9 @@ impl Mailer {
     }
 }
 
-/// The addresses of every email notification of `rule` (from its secret or its params): what
-/// the AWS deployment subscribes to its SNS topic, filtered to this alert.
-pub fn email_recipients(rule: &tocsin_core::compiled::Rule) -> std::collections::BTreeSet<String> {
-    rule.config
-        .notifications
-        .iter()
-        .map(|n| &n.notification)
-        .filter(|n| n.kind == tocsin_core::model::NotificationKind::Email)
-        .filter_map(|n| super::send::param("email_addresses", rule.secrets.get(&n.name), n))
-        .flat_map(address_list)
-        .map(str::to_owned)
-        .collect()
-}
-
-/// `email_addresses` as a list, or one string separated by commas.
-fn address_list(v: &Value) -> Vec<&str> {
-    match v {
-        Value::String(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// `email_addresses`, each checked.
 fn addresses(v: &Value) -> Result<Vec<Mailbox>, Failure> {
-    let items = address_list(v);
+    let items = tocsin_core::model::notification_params::address_list(v);
     if items.is_empty() {
         return Err(Failure::Permanent("no email_addresses to send to".into()));
     }

@@ -28,7 +28,7 @@ use tocsin_core::{Dispatch, Service};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, email_recipients, render_mail};
+pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
 pub use payload::{Phase, slack_payload, webhook_payload};
 pub use preview::preview;
 pub use retry::DeliverySettings;

@@ -208,13 +208,4 @@ pub(super) fn missing(what: &str) -> Failure {
 }
 
 /// A parameter from the secret parameters, else from the plain ones.
-pub(super) fn param<'a>(
-    key: &str,
-    secret: Option<&'a Map<String, Value>>,
-    note: &'a Notification,
-) -> Option<&'a Value> {
-    secret
-        .and_then(|s| s.get(key))
-        .or_else(|| note.params.as_ref().and_then(|p| p.get(key)))
-        .filter(|v| !v.is_null())
-}
+pub(super) use tocsin_core::model::notification_params::param_value as param;

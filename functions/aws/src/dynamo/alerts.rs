@@ -1,31 +1,25 @@
 //! Alert configs and their state: every change is a conditional write on the alert's version
 //! and bumps the catalog, so that evaluators reload within their config TTL.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue, TransactWriteItem, Update};
-use tocsin_core::engine::{Closed, PutAlert, absence, update};
+use tocsin_core::engine::{Closed, PutAlert};
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::Timestamp;
+use tocsin_core::ops;
+use tocsin_core::store::units::{self, AlertRow, AlertRows, AlertWrite};
 use tocsin_core::store::{AlertRecord, AlertStore, PutOutcome};
 
+use super::DynamoStore;
 use super::cache::StoredAlert;
+use super::intake::build_err;
 use super::item::{
     LEGACY_ACTIVATIONS, activation_pk, activation_sk, alert_sk, cancelled_conditions, get_n,
     is_conditional, key, n, s, sdk_err,
 };
-use super::{DynamoStore, MAX_CONFLICTS};
 
-fn build_err(e: impl std::fmt::Display) -> Error {
-    Error::backend(
-        Backend::DynamoDb,
-        format!("cannot build a DynamoDB request: {e}"),
-    )
-}
-
-/// What a write of an alert did.
-enum Written {
+/// What a write of an alert item did.
+enum ItemWrite {
     Done,
     /// A concurrent writer changed the alert (or the catalog refused): read again.
     Conflict(Vec<bool>),
@@ -56,7 +50,7 @@ impl DynamoStore {
         alert: &StoredAlert,
         expected: u64,
         catalog: TransactWriteItem,
-    ) -> Result<Written> {
+    ) -> Result<ItemWrite> {
         let (condition, value) = super::cache::at_version(expected);
         let put = Put::builder()
             .table_name(self.table())
@@ -73,9 +67,9 @@ impl DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Written::Done),
+            Ok(_) => Ok(ItemWrite::Done),
             Err(e) => match cancelled_conditions(&e) {
-                Some(reasons) => Ok(Written::Conflict(reasons)),
+                Some(reasons) => Ok(ItemWrite::Conflict(reasons)),
                 None => Err(sdk_err("TransactWriteItems", e)),
             },
         }
@@ -134,113 +128,149 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Read, change, write back conditionally, retrying when a concurrent writer won. The
-    /// change returns the activation it closes, if any. False when there is no such alert.
-    pub(super) async fn update_alert(
+    /// The write of an alert's new runtime by the write with `token`, conditional on the
+    /// version read, for a transaction; `unindex` also takes the alert out of the due index
+    /// (see `due`).
+    pub(super) fn runtime_update(
         &self,
-        project: &str,
-        name: &str,
-        mut change: impl FnMut(&mut StoredAlert) -> Result<Vec<Closed>>,
-    ) -> Result<bool> {
-        for _ in 0..MAX_CONFLICTS {
-            let Some(mut alert) = self.read_alert(project, name).await? else {
-                return Ok(false);
-            };
-            let expected = alert.v;
-            let closed = change(&mut alert)?;
-            alert.v += 1;
-            if let Written::Done = self
-                .write_alert(&alert, expected, self.catalog_bump(0, None)?)
-                .await?
-            {
-                for c in closed {
-                    self.close_activation(c).await?;
-                }
-                self.cache.lock().await.invalidate();
-                return Ok(true);
-            }
-        }
-        Err(conflicts())
+        alert: &StoredAlert,
+        runtime: &tocsin_core::engine::Runtime,
+        unindex: bool,
+        token: u64,
+    ) -> Result<TransactWriteItem> {
+        let expression = if unindex {
+            "SET rt = :rt, v = :next, lw = :lw REMOVE gsi2pk, gsi2sk"
+        } else {
+            "SET rt = :rt, v = :next, lw = :lw"
+        };
+        let update = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(key(
+                "ALERT",
+                alert_sk(alert.rule.project(), alert.rule.name()),
+            )))
+            .update_expression(expression)
+            .condition_expression("v = :expected")
+            .expression_attribute_values(":rt", super::item::json(runtime)?)
+            .expression_attribute_values(":next", n(alert.v + 1))
+            .expression_attribute_values(":expected", n(alert.v))
+            .expression_attribute_values(":lw", super::item::writers_after(token, &alert.writers))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The conditional put of a new activation, for a firing's transaction.
+    pub(super) fn activation_put(
+        &self,
+        a: &tocsin_core::model::Activation,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(self.activation_item(a, 1)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 }
 
-fn conflicts() -> Error {
-    Error::backend(
-        Backend::DynamoDb,
-        format!("gave up after {MAX_CONFLICTS} conflicting concurrent writes to one alert"),
-    )
+/// Alert rows on DynamoDB: each write conditional on the version read, with a catalog bump so
+/// that every instance's cache reloads.
+pub(super) struct Rows<'s>(pub &'s DynamoStore);
+
+impl AlertRows for Rows<'_> {
+    const BACKEND: Backend = Backend::DynamoDb;
+
+    async fn read(&mut self, project: &str, name: &str) -> Result<Option<AlertRow>> {
+        Ok(self.0.read_alert(project, name).await?.map(|a| AlertRow {
+            record: a.record(),
+            version: a.v,
+            generation: a.generation,
+            arm_due: a.arm_due,
+        }))
+    }
+
+    /// The limit on new alerts is enforced by the catalog's condition, in the write.
+    fn count(&self) -> Option<usize> {
+        None
+    }
+
+    async fn next_alert_id(&mut self) -> Result<u64> {
+        self.0.next_ids("next_alert", 1).await
+    }
+
+    async fn write(&mut self, write: AlertWrite) -> Result<units::Written> {
+        let AlertWrite {
+            row,
+            expected,
+            max_allowed,
+            closed,
+            ..
+        } = write;
+        let alert = StoredAlert {
+            id: row.record.id,
+            rule: row.record.rule,
+            runtime: row.record.runtime,
+            created: row.record.created,
+            updated: row.record.updated,
+            v: row.version,
+            generation: row.generation,
+            arm_due: row.arm_due,
+            writers: Vec::new(),
+        };
+        let catalog = match expected {
+            None => self.0.catalog_bump(1, Some(max_allowed))?,
+            Some(_) => self.0.catalog_bump(0, None)?,
+        };
+        match self
+            .0
+            .write_alert(&alert, expected.unwrap_or(0), catalog)
+            .await?
+        {
+            ItemWrite::Done => {}
+            ItemWrite::Conflict(reasons) if expected.is_none() && reasons.get(1) == Some(&true) => {
+                return Ok(units::Written::TooMany(self.0.catalog().await?.alerts));
+            }
+            ItemWrite::Conflict(_) => return Ok(units::Written::Conflict),
+        }
+        for c in closed {
+            self.0.close_activation(c).await?;
+        }
+        self.0.cache.lock().await.invalidate();
+        Ok(units::Written::Done)
+    }
+
+    async fn delete(&mut self, project: &str, name: &str) -> Result<bool> {
+        let delete = Delete::builder()
+            .table_name(self.0.table())
+            .set_key(Some(key("ALERT", alert_sk(project, name))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .0
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.0.catalog_bump(-1, None)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.0.cache.lock().await.invalidate();
+                Ok(true)
+            }
+            Err(e) if cancelled_conditions(&e).is_some() => Ok(false),
+            Err(e) => Err(sdk_err("TransactWriteItems", e)),
+        }
+    }
 }
 
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
-        let (project, name) = (put.rule.project().to_owned(), put.rule.name().to_owned());
-        for _ in 0..MAX_CONFLICTS {
-            let old = self.read_alert(&project, &name).await?;
-            // The limit on new alerts is enforced by the catalog's condition, in the write.
-            let plan = update::put(old.as_ref().map(|o| (&*o.rule, &o.runtime)), &put, None)?;
-            let Some(old) = old else {
-                let alert = StoredAlert {
-                    id: self.next_ids("next_alert", 1).await?,
-                    rule: Arc::new(plan.rule),
-                    runtime: plan.runtime,
-                    created: put.now,
-                    updated: put.now,
-                    v: 1,
-                    generation: 1,
-                    arm_due: None,
-                };
-                let alert = StoredAlert {
-                    arm_due: absence::arm_deadline(&alert.rule, &alert.runtime),
-                    ..alert
-                };
-                match self
-                    .write_alert(&alert, 0, self.catalog_bump(1, Some(put.max_allowed))?)
-                    .await?
-                {
-                    Written::Done => {
-                        self.cache.lock().await.invalidate();
-                        return Ok(PutOutcome {
-                            alert: alert.record(),
-                            created: true,
-                            reset: false,
-                        });
-                    }
-                    Written::Conflict(reasons) if reasons.get(1) == Some(&true) => {
-                        let count = self.catalog().await?.alerts;
-                        return Err(update::too_many(count, put.max_allowed));
-                    }
-                    // Created concurrently: update it instead.
-                    Written::Conflict(_) => continue,
-                }
-            };
-            let mut alert = old.clone();
-            if plan.new_windows {
-                alert.generation += 1;
-            }
-            alert.rule = Arc::new(plan.rule);
-            alert.runtime = plan.runtime;
-            if plan.new_windows || alert.rule.absence.is_none() {
-                alert.arm_due = absence::arm_deadline(&alert.rule, &alert.runtime);
-            }
-            alert.updated = put.now;
-            alert.v += 1;
-            if let Written::Done = self
-                .write_alert(&alert, old.v, self.catalog_bump(0, None)?)
-                .await?
-            {
-                for c in plan.closed {
-                    self.close_activation(c).await?;
-                }
-                self.cache.lock().await.invalidate();
-                return Ok(PutOutcome {
-                    alert: alert.record(),
-                    created: false,
-                    reset: plan.reset,
-                });
-            }
-        }
-        Err(conflicts())
+        ops::change::put(&mut Rows(self), put).await
     }
 
     async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
@@ -264,6 +294,7 @@ impl AlertStore for DynamoStore {
         let window = self.read_window(&key).await?.window;
         Ok(Some((alert.record(), window)))
     }
+
     async fn list_alerts(
         &self,
         project: Option<&str>,
@@ -284,27 +315,7 @@ impl AlertStore for DynamoStore {
     }
 
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
-        let delete = Delete::builder()
-            .table_name(self.table())
-            .set_key(Some(key("ALERT", alert_sk(project, name))))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(build_err)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.catalog_bump(-1, None)?)
-            .send()
-            .await;
-        match result {
-            Ok(_) => {
-                self.cache.lock().await.invalidate();
-                Ok(true)
-            }
-            Err(e) if cancelled_conditions(&e).is_some() => Ok(false),
-            Err(e) => Err(sdk_err("TransactWriteItems", e)),
-        }
+        ops::change::delete(&mut Rows(self), project, name).await
     }
 
     async fn reset_alert(
@@ -314,14 +325,7 @@ impl AlertStore for DynamoStore {
         by: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        self.update_alert(project, name, |alert| {
-            alert.generation += 1;
-            let rule = alert.rule.clone();
-            let closed = update::reset(&rule, &mut alert.runtime, by, now);
-            alert.arm_due = absence::arm_deadline(&rule, &alert.runtime);
-            Ok(closed)
-        })
-        .await
+        ops::change::reset(&mut Rows(self), project, name, by, now).await
     }
 
     async fn acknowledge_alert(
@@ -331,11 +335,7 @@ impl AlertStore for DynamoStore {
         by: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        self.update_alert(project, name, |alert| {
-            update::acknowledge(&mut alert.runtime, by, now)?;
-            Ok(Vec::new())
-        })
-        .await
+        ops::change::acknowledge(&mut Rows(self), project, name, by, now).await
     }
 
     async fn alert_count(&self) -> Result<usize> {

@@ -34,8 +34,10 @@ pub struct StoredAlert {
     /// The window generation: a reset or a change of what decides firing starts a new one.
     pub generation: u64,
     /// Absence alerts: when the entities awaited from arming come due if none reports (see
-    /// `absences`), until a tick has looked at them. The item is in the due index meanwhile.
+    /// `due`), until a tick has looked at them. The item is in the due index meanwhile.
     pub arm_due: Option<Timestamp>,
+    /// The tokens of the last writes of its runtime (see [`super::item::writers_of`]).
+    pub writers: Vec<u64>,
 }
 
 /// The `doc` attribute of an alert item.
@@ -57,7 +59,8 @@ impl StoredAlert {
             updated: doc.updated,
             v: get_n(item, "v")?,
             generation: get_n(item, "gen")?,
-            arm_due: super::absences::indexed_deadline(item)?,
+            arm_due: super::item::indexed_deadline(item)?,
+            writers: super::item::writers_of(item),
         })
     }
 
@@ -75,7 +78,7 @@ impl StoredAlert {
         item.insert("v".into(), n(self.v));
         item.insert("gen".into(), n(self.generation));
         if let Some(due) = self.arm_due {
-            super::absences::index_due(&mut item, super::absences::shard(self.id, None), due);
+            super::item::index_due(&mut item, super::item::shard(self.id, None), due);
         }
         Ok(item)
     }
@@ -120,12 +123,14 @@ pub struct Catalog {
 }
 
 /// A window as its item holds it: the times, the receipts of the queue messages counted in
-/// it, and the item's version (0: no item known).
+/// it, the item's version (0: no item known) and the tokens of its last writes (see
+/// [`super::item::writers_of`]).
 #[derive(Debug, Clone, Default)]
 pub struct Versioned {
     pub window: Window,
     pub receipts: Receipts,
     pub v: u64,
+    pub writers: Vec<u64>,
 }
 
 /// The cache of one store instance.
@@ -284,6 +289,7 @@ impl DynamoStore {
                     _ => Receipts::default(),
                 },
                 v: get_n(item, "v")?,
+                writers: super::item::writers_of(item),
             }),
             None => Ok(Versioned::default()),
         }

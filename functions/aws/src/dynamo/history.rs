@@ -12,6 +12,7 @@
 //! A cursor is `{sk}|{n}`: the item and how many of its events were read.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use tocsin_core::engine::EventOutcome;
 use tocsin_core::error::{Backend, Error, Result};
 use tocsin_core::model::{AcceptedEvent, Span, Timestamp};
 use tocsin_core::store::{EventQuery, Recorded};
@@ -43,6 +44,84 @@ fn parse_cursor(cursor: &str) -> Result<(String, usize)> {
 }
 
 impl DynamoStore {
+    /// Keeps what was evaluated for the history: a queue message's events whole, under its id
+    /// (a redelivery writes the same item again, or only if it is missing when all of them
+    /// were counted before); off the queue, the events counted, under an id of the request
+    /// (of their keys, when they all have one, so that a client's retry writes the same item).
+    /// Returns, per event, an error to answer instead of its outcome when its events could not
+    /// be kept and a retry would keep them: a queue message is delivered again, a keyed event
+    /// sent again; an event without a key was counted all the same, and is only logged.
+    pub(super) async fn keep_recorded(
+        &self,
+        events: &[AcceptedEvent],
+        outcomes: &[Result<EventOutcome>],
+    ) -> Vec<Option<Error>> {
+        let mut failed: Vec<Option<Error>> = events.iter().map(|_| None).collect();
+        if self.settings.event_retention.is_none() {
+            return failed;
+        }
+        // Per message: its events (with their places), and whether all were counted before.
+        let mut by_message: Vec<(&str, Vec<usize>, bool)> = Vec::new();
+        let (mut keyed, mut loose) = (Vec::new(), Vec::new());
+        for (i, (ev, outcome)) in events.iter().zip(outcomes).enumerate() {
+            let Ok(o) = outcome else {
+                continue;
+            };
+            if o.unknown_kind {
+                continue;
+            }
+            match ev.message.as_deref() {
+                Some(m) => match by_message.iter_mut().find(|(id, _, _)| *id == m) {
+                    Some((_, v, all_before)) => {
+                        v.push(i);
+                        *all_before &= o.duplicate;
+                    }
+                    None => by_message.push((m, vec![i], o.duplicate)),
+                },
+                None if ev.idempotency_key.is_some() => keyed.push(i),
+                None if !o.duplicate => loose.push(i),
+                None => {}
+            }
+        }
+        let keyed_id = (!keyed.is_empty()).then(|| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for &i in &keyed {
+                h.update(events[i].project.as_bytes());
+                h.update(b"\x01");
+                h.update(
+                    events[i]
+                        .idempotency_key
+                        .as_deref()
+                        .unwrap_or("")
+                        .as_bytes(),
+                );
+                h.update(b"\x00");
+            }
+            format!("k{:016x}", h.digest())
+        });
+        // Keyed events that were all duplicates are a retry: their item is written if missing.
+        let keyed_before = keyed
+            .iter()
+            .all(|&i| matches!(&outcomes[i], Ok(o) if o.duplicate));
+        let batches = by_message
+            .into_iter()
+            .map(|(id, evs, before)| (id.to_owned(), evs, before, true))
+            .chain(keyed_id.map(|id| (id, keyed, keyed_before, true)))
+            .chain((!loose.is_empty()).then(|| (request_id(), loose, false, false)));
+        for (id, evs, before, retried) in batches {
+            let refs: Vec<&AcceptedEvent> = evs.iter().map(|&i| &events[i]).collect();
+            if let Err(e) = self.keep_events(&refs, &id, before).await {
+                tracing::error!(error = %e, batch = %id, "cannot keep events for the history; they were counted");
+                if retried {
+                    for i in evs {
+                        failed[i] = Some(e.clone());
+                    }
+                }
+            }
+        }
+        failed
+    }
+
     /// Keeps `events` (handed over together: a queue message's, or a request's) for the
     /// retention, one item per project. `batch` names them: the message id, or a unique id of
     /// the request. `seen_before`: a redelivered message whose events were all counted
@@ -165,6 +244,11 @@ impl DynamoStore {
         }
         Ok(found)
     }
+}
+
+/// An id for the events of one call off the queue, unique across containers.
+fn request_id() -> String {
+    format!("r{:016x}", super::item::write_token())
 }
 
 #[cfg(test)]

@@ -49,13 +49,13 @@
 //! generations are never read again, and TTL removes them. TTL deletes lazily, so every read
 //! also filters on `expires_at`.
 
-mod absences;
 mod activations;
 mod alerts;
 mod audit;
 mod cache;
-mod events;
+mod due;
 mod history;
+mod intake;
 pub(crate) mod item;
 mod receipts;
 mod silences;
@@ -64,8 +64,13 @@ mod table;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use tocsin_core::model::Span;
+use tocsin_core::engine::{EventOutcome, Ticked};
+use tocsin_core::error::Result;
+use tocsin_core::model::{AcceptedEvent, Span, Timestamp};
+use tocsin_core::ops;
+use tocsin_core::store::{EventQuery, EventStore, Recorded};
 use tokio::sync::Mutex;
 
 pub use table::create_table;
@@ -135,6 +140,35 @@ impl DynamoStore {
     }
 }
 
-/// How many times an operation re-reads and retries after losing a conditional write to a
-/// concurrent writer before it gives up with an error.
-const MAX_CONFLICTS: usize = 64;
+/// How many times a change of an activation re-reads and retries after losing a conditional
+/// write to a concurrent writer before it gives up with an error.
+const MAX_CONFLICTS: usize = ops::MAX_CONFLICTS;
+
+/// The operations of core, on this store's units: no sequence of its own.
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn apply_event(&self, event: &AcceptedEvent, ttl: Span) -> Result<EventOutcome> {
+        self.apply_events(std::slice::from_ref(event), ttl)
+            .await
+            .pop()
+            .unwrap_or_else(|| Ok(EventOutcome::default()))
+    }
+
+    async fn apply_events(&self, events: &[AcceptedEvent], ttl: Span) -> Vec<Result<EventOutcome>> {
+        let mut session = intake::Session {
+            store: self.clone(),
+            cache: self.cache.clone().lock_owned().await,
+        };
+        ops::ingest::ingest(&mut session, events, ttl).await
+    }
+
+    /// The alerts due by `now` are found in the cached configs (their cooldown ends are on
+    /// the alert items, which the cache holds) and the due index of absences (see `due`).
+    async fn tick(&self, now: Timestamp) -> Result<Ticked> {
+        ops::tick::tick(&mut due::TickSession::new(self.clone()), now).await
+    }
+
+    async fn recorded_events(&self, query: &EventQuery) -> Result<Vec<Recorded>> {
+        self.read_events(query).await
+    }
+}

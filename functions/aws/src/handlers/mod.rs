@@ -17,12 +17,12 @@ use tocsin_core::store::Store;
 use crate::dynamo::DynamoStore;
 use crate::environment::{Clients, Environment};
 use crate::sns::{Outbox, Topic};
-use crate::subscriptions::SubscribingStore;
+use crate::subscriptions::EmailSubscriptions;
 
 /// What every function runs on.
 pub struct Wiring {
-    /// The DynamoDB store, with the topic's email subscriptions kept in step, and the
-    /// operator's settings; what fires goes to `outbox`.
+    /// The DynamoDB store and the operator's settings, with the topic's email subscriptions
+    /// kept in step by a hook; what fires goes to `outbox`.
     pub service: Service,
     pub topic: Arc<Topic>,
     /// Holds what an invocation fired until the handler publishes it, before answering.
@@ -34,9 +34,10 @@ pub fn wiring(env: &Environment, clients: &Clients) -> Wiring {
     let topic = Arc::new(Topic::new(clients.sns.clone(), env.topic_arn.clone()));
     let outbox = Arc::new(Outbox::new(topic.clone()));
     let store = DynamoStore::new(clients.dynamo.clone(), env.dynamo());
-    let store: Arc<dyn Store> = Arc::new(SubscribingStore::new(store, topic.clone()));
+    let subscriptions = Arc::new(EmailSubscriptions::new(store.clone(), topic.clone()));
+    let store: Arc<dyn Store> = Arc::new(store);
     Wiring {
-        service: Service::new(store, env.alerts.clone(), outbox.clone()),
+        service: Service::new(store, env.alerts.clone(), outbox.clone()).with_hook(subscriptions),
         topic,
         outbox,
     }

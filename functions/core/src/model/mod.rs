@@ -8,7 +8,7 @@ mod filter;
 mod glob;
 mod kinds;
 mod names;
-mod notification_params;
+pub mod notification_params;
 mod silence;
 mod template;
 mod time;

@@ -124,6 +124,46 @@ impl NotificationKind {
     }
 }
 
+/// A parameter of a notification, from its secret parameters (`secret`, as stored beside the
+/// rule) or else its plain ones; None when absent or null.
+pub fn param_value<'a>(
+    key: &str,
+    secret: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    note: &'a super::Notification,
+) -> Option<&'a serde_json::Value> {
+    secret
+        .and_then(|s| s.get(key))
+        .or_else(|| note.params.as_ref().and_then(|p| p.get(key)))
+        .filter(|v| !v.is_null())
+}
+
+/// `email_addresses` as a list: a JSON list, or one string separated by commas.
+pub fn address_list(v: &serde_json::Value) -> Vec<&str> {
+    match v {
+        serde_json::Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The addresses of every email notification of `rule` (from its secret or its params): what
+/// the AWS deployment subscribes to its SNS topic, filtered to this alert.
+pub fn email_recipients(rule: &crate::compiled::Rule) -> std::collections::BTreeSet<String> {
+    rule.config
+        .notifications
+        .iter()
+        .map(|n| &n.notification)
+        .filter(|n| n.kind == NotificationKind::Email)
+        .filter_map(|n| param_value("email_addresses", rule.secrets.get(&n.name), n))
+        .flat_map(address_list)
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,9 +132,9 @@ fn claims<'e>(
     claims
 }
 
-/// One round: loads, evaluates, commits (again for what was lost), and sums up each effect in
-/// the outcome of the batch event it comes from. Returns the calculated events the committed
-/// firings emit, for the next round.
+/// One round: the events in order, in as many parts as the store's commits hold (see
+/// [`RoundUnit::too_large`]; consecutive parts evaluate exactly as the whole would). Returns the
+/// calculated events the committed firings emit, for the next round.
 async fn evaluate<S: IntakeUnits>(
     store: &mut S,
     events: &[(usize, &AcceptedEvent)],
@@ -142,9 +142,36 @@ async fn evaluate<S: IntakeUnits>(
     outcomes: &mut [crate::Result<EventOutcome>],
 ) -> Vec<(usize, AcceptedEvent)> {
     let mut emitted = Vec::new();
-    if events.is_empty() {
-        return emitted;
+    let mut parts = std::collections::VecDeque::from([events]);
+    while let Some(part) = parts.pop_front() {
+        if part.is_empty() {
+            continue;
+        }
+        // The claims of this part's events, in the same order.
+        let mine: Vec<KeyClaim<'_>> = claims
+            .iter()
+            .filter(|c| part.iter().any(|(i, _)| *i == c.index))
+            .copied()
+            .collect();
+        if !evaluate_part(store, part, &mine, outcomes, &mut emitted).await {
+            let (first, second) = part.split_at(part.len() / 2);
+            parts.push_front(second);
+            parts.push_front(first);
+        }
     }
+    emitted
+}
+
+/// Loads, evaluates, commits (again for what was lost), and sums up each effect in the outcome
+/// of the batch event it comes from. False when the part is too large for one commit, and
+/// nothing was written.
+async fn evaluate_part<S: IntakeUnits>(
+    store: &mut S,
+    events: &[(usize, &AcceptedEvent)],
+    claims: &[KeyClaim<'_>],
+    outcomes: &mut [crate::Result<EventOutcome>],
+    emitted: &mut Vec<(usize, AcceptedEvent)>,
+) -> bool {
     let fail_all = |outcomes: &mut [crate::Result<EventOutcome>], e: Error| {
         for &(i, _) in events {
             if outcomes[i].is_ok() {
@@ -156,26 +183,29 @@ async fn evaluate<S: IntakeUnits>(
         Ok(unit) => unit,
         Err(e) => {
             fail_all(outcomes, e);
-            return emitted;
+            return true;
         }
     };
     let mut effects = Vec::new();
     for _ in 0..=MAX_CONFLICTS {
         effects.clear();
-        let resolving = run_round(&mut unit, events, &mut effects);
-        let reserve = unit.split().1.must_reserve();
-        if reserve {
-            let count = unit.split().1.taken();
+        let mut resolving = run_round(&mut unit, events, &mut effects);
+        let ids = unit.split().1;
+        if ids.must_reserve() {
+            let count = ids.taken();
             if let Err(e) = unit.reserve(count).await {
                 fail_all(outcomes, e);
-                return emitted;
+                return true;
             }
             effects.clear();
-            run_round(&mut unit, events, &mut effects);
+            resolving = run_round(&mut unit, events, &mut effects);
         }
         if let Err(e) = unit.commit(&effects).await {
             fail_all(outcomes, e);
-            return emitted;
+            return true;
+        }
+        if unit.too_large() && events.len() > 1 {
+            return false;
         }
         absorb(
             &mut unit,
@@ -183,18 +213,18 @@ async fn evaluate<S: IntakeUnits>(
             &mut effects,
             resolving,
             outcomes,
-            &mut emitted,
+            emitted,
         );
         if !unit.lost() {
-            return emitted;
+            return true;
         }
         if let Err(e) = unit.reload().await {
             fail_all(outcomes, e);
-            return emitted;
+            return true;
         }
     }
     fail_all(outcomes, gave_up(S::BACKEND, "the alerts of one round"));
-    emitted
+    true
 }
 
 /// The engine's round over the unit; whether a close it recorded has resolved notifications.

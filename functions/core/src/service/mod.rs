@@ -2,6 +2,7 @@
 //! store calls. The HTTP router (in `tocsin serve` and the API Lambda) and `tocsin test` call
 //! these, so that every host behaves the same.
 
+mod hooks;
 mod silences;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::settings::{AlertsMode, AlertsSettings};
 use crate::store::{ActivationQuery, AlertRecord, Store};
 use crate::templates;
 
+pub use hooks::AlertHook;
 pub use silences::SilenceFilter;
 
 /// Idempotency keys longer than this are refused (they are stored per event).
@@ -28,6 +30,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     settings: AlertsSettings,
     dispatch: Arc<dyn Dispatch>,
+    hooks: Vec<Arc<dyn AlertHook>>,
 }
 
 impl Service {
@@ -42,7 +45,22 @@ impl Service {
             store,
             settings,
             dispatch,
+            hooks: Vec::new(),
         }
+    }
+
+    /// The service, telling `hook` of every alert change.
+    pub fn with_hook(mut self, hook: Arc<dyn AlertHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Tells the hooks that `project/name` is now `rule` (None: deleted).
+    async fn changed(&self, project: &str, name: &str, rule: Option<&Rule>) -> Result<()> {
+        for hook in &self.hooks {
+            hook.changed(project, name, rule).await?;
+        }
+        Ok(())
     }
 
     /// The store, for hosts that need more than the API (the notifier, retention).
@@ -66,7 +84,9 @@ impl Service {
             max_allowed: self.settings.max_allowed,
             now,
         };
-        Ok(self.store.put_alert(put).await?.alert.view(now))
+        let stored = self.store.put_alert(put).await?.alert;
+        self.changed(project, name, Some(&stored.rule)).await?;
+        Ok(stored.view(now))
     }
 
     /// `PUT` from an MLRun client, which cannot see Tocsin-only notifications nor their
@@ -139,7 +159,8 @@ impl Service {
 
     /// `DELETE /projects/{project}/alerts/{name}`: succeeds also when there is no such alert.
     pub async fn delete_alert(&self, project: &str, name: &str) -> Result<()> {
-        self.store.delete_alert(project, name).await.map(|_| ())
+        self.store.delete_alert(project, name).await?;
+        self.changed(project, name, None).await
     }
 
     /// `POST /projects/{project}/alerts/{name}/reset`, by `by` (the principal, or MLRun's

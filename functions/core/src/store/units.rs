@@ -122,6 +122,14 @@ pub trait RoundUnit {
         effects: &[crate::engine::intake::Effect],
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Whether the last commit wrote nothing because what the round changed does not fit in
+    /// one commit (DynamoDB: a transaction holds 100 items): the sequence evaluates the round
+    /// in two halves instead. A round of one event is never too large (its store commits it
+    /// in pieces).
+    fn too_large(&self) -> bool {
+        false
+    }
+
     /// What became of the effect of the round's event `event` on `alert` in the last commit.
     fn verdict(&self, event: usize, alert: u64) -> Verdict;
 

@@ -289,8 +289,20 @@ mod tests {
         assert_ne!(caller, "tocsin-store");
         assert_eq!(runs_on(&store, Lane::Caller).await, caller);
         assert_eq!(runs_on(&store, Lane::Writer).await, "tocsin-store");
-        // The writer thread gave the writer back: the next short job is the caller's again.
-        assert_eq!(runs_on(&store, Lane::Caller).await, thread_name());
+        // The writer thread gives the writer back once its turn is over (it may still hold it
+        // for a moment when the next job comes): then short jobs are the callers' again.
+        let mut on = String::new();
+        for _ in 0..100 {
+            on = runs_on(&store, Lane::Caller).await;
+            if on != "tocsin-store" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_ne!(
+            on, "tocsin-store",
+            "short jobs run on the callers' threads again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
