@@ -167,6 +167,10 @@ codes! {
     CooldownOnManual = ("E042", "`cooldown` on an alert with `reset manual`"),
     /// a calculated event that would feed itself
     SelfFeedingEvent = ("E043", "a calculated event that would feed itself"),
+    /// an absence alert that would not reset itself (manual, a cooldown) or would emit events
+    AbsenceResetsItself = ("E044", "an absence alert that would not reset itself (manual, a cooldown) or would emit events"),
+    /// `expecting` names an entity the alert does not watch
+    NotWatched = ("E045", "`expecting` names an entity the alert does not watch"),
     /// a silence with neither `until` nor `every`
     EndlessSilence = ("E050", "a silence with neither `until` nor `every`"),
     /// a silence matcher on a field silences do not match, or written the wrong way

@@ -46,6 +46,97 @@ pub const MAX_FILTER_DEPTH: usize = 16;
 /// config so that no answer and no log line ever carries them.
 pub type Secrets = BTreeMap<String, Map<String, Value>>;
 
+/// Which part of a config a refusal is about: the rule checker points its diagnostic at the
+/// statement that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    Project,
+    Entities,
+    /// `trigger.events[i]`.
+    Trigger(usize),
+    Count,
+    Period,
+    PerEntity,
+    Sustain,
+    Absent,
+    /// `criteria.must_report[i]`.
+    MustReport(usize),
+    ResetPolicy,
+    Cooldown,
+    Filter,
+    Emits,
+    /// A notification, by name.
+    Notification(String),
+    /// A notification's cooldown, by the notification's name.
+    NotificationCooldown(String),
+}
+
+/// Why a config is refused, as a kind the rule checker gives its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Path and body disagree (name, project).
+    Mismatch,
+    /// A value the API cannot take (an invalid name, an empty id, several ids).
+    Malformed,
+    /// An event kind about another kind of entity than the alert watches.
+    KindMismatch,
+    /// `trigger.events` is empty (or a Prometheus trigger).
+    NoTrigger,
+    /// A count below 1.
+    CountOutOfRange,
+    /// A count at or above the operator's `alerts.max_criteria_count`.
+    OverLimit,
+    /// A period, sustain, absence or cooldown that does not parse, or is not long enough.
+    BadDuration,
+    /// `per_entity` or `must_report` on an alert about one entity.
+    PerEntityOnOne,
+    /// Criteria that exclude each other (count or period with sustain or absence).
+    ConflictingCriteria,
+    /// An absence alert that would not reset itself (manual, a cooldown) or emits an event.
+    AbsenceResetsItself,
+    /// `must_report` names an entity the alert does not watch, or applies to no absence.
+    NotWatched,
+    /// A cooldown on a manual alert.
+    CooldownOnManual,
+    /// A filter the engine refuses (too deep, empty, a mismatched comparison).
+    BadFilter,
+    /// An alert that emits what it triggers on, or emits events about another entity kind.
+    FeedsItself,
+    /// A notification without its target, twice the same name, or an unknown secret.
+    BadNotification,
+}
+
+/// A refusal of [`compile`]: where, why, and the message the API answers. It becomes the
+/// API's 400, 412 or 422 through [`Error`], and a diagnostic at the statement's place in the
+/// rule checker: one validator for both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: Field,
+    pub reason: Reason,
+    pub message: String,
+}
+
+fn invalid(field: Field, reason: Reason, message: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        reason,
+        message: message.into(),
+    }
+}
+
+impl From<Invalid> for Error {
+    /// MLRun's statuses: 412 past an operator limit, 422 for entity ids, 400 for the rest.
+    fn from(e: Invalid) -> Self {
+        match (&e.field, e.reason) {
+            (_, Reason::OverLimit) => Error::PreconditionFailed(e.message),
+            (Field::Entities, Reason::Malformed) => Error::Unprocessable(e.message),
+            _ => Error::BadRequest(e.message),
+        }
+    }
+}
+
 /// A validated alert config, with what the engine needs parsed once. Stores persist it whole,
 /// so that a rule accepted once keeps loading even if the operator's limits change later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,35 +219,57 @@ fn absence_fits(
     entity: &EntitySelector,
     window: Option<Span>,
     sustain: Option<Span>,
-) -> Result<()> {
+) -> Result<(), Invalid> {
     if span.0 <= 0 {
-        return Err(Error::bad("criteria.absent must be longer than zero"));
+        return Err(invalid(
+            Field::Absent,
+            Reason::BadDuration,
+            "criteria.absent must be longer than zero",
+        ));
     }
     if criteria.count != 1 || window.is_some() || sustain.is_some() {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::Absent,
+            Reason::ConflictingCriteria,
             "criteria.absent replaces count, period and sustain: leave them out",
         ));
     }
-    if config.reset_policy == ResetPolicy::Manual || config.cooldown_period.is_some() {
-        return Err(Error::bad(
-            "An absence alert resets itself when events come back: use reset_policy auto, without cooldown_period",
+    let resets = "An absence alert resets itself when events come back: use reset_policy auto, without cooldown_period";
+    if config.reset_policy == ResetPolicy::Manual {
+        return Err(invalid(
+            Field::ResetPolicy,
+            Reason::AbsenceResetsItself,
+            resets,
+        ));
+    }
+    if config.cooldown_period.is_some() {
+        return Err(invalid(
+            Field::Cooldown,
+            Reason::AbsenceResetsItself,
+            resets,
         ));
     }
     if config.emits.is_some() {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::Emits,
+            Reason::AbsenceResetsItself,
             "An absence alert cannot emit a calculated event",
         ));
     }
-    for id in &criteria.must_report {
+    for (i, id) in criteria.must_report.iter().enumerate() {
         if matches!(entity, EntitySelector::Exact(_)) {
-            return Err(Error::bad(
+            return Err(invalid(
+                Field::MustReport(i),
+                Reason::PerEntityOnOne,
                 "criteria.must_report applies to alerts on many entities (entities.ids [\"*\"] or a glob)",
             ));
         }
         if id.is_empty() || !entity.matches(id) {
-            return Err(Error::bad(format!(
-                "criteria.must_report: `{id}` is not an entity this alert watches"
-            )));
+            return Err(invalid(
+                Field::MustReport(i),
+                Reason::NotWatched,
+                format!("criteria.must_report: `{id}` is not an entity this alert watches"),
+            ));
         }
     }
     Ok(())
@@ -173,8 +286,8 @@ pub fn secret_reference(project: &str, alert: &str, notification: &str) -> Map<S
     m
 }
 
-fn period(text: &str, field: &str) -> Result<Span> {
-    parse_period(text).map_err(|e| Error::bad(format!("{field}: {e}")))
+fn period(text: &str, name: &str, field: Field) -> Result<Span, Invalid> {
+    parse_period(text).map_err(|e| invalid(field, Reason::BadDuration, format!("{name}: {e}")))
 }
 
 /// Checks a config stored at `PUT /projects/{project}/alerts/{name}` and compiles it.
@@ -183,110 +296,149 @@ pub fn compile(
     project: &str,
     name: &str,
     settings: &AlertsSettings,
-) -> Result<Rule> {
+) -> Result<Rule, Invalid> {
     if config.name.is_empty() {
         config.name = name.to_owned();
     }
     if config.name != name {
-        return Err(Error::bad(format!(
-            "Alert name mismatch: the path names `{name}`, the body `{}`",
-            config.name
-        )));
+        return Err(invalid(
+            Field::Name,
+            Reason::Mismatch,
+            format!(
+                "Alert name mismatch: the path names `{name}`, the body `{}`",
+                config.name
+            ),
+        ));
     }
-    AlertName::parse(name)?;
+    AlertName::parse(name).map_err(|e| invalid(Field::Name, Reason::Malformed, e.to_string()))?;
     if config.project.is_empty() {
         config.project = project.to_owned();
     }
     if config.project != project {
-        return Err(Error::bad(format!(
-            "Alert project mismatch: the path names `{project}`, the body `{}`",
-            config.project
-        )));
+        return Err(invalid(
+            Field::Project,
+            Reason::Mismatch,
+            format!(
+                "Alert project mismatch: the path names `{project}`, the body `{}`",
+                config.project
+            ),
+        ));
     }
     let entities = &mut config.entities;
     if entities.project.is_empty() {
         entities.project = project.to_owned();
     }
     if entities.project != project {
-        return Err(Error::bad(format!(
-            "Invalid alert entity project `{}`: it must be the alert's project `{project}`",
-            entities.project
-        )));
+        return Err(invalid(
+            Field::Project,
+            Reason::Mismatch,
+            format!(
+                "Invalid alert entity project `{}`: it must be the alert's project `{project}`",
+                entities.project
+            ),
+        ));
     }
     let entity = match entities.ids.as_slice() {
         [id] if id == "*" => EntitySelector::Any,
         [id] if id.contains('*') => EntitySelector::Glob(id.clone()),
         [id] if !id.is_empty() => EntitySelector::Exact(id.clone()),
         [_] => {
-            return Err(Error::Unprocessable(
-                "entities.ids: the entity id must not be empty".into(),
+            return Err(invalid(
+                Field::Entities,
+                Reason::Malformed,
+                "entities.ids: the entity id must not be empty",
             ));
         }
         ids => {
-            return Err(Error::Unprocessable(format!(
-                "entities.ids must hold exactly one id (or \"*\"), got {}",
-                ids.len()
-            )));
+            return Err(invalid(
+                Field::Entities,
+                Reason::Malformed,
+                format!(
+                    "entities.ids must hold exactly one id (or \"*\"), got {}",
+                    ids.len()
+                ),
+            ));
         }
     };
 
     let trigger = &config.trigger;
     if trigger.prometheus_alert.is_some() && trigger.events.is_empty() {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::Trigger(0),
+            Reason::NoTrigger,
             "Prometheus alert triggers are not supported; trigger on events",
         ));
     }
     if trigger.events.is_empty() {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::Trigger(0),
+            Reason::NoTrigger,
             "The alert's trigger must name at least one event kind",
         ));
     }
-    for kind in &trigger.events {
+    for (i, kind) in trigger.events.iter().enumerate() {
         if let Some(fits) = kind.entity_kind()
             && fits != entities.kind
         {
-            return Err(Error::bad(format!(
-                "Event kind `{kind}` is about {fits} entities, but the alert watches {} entities",
-                entities.kind
-            )));
+            return Err(invalid(
+                Field::Trigger(i),
+                Reason::KindMismatch,
+                format!(
+                    "Event kind `{kind}` is about {fits} entities, but the alert watches {} entities",
+                    entities.kind
+                ),
+            ));
         }
     }
 
     let criteria = config.criteria.clone().unwrap_or_default();
     if criteria.count < 1 {
-        return Err(Error::bad(format!(
-            "criteria.count must be at least 1, got {}",
-            criteria.count
-        )));
+        return Err(invalid(
+            Field::Count,
+            Reason::CountOutOfRange,
+            format!("criteria.count must be at least 1, got {}", criteria.count),
+        ));
     }
     if criteria.count >= settings.max_criteria_count {
-        return Err(Error::PreconditionFailed(format!(
-            "Maximum criteria count exceeded: {} (the limit is {})",
-            criteria.count, settings.max_criteria_count
-        )));
+        return Err(invalid(
+            Field::Count,
+            Reason::OverLimit,
+            format!(
+                "Maximum criteria count exceeded: {} (the limit is {})",
+                criteria.count, settings.max_criteria_count
+            ),
+        ));
     }
     let window = criteria
         .period
         .as_deref()
-        .map(|p| period(p, "criteria.period"))
+        .map(|p| period(p, "criteria.period", Field::Period))
         .transpose()?;
     let window = window.filter(|s| s.0 > 0);
     if criteria.per_entity && matches!(entity, EntitySelector::Exact(_)) {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::PerEntity,
+            Reason::PerEntityOnOne,
             "criteria.per_entity applies to alerts on many entities (entities.ids [\"*\"] or a glob)",
         ));
     }
     let sustain = criteria
         .sustain
         .as_deref()
-        .map(|p| period(p, "criteria.sustain"))
+        .map(|p| period(p, "criteria.sustain", Field::Sustain))
         .transpose()?;
     if let Some(s) = sustain {
         if s.0 <= 0 {
-            return Err(Error::bad("criteria.sustain must be longer than zero"));
+            return Err(invalid(
+                Field::Sustain,
+                Reason::BadDuration,
+                "criteria.sustain must be longer than zero",
+            ));
         }
         if criteria.count != 1 || window.is_some() {
-            return Err(Error::bad(
+            return Err(invalid(
+                Field::Sustain,
+                Reason::ConflictingCriteria,
                 "criteria.sustain replaces count and period: leave them out (or count 1, no period)",
             ));
         }
@@ -294,7 +446,7 @@ pub fn compile(
     let absence = criteria
         .absent
         .as_deref()
-        .map(|p| period(p, "criteria.absent"))
+        .map(|p| period(p, "criteria.absent", Field::Absent))
         .transpose()?;
     let mut per_entity = criteria.per_entity;
     if let Some(a) = absence {
@@ -302,47 +454,63 @@ pub fn compile(
         // Each entity is awaited apart.
         per_entity = !matches!(entity, EntitySelector::Exact(_));
     } else if !criteria.must_report.is_empty() {
-        return Err(Error::bad(
+        return Err(invalid(
+            Field::MustReport(0),
+            Reason::NotWatched,
             "criteria.must_report applies to absence alerts (criteria.absent) only",
         ));
     }
     if let Some(filter) = &config.filter {
-        check_filter(filter)?;
+        check_filter(filter).map_err(|m| invalid(Field::Filter, Reason::BadFilter, m))?;
     }
     if let Some(emits) = &config.emits {
         if config.trigger.events.contains(emits) {
-            return Err(Error::bad(format!(
-                "The alert emits `{emits}`, which it also triggers on: it would feed itself"
-            )));
+            return Err(invalid(
+                Field::Emits,
+                Reason::FeedsItself,
+                format!(
+                    "The alert emits `{emits}`, which it also triggers on: it would feed itself"
+                ),
+            ));
         }
         if let Some(fits) = emits.entity_kind()
             && fits != config.entities.kind
         {
-            return Err(Error::bad(format!(
-                "The alert emits `{emits}` events, which are about {fits} entities, but it watches {} entities",
-                config.entities.kind
-            )));
+            return Err(invalid(
+                Field::Emits,
+                Reason::KindMismatch,
+                format!(
+                    "The alert emits `{emits}` events, which are about {fits} entities, but it watches {} entities",
+                    config.entities.kind
+                ),
+            ));
         }
     }
 
     let cooldown = config
         .cooldown_period
         .as_deref()
-        .map(|p| period(p, "cooldown_period"))
+        .map(|p| period(p, "cooldown_period", Field::Cooldown))
         .transpose()?;
     let cooldown = cooldown.filter(|s| s.0 > 0);
     if let Some(c) = cooldown {
         if config.reset_policy == ResetPolicy::Manual {
-            return Err(Error::bad(
+            return Err(invalid(
+                Field::Cooldown,
+                Reason::CooldownOnManual,
                 "cooldown_period applies to alerts with reset_policy auto only",
             ));
         }
         if c < MIN_COOLDOWN {
-            return Err(Error::bad(format!(
-                "cooldown_period must be at least {}s, got {}s",
-                MIN_COOLDOWN.as_secs(),
-                c.as_secs()
-            )));
+            return Err(invalid(
+                Field::Cooldown,
+                Reason::BadDuration,
+                format!(
+                    "cooldown_period must be at least {}s, got {}s",
+                    MIN_COOLDOWN.as_secs(),
+                    c.as_secs()
+                ),
+            ));
         }
     }
 
@@ -353,6 +521,7 @@ pub fn compile(
             let span = period(
                 p,
                 &format!("notification `{}` cooldown_period", n.notification.name),
+                Field::NotificationCooldown(n.notification.name.clone()),
             )?;
             if span.0 > 0 {
                 notification_cooldowns.insert(n.notification.name.clone(), span);
@@ -360,10 +529,14 @@ pub fn compile(
         }
         let note = &mut n.notification;
         if secrets.contains_key(&note.name) {
-            return Err(Error::bad(format!(
-                "Notification names must be unique within an alert: `{}` appears more than once",
-                note.name
-            )));
+            return Err(invalid(
+                Field::Notification(note.name.clone()),
+                Reason::BadNotification,
+                format!(
+                    "Notification names must be unique within an alert: `{}` appears more than once",
+                    note.name
+                ),
+            ));
         }
         let secret = note.secret_params.take().unwrap_or_default();
         check_notification_target(
@@ -373,7 +546,14 @@ pub fn compile(
             note.params.as_ref(),
             project,
             name,
-        )?;
+        )
+        .map_err(|m| {
+            invalid(
+                Field::Notification(note.name.clone()),
+                Reason::BadNotification,
+                m,
+            )
+        })?;
         if !secret.is_empty() {
             note.secret_params = Some(secret_reference(project, name, &note.name));
         }
@@ -400,34 +580,34 @@ pub fn compile(
 }
 
 /// A filter must be shallow enough to evaluate cheaply, name fields, and compare strings with
-/// the string operators.
-fn check_filter(filter: &crate::model::Filter) -> Result<()> {
+/// the string operators; why not.
+fn check_filter(filter: &crate::model::Filter) -> Result<(), String> {
     use crate::model::Filter;
     if filter.depth() > MAX_FILTER_DEPTH {
-        return Err(Error::bad(format!(
+        return Err(format!(
             "filter: nested deeper than {MAX_FILTER_DEPTH} levels"
-        )));
+        ));
     }
     match filter {
-        Filter::All { all: fs } | Filter::Any { any: fs } if fs.is_empty() => Err(Error::bad(
-            "filter: an empty `all` or `any` list; leave the filter out instead",
-        )),
+        Filter::All { all: fs } | Filter::Any { any: fs } if fs.is_empty() => {
+            Err("filter: an empty `all` or `any` list; leave the filter out instead".to_owned())
+        }
         Filter::All { all: fs } | Filter::Any { any: fs } => fs.iter().try_for_each(check_filter),
         Filter::Not { not } => check_filter(not),
         Filter::Compare { field, op, value } => {
             if field.is_empty() {
-                return Err(Error::bad("filter: a comparison names no field"));
+                return Err("filter: a comparison names no field".to_owned());
             }
             if op.is_string_op() && !value.is_string() {
-                return Err(Error::bad(format!(
+                return Err(format!(
                     "filter: `{field} {}` compares with a string, got {value}",
                     op.as_str()
-                )));
+                ));
             }
             if value.is_array() || value.is_object() {
-                return Err(Error::bad(format!(
+                return Err(format!(
                     "filter: `{field}` is compared with {value}; compare with a number, string, boolean or null"
-                )));
+                ));
             }
             Ok(())
         }
@@ -443,7 +623,7 @@ fn check_notification_target(
     params: Option<&Map<String, Value>>,
     project: &str,
     alert: &str,
-) -> Result<()> {
+) -> Result<(), String> {
     if *secret == secret_reference(project, alert, name) {
         return Ok(());
     }
@@ -457,12 +637,10 @@ fn check_notification_target(
                 .and_then(|p| p.get("event_kind"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| {
-                    Error::bad(format!(
-                        "event notification `{name}` needs `event_kind` in params"
-                    ))
+                    format!("event notification `{name}` needs `event_kind` in params")
                 })?;
             kind.parse::<crate::model::EventKind>()
-                .map_err(|e| Error::bad(format!("event notification `{name}`: {e}")))?;
+                .map_err(|e| format!("event notification `{name}`: {e}"))?;
             return Ok(());
         }
         other => other.target().wire,
@@ -470,9 +648,9 @@ fn check_notification_target(
     if has(needed) {
         Ok(())
     } else {
-        Err(Error::bad(format!(
+        Err(format!(
             "{kind} notification `{name}` needs `{needed}` in secret_params or params"
-        )))
+        ))
     }
 }
 
