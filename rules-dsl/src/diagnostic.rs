@@ -189,6 +189,8 @@ codes! {
     UnknownPlaceholder = ("W104", "an unknown placeholder in a summary or message"),
     /// `resolved true` on an alert whose activations close as they fire
     ResolvedAtOnce = ("W105", "`resolved true` on an alert whose activations close as they fire"),
+    /// a zero window or cooldown, which means none
+    ZeroDuration = ("W106", "a zero window or cooldown, which means none"),
 }
 
 impl std::fmt::Display for Code {

@@ -711,4 +711,29 @@ mod tests {
         assert_eq!(errors[0].code, Code::Syntax);
         assert_eq!(&source[errors[0].span.clone()], "within");
     }
+
+    #[test]
+    fn durations_take_several_units_and_nothing_glued_after() {
+        let (file, errors) = parse(
+            "project p\nalert a {\n  on failed\n  when count >= 2 within 1h30m\n  cooldown 2m30s\n}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let Item::Alert(a) = &file.items[1] else {
+            panic!("an alert");
+        };
+        let durations: Vec<String> = a
+            .statements
+            .iter()
+            .filter_map(|s| match &s.node {
+                Statement::When {
+                    within: Some(w), ..
+                } => Some(w.node.clone()),
+                Statement::Cooldown(d) => Some(d.node.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(durations, ["1h30m", "2m30s"]);
+        let (_, errors) = parse("project p\nalert a {\n  on failed\n  cooldown 2mx\n}\n");
+        assert_eq!(errors.len(), 1, "a unit glued to a word is not a duration");
+    }
 }

@@ -553,6 +553,9 @@ impl<'f> Checker<'f> {
                         .help("write a count such as `when count >= 3 within 10m`"),
                     );
                 }
+                if let Some(w) = within {
+                    self.zero_is_none(w, "window");
+                }
                 let period = within.as_ref().and_then(|w| self.duration(w));
                 let window = period
                     .as_ref()
@@ -629,6 +632,7 @@ impl<'f> Checker<'f> {
             return (reset, None);
         };
         places.cooldown = Some(span.clone());
+        self.zero_is_none(d, "cooldown");
         let text = self.duration(d);
         if let (Some(t), Some((w, within))) = (&text, window)
             && let Ok(c) = parse_period(t)

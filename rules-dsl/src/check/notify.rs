@@ -125,7 +125,9 @@ impl<'f> Checker<'f> {
                     );
                 }
                 ("cooldown", Value::Duration(d)) => {
-                    cooldown = self.duration(&Spanned::new(d.clone(), v.span.clone()))
+                    let d = Spanned::new(d.clone(), v.span.clone());
+                    self.zero_is_none(&d, "cooldown");
+                    cooldown = self.duration(&d)
                 }
                 ("resolved", Value::Bool(b)) => send_resolved = *b,
                 ("to", Value::Str(s)) => {

@@ -3,20 +3,11 @@
 use super::*;
 
 impl<'f> Checker<'f> {
+    /// A duration as the wire writes it. Zero is the server's to judge: none for a window or
+    /// a cooldown (with [`Checker::zero_is_none`]'s warning), refused for `for` and `absent`.
     pub(super) fn duration(&mut self, d: &Spanned<String>) -> Option<String> {
         match parse_period(&d.node) {
-            Ok(s) if s.0 > 0 => Some(d.node.clone()),
-            Ok(_) => {
-                self.diags.push(
-                    Diagnostic::error(
-                        Code::InvalidDuration,
-                        d.span.clone(),
-                        format!("the duration `{}` is zero", d.node),
-                    )
-                    .label("must be longer than zero"),
-                );
-                None
-            }
+            Ok(_) => Some(d.node.clone()),
             Err(e) => {
                 self.diags.push(
                     Diagnostic::error(
@@ -29,6 +20,23 @@ impl<'f> Checker<'f> {
                 );
                 None
             }
+        }
+    }
+
+    /// Warns that a zero `what` (a window, a cooldown) means none: the server takes it so.
+    pub(super) fn zero_is_none(&mut self, d: &Spanned<String>, what: &str) {
+        if parse_period(&d.node).is_ok_and(|s| s.0 == 0) {
+            self.diags.push(
+                Diagnostic::warning(
+                    Code::ZeroDuration,
+                    d.span.clone(),
+                    format!("a {what} of `{}` is no {what}", d.node),
+                )
+                .label("zero")
+                .help(format!(
+                    "leave the {what} out, or give a duration longer than zero"
+                )),
+            );
         }
     }
 
