@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
+use tocsin_core::model::Shape;
 use tocsin_core::model::{
     AlertConfig, CompareOp, EventKind, Filter, NotificationKind, ResetPolicy, Silence,
 };
@@ -260,15 +261,19 @@ fn notify(
     }
     for (k, v) in &plain {
         let as_str = v.as_str().map(str::to_owned);
-        // The parameter's name in the rule language, from the table of notification parameters
-        // ("" for one that has none, which is left out below).
-        let rule_key = note
-            .kind
-            .param_by_wire(k)
-            .and_then(|p| p.rule)
-            .unwrap_or("");
-        match (rule_key, v) {
-            ("to", Json::Array(list)) => param(
+        // The parameter's name and shape in the rule language, from the table of notification
+        // parameters (one without a rule name is left out below).
+        let spec = note.kind.param_by_wire(k);
+        let rule_key = spec.and_then(|p| p.rule).unwrap_or("");
+        let shape = spec.map_or(Shape::Json, |p| p.shape);
+        match (shape, v) {
+            (_, _) if rule_key.is_empty() => notes.push(format!(
+                "alert `{}`, notification `{}`: parameter `{k}` ({}) is left out",
+                c.name,
+                note.name,
+                as_str.clone().unwrap_or_else(|| v.to_string())
+            )),
+            (Shape::List, Json::Array(list)) => param(
                 rule_key,
                 Value::List(
                     list.iter()
@@ -276,22 +281,18 @@ fn notify(
                         .collect(),
                 ),
             ),
-            ("to", Json::String(one)) => param(rule_key, Value::List(vec![one.clone()])),
-            ("kind", Json::String(kind)) => param(rule_key, Value::Word(kind.clone())),
-            ("entity", Json::String(e)) => param(rule_key, Value::Str(e.clone())),
-            ("link" | "repo" | "method", Json::String(x)) => param(rule_key, Value::Str(x.clone())),
-            ("issue", Json::Number(x)) => param(rule_key, Value::Number(x.to_string())),
-            (key, _)
-                if note
-                    .kind
-                    .secret_param()
-                    .is_some_and(|p| p.rule == Some(key)) =>
-            {
+            (Shape::List, Json::String(one)) => param(rule_key, Value::List(vec![one.clone()])),
+            (Shape::EventKind, Json::String(kind)) => param(rule_key, Value::Word(kind.clone())),
+            (Shape::Text | Shape::NumberOrText, Json::String(x)) => {
+                param(rule_key, Value::Str(x.clone()))
+            }
+            (Shape::NumberOrText, Json::Number(x)) => param(rule_key, Value::Number(x.to_string())),
+            (Shape::Secret, _) => {
                 notes.push(format!(
-                    "alert `{}`, notification `{}`: `{key}` was inline; set {} where you apply",
+                    "alert `{}`, notification `{}`: `{rule_key}` was inline; set {} where you apply",
                     c.name,
                     note.name,
-                    secret_name(&c.name, &note.name, key)
+                    secret_name(&c.name, &note.name, rule_key)
                 ));
             }
             _ => notes.push(format!(

@@ -20,8 +20,8 @@ use tocsin_core::compiled::secret_reference;
 use tocsin_core::engine::PLACEHOLDERS;
 use tocsin_core::model::{
     AlertConfig, AlertName, AlertNotification, CompareOp, Criteria, Entities, EntityKind,
-    EventKind, Filter, Notification, NotificationKind, NotificationSeverity, ProjectName,
-    ResetPolicy, Severity, Trigger, parse_period,
+    EventKind, Filter, Notification, NotificationKind, NotificationSeverity, ParamSpec,
+    ProjectName, ResetPolicy, Severity, Shape, Trigger, parse_period,
 };
 use tocsin_core::{AlertsSettings, templates};
 

@@ -130,35 +130,18 @@ impl<'f> Checker<'f> {
                     cooldown = self.duration(&d)
                 }
                 ("resolved", Value::Bool(b)) => send_resolved = *b,
-                ("to", Value::Str(s)) => {
-                    out_params.insert(wire_key, json!([s]));
+                ("message" | "severity" | "cooldown" | "resolved", _) => {
+                    self.bad_value(key, v, param_help(key))
                 }
-                ("to", Value::List(l)) if !l.is_empty() => {
-                    out_params.insert(wire_key, json!(l));
-                }
-                ("kind", Value::Word(w) | Value::Str(w)) => {
-                    if let Some(k) = self.event_kind(&Spanned::new(w.clone(), v.span.clone())) {
-                        out_params.insert(wire_key, Json::from(k.as_str().to_owned()));
+                _ => {
+                    let spec = wire_kind.param_by_rule_name(key);
+                    match self.shaped(spec.map_or(Shape::Json, |p| p.shape), v) {
+                        Some(value) => {
+                            out_params.insert(wire_key, value);
+                        }
+                        None => self.bad_value(key, v, param_help_of(spec, key)),
                     }
                 }
-                ("entity", Value::Str(s)) => {
-                    out_params.insert(wire_key, Json::from(s.clone()));
-                }
-                ("link" | "repo" | "method", Value::Str(s) | Value::Word(s)) => {
-                    out_params.insert(wire_key, Json::from(s.clone()));
-                }
-                ("issue", Value::Number(n) | Value::Str(n)) => {
-                    out_params.insert(wire_key, number_or_string(n));
-                }
-                _ => self.diags.push(
-                    Diagnostic::error(
-                        Code::InvalidParameterValue,
-                        v.span.clone(),
-                        format!("invalid value for `{key}`"),
-                    )
-                    .label("of the wrong form")
-                    .help(param_help(key)),
-                ),
             }
         }
         for (key, _, required) in &own {
@@ -170,7 +153,7 @@ impl<'f> Checker<'f> {
                         format!("{kind_word} notification `{}` has no `{key}`", name.node),
                     )
                     .label(format!("add `{key}` in braces after the name"))
-                    .help(param_help(key)),
+                    .help(param_help_of(wire_kind.param_by_rule_name(key), key)),
                 );
             }
         }
@@ -202,17 +185,49 @@ impl<'f> Checker<'f> {
     }
 }
 
+/// How to write one of the fields every notification takes.
 pub(super) fn param_help(key: &str) -> String {
     match key {
-        "to" => "write `to \"oncall@example.com\"` or `to [\"a@example.com\", \"b@example.com\"]`"
-            .into(),
-        "webhook" | "url" | "token" => format!("write `{key} secret(\"NAME\")`"),
-        "kind" => "write `kind job-cpu-high` (an event kind)".into(),
-        "message" | "link" | "repo" | "entity" => format!("write `{key} \"...\"`"),
+        "message" => "write `message \"...\"`".into(),
         "severity" => "write `severity warning` (info, debug, verbose, warning or error)".into(),
         "cooldown" => "write `cooldown 15m`".into(),
         "resolved" => "write `resolved true`: also notify when the activation closes".into(),
         _ => format!("see the `{key}` parameter in the README"),
+    }
+}
+
+/// How to write a kind's own parameter, from its shape in the table.
+pub(super) fn param_help_of(spec: Option<&ParamSpec>, key: &str) -> String {
+    spec.map_or_else(|| param_help(key), |p| p.shape.example(key))
+}
+
+impl Checker<'_> {
+    /// A parameter's value in the JSON form its shape takes on the wire; None when it is not of
+    /// that shape.
+    fn shaped(&mut self, shape: Shape, v: &Spanned<Value>) -> Option<Json> {
+        match (shape, &v.node) {
+            (Shape::Text, Value::Str(s) | Value::Word(s)) => Some(Json::from(s.clone())),
+            (Shape::List, Value::Str(s)) => Some(json!([s])),
+            (Shape::List, Value::List(l)) if !l.is_empty() => Some(json!(l)),
+            (Shape::EventKind, Value::Word(w) | Value::Str(w)) => self
+                .event_kind(&Spanned::new(w.clone(), v.span.clone()))
+                .map(|k| Json::from(k.as_str().to_owned())),
+            (Shape::NumberOrText, Value::Number(n) | Value::Str(n)) => Some(number_or_string(n)),
+            _ => None,
+        }
+    }
+
+    /// A parameter's value of the wrong form.
+    fn bad_value(&mut self, key: &str, v: &Spanned<Value>, help: String) {
+        self.diags.push(
+            Diagnostic::error(
+                Code::InvalidParameterValue,
+                v.span.clone(),
+                format!("invalid value for `{key}`"),
+            )
+            .label("of the wrong form")
+            .help(help),
+        );
     }
 }
 

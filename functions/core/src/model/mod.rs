@@ -27,7 +27,7 @@ pub use kinds::{
     ResetPolicy, Severity, UnknownValue,
 };
 pub use names::{AlertName, MAX_NAME, ProjectName, ProjectScope};
-pub use notification_params::ParamSpec;
+pub use notification_params::{ParamSpec, Shape};
 pub use silence::{
     Day, InvalidSilence, Schedule, Silence, SilenceMatchers, SilencePhase, SilenceSpec,
     SilenceState, SilenceView, Silenced, SilencedBy, TimeOfDay, finite,

@@ -16,14 +16,50 @@ pub struct ParamSpec {
     pub secret: bool,
     /// A notification of this kind cannot be delivered without it.
     pub required: bool,
+    /// The form of its value: what the rule checker accepts and `tocsin export` writes.
+    pub shape: Shape,
 }
 
-const fn p(wire: &'static str, rule: &'static str, secret: bool, required: bool) -> ParamSpec {
+/// The form of a parameter's value, on the wire and in the rule language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A secret: `secret("NAME")` in rule files, a string in `secret_params`.
+    Secret,
+    /// A string (`"..."`, or a bare word).
+    Text,
+    /// A list of strings (`["a", "b"]`, or one string).
+    List,
+    /// An event kind, written as a word.
+    EventKind,
+    /// A number or a string (an issue number).
+    NumberOrText,
+    /// Any JSON, set through the API only (the rule language has no form for it).
+    Json,
+}
+
+impl Shape {
+    /// How to write a value of this shape in a rule file, for `key`.
+    pub fn example(self, key: &str) -> String {
+        match self {
+            Shape::Secret => format!("write `{key} secret(\"NAME\")`"),
+            Shape::Text => format!("write `{key} \"...\"`"),
+            Shape::List => format!(
+                "write `{key} \"a@example.com\"` or `{key} [\"a@example.com\", \"b@example.com\"]`"
+            ),
+            Shape::EventKind => format!("write `{key} job-cpu-high` (an event kind)"),
+            Shape::NumberOrText => format!("write `{key} 42`"),
+            Shape::Json => format!("`{key}` is set through the API only"),
+        }
+    }
+}
+
+const fn p(wire: &'static str, rule: &'static str, shape: Shape, required: bool) -> ParamSpec {
     ParamSpec {
         wire,
         rule: Some(rule),
-        secret,
+        secret: matches!(shape, Shape::Secret),
         required,
+        shape,
     }
 }
 
@@ -34,29 +70,30 @@ const fn wire_only(wire: &'static str) -> ParamSpec {
         rule: None,
         secret: false,
         required: false,
+        shape: Shape::Json,
     }
 }
 
 const SLACK: &[ParamSpec] = &[
-    p("webhook", "webhook", true, true),
-    p("link", "link", false, false),
+    p("webhook", "webhook", Shape::Secret, true),
+    p("link", "link", Shape::Text, false),
 ];
 const WEBHOOK: &[ParamSpec] = &[
-    p("url", "url", true, true),
-    p("method", "method", false, false),
+    p("url", "url", Shape::Secret, true),
+    p("method", "method", Shape::Text, false),
     wire_only("headers"),
     wire_only("override_body"),
 ];
-const EMAIL: &[ParamSpec] = &[p("email_addresses", "to", false, true)];
+const EMAIL: &[ParamSpec] = &[p("email_addresses", "to", Shape::List, true)];
 const EVENT: &[ParamSpec] = &[
-    p("event_kind", "kind", false, true),
-    p("entity_id", "entity", false, false),
+    p("event_kind", "kind", Shape::EventKind, true),
+    p("entity_id", "entity", Shape::Text, false),
     wire_only("value_dict"),
 ];
 const GIT: &[ParamSpec] = &[
-    p("repo", "repo", false, true),
-    p("issue", "issue", false, false),
-    p("token", "token", true, false),
+    p("repo", "repo", Shape::Text, true),
+    p("issue", "issue", Shape::NumberOrText, false),
+    p("token", "token", Shape::Secret, false),
 ];
 
 impl NotificationKind {
