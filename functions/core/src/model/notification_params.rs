@@ -44,7 +44,7 @@ impl Shape {
             Shape::Secret => format!("write `{key} secret(\"NAME\")`"),
             Shape::Text => format!("write `{key} \"...\"`"),
             Shape::List => format!(
-                "write `{key} \"a@example.com\"` or `{key} [\"a@example.com\", \"b@example.com\"]`"
+                "write `{key} \"oncall@example.com\"` or `{key} [\"a@example.com\", \"b@example.com\"]`"
             ),
             Shape::EventKind => format!("write `{key} job-cpu-high` (an event kind)"),
             Shape::NumberOrText => format!("write `{key} 42`"),
