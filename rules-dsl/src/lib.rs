@@ -13,9 +13,12 @@ pub mod diagnostic;
 pub mod export;
 mod format;
 mod parse;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use check::{Checked, CompiledAlert, CompiledSilence, Resolver, check, check_source};
 pub use diagnostic::{Diagnostic, Level};
 pub use format::format;
-pub use parse::{parse, pest_only};
+pub use parse::parse;
+#[doc(hidden)]
+pub use parse::pest_only;

@@ -138,14 +138,14 @@ impl Topic {
 /// frozen once it answers, so nothing may be left to a background task. An activation whose
 /// publication fails stays in the store's outbox (its notifications pending), where the
 /// notifier's sweep finds it.
-pub struct Outbox {
+pub struct Publisher {
     fired: Mutex<Vec<Fired>>,
     topic: Arc<Topic>,
 }
 
-impl Outbox {
+impl Publisher {
     pub fn new(topic: Arc<Topic>) -> Self {
-        Outbox {
+        Publisher {
             fired: Mutex::new(Vec::new()),
             topic,
         }
@@ -173,7 +173,7 @@ impl Outbox {
     }
 }
 
-impl Dispatch for Outbox {
+impl Dispatch for Publisher {
     fn dispatch(&self, fired: Fired) {
         self.fired
             .lock()

@@ -22,10 +22,9 @@ mod params;
 mod path;
 mod rule_text;
 mod silences;
+mod state;
 mod templates;
 mod tokens;
-
-use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -34,8 +33,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tocsin_core::Service;
-use tocsin_core::store::TokenStore;
 
 pub use access::{
     Access, AuditNote, Authenticate, Open, ROUTES, Route, RouteScope, Tokens, credential,
@@ -44,52 +41,10 @@ pub use body::JsonBody;
 pub use error::ApiError;
 pub use limits::RequestLimits;
 pub use path::ApiPath;
+pub use state::{AppState, EventQueue};
 
 /// The MLRun version whose client this API is checked against; answered by `client-spec`.
 pub const MLRUN_COMPAT_VERSION: &str = "1.12.1";
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The service, which also dispatches what fires (off the request path).
-    pub service: Service,
-    /// Where batches of events go when they are evaluated elsewhere (the AWS deployment's SQS
-    /// queue); None evaluates them before answering.
-    pub queue: Option<Arc<dyn EventQueue>>,
-    /// Who is asking ([`Open`] when auth is off).
-    pub auth: Arc<dyn Authenticate>,
-    /// The tokens that `/api/v1/tokens` manages; None where an identity provider issues them.
-    pub tokens: Option<Arc<dyn TokenStore>>,
-}
-
-impl AppState {
-    /// A state without auth, evaluating events before answering.
-    pub fn open(service: Service) -> Self {
-        AppState {
-            service,
-            queue: None,
-            auth: Arc::new(Open),
-            tokens: None,
-        }
-    }
-
-    /// Authenticates with the tokens of `store`, which `/api/v1/tokens` manages.
-    pub fn with_tokens(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.auth = Arc::new(Tokens(store.clone()));
-        self.tokens = Some(store);
-        self
-    }
-}
-
-/// A durable queue of accepted events, evaluated later by another process.
-#[async_trait::async_trait]
-pub trait EventQueue: Send + Sync {
-    /// Queues every event, or fails as a whole (nothing is accepted then).
-    async fn enqueue(
-        &self,
-        events: &[tocsin_core::model::AcceptedEvent],
-    ) -> Result<(), tocsin_core::Error>;
-}
 
 /// The OpenAPI document of everything this router serves.
 pub const OPENAPI: &str = include_str!("openapi.json");

@@ -12,19 +12,19 @@ use tocsin_adapters::api::{AppState, EventQueue, RequestLimits, router};
 
 use crate::environment::{Clients, Environment};
 use crate::queue::SqsQueue;
-use crate::sns::Outbox;
+use crate::sns::Publisher;
 
 use super::{Wiring, wiring};
 
 pub struct ApiHandler {
     router: axum::Router,
-    outbox: Arc<Outbox>,
+    publisher: Arc<Publisher>,
 }
 
 impl ApiHandler {
     pub fn new(env: &Environment, clients: &Clients) -> Self {
         let Wiring {
-            service, outbox, ..
+            service, publisher, ..
         } = wiring(env, clients);
         let queue = env.queue_url.as_ref().map(|url| {
             Arc::new(SqsQueue::new(clients.sqs.clone(), url.clone())) as Arc<dyn EventQueue>
@@ -40,14 +40,14 @@ impl ApiHandler {
         };
         ApiHandler {
             router: router(state, limits),
-            outbox,
+            publisher,
         }
     }
 
     /// One request: routed, then whatever it fired published, then answered.
     pub async fn handle(&self, request: lambda_http::Request) -> Result<Response, Infallible> {
         let response = self.router.clone().oneshot(request).await?;
-        self.outbox.flush().await;
+        self.publisher.flush().await;
         Ok(response)
     }
 }

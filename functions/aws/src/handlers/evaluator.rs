@@ -11,19 +11,19 @@ use tocsin_core::Service;
 use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
 use crate::queue::unpack;
-use crate::sns::Outbox;
+use crate::sns::Publisher;
 
 pub struct EvaluatorHandler {
     service: Service,
-    outbox: Arc<Outbox>,
+    publisher: Arc<Publisher>,
 }
 
 impl EvaluatorHandler {
     pub fn new(env: &Environment, clients: &Clients) -> Self {
         let Wiring {
-            service, outbox, ..
+            service, publisher, ..
         } = wiring(env, clients);
-        EvaluatorHandler { service, outbox }
+        EvaluatorHandler { service, publisher }
     }
 
     pub async fn handle(&self, batch: SqsEvent) -> SqsBatchResponse {
@@ -67,7 +67,7 @@ impl EvaluatorHandler {
                 .zip(message_failed)
                 .filter_map(|(id, f)| f.then_some(id)),
         );
-        self.outbox.flush().await;
+        self.publisher.flush().await;
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failed
             .into_iter()

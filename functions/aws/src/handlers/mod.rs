@@ -16,29 +16,30 @@ use tocsin_core::store::Store;
 
 use crate::dynamo::DynamoStore;
 use crate::environment::{Clients, Environment};
-use crate::sns::{Outbox, Topic};
+use crate::sns::{Publisher, Topic};
 use crate::subscriptions::EmailSubscriptions;
 
 /// What every function runs on.
 pub struct Wiring {
     /// The DynamoDB store and the operator's settings, with the topic's email subscriptions
-    /// kept in step by a hook; what fires goes to `outbox`.
+    /// kept in step by a hook; what fires goes to `publisher`.
     pub service: Service,
     pub topic: Arc<Topic>,
     /// Holds what an invocation fired until the handler publishes it, before answering.
-    pub outbox: Arc<Outbox>,
+    pub publisher: Arc<Publisher>,
 }
 
 /// Builds the wiring once per container.
 pub fn wiring(env: &Environment, clients: &Clients) -> Wiring {
     let topic = Arc::new(Topic::new(clients.sns.clone(), env.topic_arn.clone()));
-    let outbox = Arc::new(Outbox::new(topic.clone()));
+    let publisher = Arc::new(Publisher::new(topic.clone()));
     let store = DynamoStore::new(clients.dynamo.clone(), env.dynamo());
     let subscriptions = Arc::new(EmailSubscriptions::new(store.clone(), topic.clone()));
     let store: Arc<dyn Store> = Arc::new(store);
     Wiring {
-        service: Service::new(store, env.alerts.clone(), outbox.clone()).with_hook(subscriptions),
+        service: Service::new(store, env.alerts.clone(), publisher.clone())
+            .with_hook(subscriptions),
         topic,
-        outbox,
+        publisher,
     }
 }

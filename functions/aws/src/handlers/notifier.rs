@@ -14,7 +14,7 @@ use tocsin_core::model::{Activation, DeliveryStatus, NotificationKind, Span, Tim
 
 use super::{Wiring, wiring};
 use crate::environment::{Clients, Environment};
-use crate::sns::{Message, Outbox, Topic};
+use crate::sns::{Message, Publisher, Topic};
 
 /// Activations looked at per sweep.
 const SWEEP_BATCH: usize = 100;
@@ -25,7 +25,7 @@ pub struct NotifierHandler {
     topic: Arc<Topic>,
     /// What chained events fire while delivering: published before the invocation answers,
     /// so that their notifications go out at once, not at the next sweep.
-    outbox: Arc<Outbox>,
+    publisher: Arc<Publisher>,
     sweep_after: Span,
 }
 
@@ -34,7 +34,7 @@ impl NotifierHandler {
         let Wiring {
             service,
             topic,
-            outbox,
+            publisher,
         } = wiring(env, clients);
         let settings = DeliverySettings {
             give_up_after_secs: env.give_up_secs,
@@ -46,7 +46,7 @@ impl NotifierHandler {
             service,
             notifier,
             topic,
-            outbox,
+            publisher,
             sweep_after: Span::from_secs(env.sweep_after_secs),
         })
     }
@@ -63,7 +63,7 @@ impl NotifierHandler {
                         continue;
                     };
                     let result = self.deliver(message).await;
-                    self.outbox.flush().await;
+                    self.publisher.flush().await;
                     delivered += result?;
                 }
                 Ok(json!({"delivered": delivered}))
@@ -77,8 +77,8 @@ impl NotifierHandler {
     /// delivers the resolved notifications that settling added.
     pub async fn scheduled(&self, now: Timestamp) -> Result<Value> {
         let ticked = self.service.tick(now).await?;
-        // Absences that came due fired into the outbox: out before the sweep looks.
-        self.outbox.flush().await;
+        // Absences that came due were handed to the publisher: out before the sweep looks.
+        self.publisher.flush().await;
         let mut swept = self.sweep(now).await?;
         swept["closed"] = json!(ticked.closed);
         swept["absences"] = json!(ticked.fired.len());
@@ -134,7 +134,7 @@ impl NotifierHandler {
                     continue;
                 }
                 self.notifier.deliver_stored(a.clone()).await;
-                self.outbox.flush().await;
+                self.publisher.flush().await;
                 resolved += 1;
             }
             if !pending(false) || a.activation_time > cutoff {
@@ -143,7 +143,7 @@ impl NotifierHandler {
             let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
                 // The alert is gone: deliver (which records the notifications as failed).
                 self.notifier.deliver_stored(a).await;
-                self.outbox.flush().await;
+                self.publisher.flush().await;
                 continue;
             };
             self.topic.publish(&a, &record.rule, Phase::Fired).await?;
