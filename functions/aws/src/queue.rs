@@ -1,9 +1,12 @@
 //! The SQS queue of events: the API's batch endpoint queues accepted events here, and the
 //! evaluator Lambda takes them in batches.
 //!
-//! A message carries many events (a JSON array, up to [`MAX_MESSAGE_EVENTS`] or about
-//! 240 KiB): SQS bills and limits per message, and the evaluator's exactly-once receipts are
-//! kept per message, so that fewer, fuller messages make both cheaper.
+//! A message carries many events (`{"id": ..., "events": [...]}`, up to [`MAX_MESSAGE_EVENTS`]
+//! or about 240 KiB): SQS bills and limits per message, and the evaluator's exactly-once
+//! receipts are kept per message, so that fewer, fuller messages make both cheaper. The id in
+//! the body, not SQS's message id, names the message for the receipts: a send that SQS took
+//! and then answered with an error is sent again by the SDK as a second message with the same
+//! body, and its events are counted once all the same.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -102,11 +105,17 @@ impl EventQueue for SqsQueue {
     }
 }
 
-/// The bodies of the messages that carry `events`, in order: JSON arrays of up to
-/// [`MAX_MESSAGE_EVENTS`] events and about [`MAX_MESSAGE_BYTES`].
+/// The bodies of the messages that carry `events`, in order: each an id of its own and up to
+/// [`MAX_MESSAGE_EVENTS`] events, about [`MAX_MESSAGE_BYTES`].
 pub fn pack(events: &[AcceptedEvent]) -> Result<Vec<String>> {
+    let start = || {
+        format!(
+            "{{\"id\":\"q{:016x}\",\"events\":[",
+            crate::dynamo::write_token()
+        )
+    };
     let mut bodies = Vec::new();
-    let mut body = String::from("[");
+    let mut body = start();
     let mut count = 0;
     for ev in events {
         let one =
@@ -114,8 +123,8 @@ pub fn pack(events: &[AcceptedEvent]) -> Result<Vec<String>> {
         if count > 0
             && (count == MAX_MESSAGE_EVENTS || body.len() + one.len() + 2 > MAX_MESSAGE_BYTES)
         {
-            body.push(']');
-            bodies.push(std::mem::replace(&mut body, String::from("[")));
+            body.push_str("]}");
+            bodies.push(std::mem::replace(&mut body, start()));
             count = 0;
         }
         if count > 0 {
@@ -125,19 +134,29 @@ pub fn pack(events: &[AcceptedEvent]) -> Result<Vec<String>> {
         count += 1;
     }
     if count > 0 {
-        body.push(']');
+        body.push_str("]}");
         bodies.push(body);
     }
     Ok(bodies)
 }
 
-/// The events of a message body: an array, or one event (as messages were before they were
-/// packed, so that messages queued by an older API are still read).
-pub fn unpack(body: &str) -> serde_json::Result<Vec<AcceptedEvent>> {
-    if body.trim_start().starts_with('[') {
-        serde_json::from_str(body)
+/// A message as the API packs it.
+#[derive(serde::Deserialize)]
+struct Packed {
+    id: String,
+    events: Vec<AcceptedEvent>,
+}
+
+/// The id and the events of a message body; older bodies (an array, or one event, as an older
+/// API queued them) have no id of their own, and are named by SQS's message id.
+pub fn unpack(body: &str) -> serde_json::Result<(Option<String>, Vec<AcceptedEvent>)> {
+    let start = body.trim_start();
+    if start.starts_with('[') {
+        serde_json::from_str(body).map(|events| (None, events))
+    } else if start.starts_with("{\"id\"") {
+        serde_json::from_str::<Packed>(body).map(|p| (Some(p.id), p.events))
     } else {
-        serde_json::from_str(body).map(|ev| vec![ev])
+        serde_json::from_str(body).map(|ev| (None, vec![ev]))
     }
 }
 
@@ -165,10 +184,14 @@ mod tests {
         let events: Vec<AcceptedEvent> = (0..1201).map(|i| event(i, 0)).collect();
         let bodies = pack(&events).expect("packs");
         assert_eq!(bodies.len(), 3, "500 + 500 + 201");
-        let back: Vec<AcceptedEvent> = bodies
+        let unpacked: Vec<(Option<String>, Vec<AcceptedEvent>)> =
+            bodies.iter().map(|b| unpack(b).expect("unpacks")).collect();
+        let ids: std::collections::BTreeSet<_> = unpacked
             .iter()
-            .flat_map(|b| unpack(b).expect("unpacks"))
+            .map(|(id, _)| id.clone().expect("an id"))
             .collect();
+        assert_eq!(ids.len(), 3, "each message an id of its own");
+        let back: Vec<AcceptedEvent> = unpacked.into_iter().flat_map(|(_, e)| e).collect();
         assert_eq!(back, events);
         let big: Vec<AcceptedEvent> = (0..40).map(|i| event(i, 20_000)).collect();
         let bodies = pack(&big).expect("packs");
@@ -177,7 +200,12 @@ mod tests {
         let one = serde_json::to_string(&events[0]).expect("json");
         assert_eq!(
             unpack(&one).expect("an unpacked message"),
-            vec![events[0].clone()]
+            (None, vec![events[0].clone()])
+        );
+        let array = format!("[{one}]");
+        assert_eq!(
+            unpack(&array).expect("an older message"),
+            (None, vec![events[0].clone()])
         );
         assert!(pack(&[]).expect("nothing").is_empty());
     }

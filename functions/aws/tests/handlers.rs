@@ -251,14 +251,19 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
         1,
         "one message carries the valid batch: {messages:?}"
     );
-    let carried: Vec<Value> = serde_json::from_str(&messages[0].1).expect("an array of events");
+    let packed: Value = serde_json::from_str(&messages[0].1).expect("a message of events");
+    let carried: Vec<Value> =
+        serde_json::from_value(packed["events"].clone()).expect("an array of events");
     assert_eq!(carried.len(), 100);
     assert_eq!(carried[6]["entity_id"], "job-6", "in order");
     let evaluator = EvaluatorHandler::new(&env, &clients(None));
     // The evaluator crashed after counting the message's first 60 events (it committed the
     // window, then died before SQS heard of it): the receipt says 60.
     let first_60: Vec<&Value> = carried[..60].iter().collect();
-    let partial = vec![(messages[0].0.clone(), json!(first_60).to_string())];
+    let partial = vec![(
+        messages[0].0.clone(),
+        json!({"id": packed["id"], "events": first_60}).to_string(),
+    )];
     let answer = evaluator.handle(sqs_event(&partial)).await;
     assert!(answer.batch_item_failures.is_empty());
     // SQS redelivers the whole message, to another container: the last 40 are counted.
@@ -268,6 +273,11 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
     // And again, to the first container (its cache is behind): nothing more is counted.
     let again = evaluator.handle(sqs_event(&messages)).await;
     assert!(again.batch_item_failures.is_empty());
+    // A send that SQS took and answered with an error is sent again by the SDK: the same body
+    // under another message id. Its id in the body says it was counted.
+    let twice = vec![("sent-twice".to_owned(), messages[0].1.clone())];
+    let answer = other.handle(sqs_event(&twice)).await;
+    assert!(answer.batch_item_failures.is_empty());
     // A message that is not an event fails alone (SQS retries it, then dead-letters it).
     let mut broken = messages.clone();
     broken.push(("broken-1".into(), "{not json".into()));

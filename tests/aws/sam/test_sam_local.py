@@ -286,7 +286,7 @@ def test_the_evaluator_reports_a_broken_message_as_a_partial_batch_failure(stack
     answer = requests.post(f"{project_api(project)}/events", json={"events": events}).json()
     assert answer == {"accepted": 3, "queued": True}
     queued = drain(stack["env"]["TOCSIN_QUEUE_URL"])
-    assert [len(json.loads(body)) for _, body in queued] == [3], "one message carries the batch"
+    assert [len(json.loads(body)["events"]) for _, body in queued] == [3], "one message carries the batch"
     records = [{"messageId": mid, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
                 "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
                 "awsRegion": "us-east-1"} for mid, body in queued]

@@ -73,6 +73,7 @@ use tocsin_core::ops;
 use tocsin_core::store::{EventQuery, EventStore, Recorded};
 use tokio::sync::Mutex;
 
+pub use item::write_token;
 pub use table::create_table;
 
 use cache::Cache;

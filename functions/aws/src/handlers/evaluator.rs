@@ -35,10 +35,11 @@ impl EvaluatorHandler {
         for record in batch.records {
             let id = record.message_id.unwrap_or_default();
             match unpack(record.body.as_deref().unwrap_or("")) {
-                Ok(carried) => {
+                Ok((body_id, carried)) => {
                     // SQS delivers at least once: the windows keep receipts of the messages
-                    // they counted, so that a redelivery counts only what was not counted.
-                    let message: Arc<str> = id.as_str().into();
+                    // they counted, so that a redelivery (or a message sent twice: the same
+                    // id in its body) counts only what was not counted.
+                    let message: Arc<str> = body_id.as_deref().unwrap_or(&id).into();
                     for mut event in carried {
                         event.message = Some(message.clone());
                         events.push(event);
