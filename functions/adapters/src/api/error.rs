@@ -10,6 +10,8 @@ use serde_json::json;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Seconds after which a retry is worth it (`Retry-After`), for a 503.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -18,6 +20,7 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 }
@@ -33,10 +36,13 @@ impl From<tocsin_core::Error> for ApiError {
             E::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             E::Backend { .. } => {
                 tracing::error!(error = %e, "store failure");
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The store failed; the request was not applied. Retry later.",
-                );
+                return ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The store failed. Retry with the same idempotency key (the Idempotency-Key header or the event's `id`): what was counted is not counted again.",
+                    )
+                };
             }
         };
         ApiError::new(status, e.to_string())
@@ -45,6 +51,12 @@ impl From<tocsin_core::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+        let mut response = (self.status, Json(json!({ "detail": self.detail }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

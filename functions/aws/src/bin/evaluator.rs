@@ -14,7 +14,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Arc::new(EvaluatorHandler::new(&env, &Clients::from_env().await));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
-        async move { Ok::<_, lambda_runtime::Error>(handler.handle(event.payload).await) }
+        // The deadline is in milliseconds since the epoch, by the same clock as ours.
+        let left = std::time::SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_millis(event.context.deadline);
+        let left = left
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + left;
+        async move {
+            Ok::<_, lambda_runtime::Error>(
+                handler.handle_until(event.payload, Some(deadline)).await,
+            )
+        }
     }))
     .await
 }

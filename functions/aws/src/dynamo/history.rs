@@ -44,13 +44,13 @@ fn parse_cursor(cursor: &str) -> Result<(String, usize)> {
 }
 
 impl DynamoStore {
-    /// Keeps what was evaluated for the history: a queue message's events whole, under its id
-    /// (a redelivery writes the same item again, or only if it is missing when all of them
-    /// were counted before); off the queue, the events counted, under an id of the request
-    /// (of their keys, when they all have one, so that a client's retry writes the same item).
-    /// Returns, per event, an error to answer instead of its outcome when its events could not
-    /// be kept and a retry would keep them: a queue message is delivered again, a keyed event
-    /// sent again; an event without a key was counted all the same, and is only logged.
+    /// Keeps what was counted for the history: a queue message's events under its id (a
+    /// redelivery writes the same item again, or only if it is missing when all of them were
+    /// counted before); off the queue, an event with a key was kept in the commit of its
+    /// counts (see `intake`), one without under an id of the request, tried
+    /// [`HISTORY_ATTEMPTS`] times. A duplicate of another event is that one's to keep.
+    /// Returns, per event, an error to answer instead of its outcome when its message could
+    /// not be kept: it fails, and is kept when the queue delivers it again.
     pub(super) async fn keep_recorded(
         &self,
         events: &[AcceptedEvent],
@@ -60,61 +60,53 @@ impl DynamoStore {
         if self.settings.event_retention.is_none() {
             return failed;
         }
-        // Per message: its events (with their places), and whether all were counted before.
+        // Per message: its events (the ones counted now or by an earlier delivery of it; a
+        // duplicate of another event is that one's to keep), and whether all were counted
+        // before (a redelivery).
         let mut by_message: Vec<(&str, Vec<usize>, bool)> = Vec::new();
-        let (mut keyed, mut loose) = (Vec::new(), Vec::new());
+        let mut loose = Vec::new();
         for (i, (ev, outcome)) in events.iter().zip(outcomes).enumerate() {
             let Ok(o) = outcome else {
                 continue;
             };
-            if o.unknown_kind {
+            if o.unknown_kind || (o.duplicate && !o.redelivered) {
                 continue;
             }
             match ev.message.as_deref() {
                 Some(m) => match by_message.iter_mut().find(|(id, _, _)| *id == m) {
                     Some((_, v, all_before)) => {
                         v.push(i);
-                        *all_before &= o.duplicate;
+                        *all_before &= o.redelivered;
                     }
-                    None => by_message.push((m, vec![i], o.duplicate)),
+                    None => by_message.push((m, vec![i], o.redelivered)),
                 },
-                None if ev.idempotency_key.is_some() => keyed.push(i),
-                None if !o.duplicate => loose.push(i),
-                None => {}
+                // A keyed event off the queue was kept with its counts, in their commit.
+                None if ev.idempotency_key.is_some() => {}
+                None => loose.push(i),
             }
         }
-        let keyed_id = (!keyed.is_empty()).then(|| {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for &i in &keyed {
-                h.update(events[i].project.as_bytes());
-                h.update(b"\x01");
-                h.update(
-                    events[i]
-                        .idempotency_key
-                        .as_deref()
-                        .unwrap_or("")
-                        .as_bytes(),
-                );
-                h.update(b"\x00");
-            }
-            format!("k{:016x}", h.digest())
-        });
-        // Keyed events that were all duplicates are a retry: their item is written if missing.
-        let keyed_before = keyed
-            .iter()
-            .all(|&i| matches!(&outcomes[i], Ok(o) if o.duplicate));
-        let batches = by_message
-            .into_iter()
-            .map(|(id, evs, before)| (id.to_owned(), evs, before, true))
-            .chain(keyed_id.map(|id| (id, keyed, keyed_before, true)))
-            .chain((!loose.is_empty()).then(|| (request_id(), loose, false, false)));
-        for (id, evs, before, retried) in batches {
+        for (id, evs, before) in by_message {
             let refs: Vec<&AcceptedEvent> = evs.iter().map(|&i| &events[i]).collect();
-            if let Err(e) = self.keep_events(&refs, &id, before).await {
-                tracing::error!(error = %e, batch = %id, "cannot keep events for the history; they were counted");
-                if retried {
-                    for i in evs {
-                        failed[i] = Some(e.clone());
+            if let Err(e) = self.keep_events(&refs, id, before).await {
+                // The message is delivered again, and its events kept then.
+                tracing::error!(error = %e, batch = %id, "cannot keep a message's events for the history; it is delivered again");
+                for i in evs {
+                    failed[i] = Some(e.clone());
+                }
+            }
+        }
+        if !loose.is_empty() {
+            let refs: Vec<&AcceptedEvent> = loose.iter().map(|&i| &events[i]).collect();
+            let id = request_id();
+            for attempt in 1..=HISTORY_ATTEMPTS {
+                match self.keep_events(&refs, &id, attempt > 1).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == HISTORY_ATTEMPTS => {
+                        tracing::error!(error = %e, batch = %id, "cannot keep events for the history; they were counted");
+                    }
+                    Err(_) => {
+                        let backoff = 50u64 << attempt.min(5);
+                        tokio::time::sleep(std::time::Duration::from_millis(backoff)).await
                     }
                 }
             }
@@ -133,29 +125,13 @@ impl DynamoStore {
         batch: &str,
         seen_before: bool,
     ) -> Result<()> {
-        let Some(retention) = self.settings.event_retention else {
-            return Ok(());
-        };
-        let mut groups: Vec<(&str, Vec<&AcceptedEvent>)> = Vec::new();
-        for ev in events {
-            match groups.iter_mut().find(|(p, _)| *p == ev.project) {
-                Some((_, v)) => v.push(ev),
-                None => groups.push((&ev.project, vec![ev])),
+        for item in self.events_items(events, batch)? {
+            if seen_before {
+                let (project_pk, sk) = (get_s(&item, "pk")?, get_s(&item, "sk")?);
+                if self.kept_item(project_pk, sk).await? {
+                    continue;
+                }
             }
-        }
-        for (project, evs) in groups {
-            let first = evs.iter().map(|e| e.at).min().unwrap_or(Timestamp(0));
-            let newest = evs.iter().map(|e| e.at).max().unwrap_or(first);
-            let sk = format!("{}#{batch}", time_sk(first));
-            if seen_before && self.kept(project, &sk).await? {
-                continue;
-            }
-            let mut item = key(pk(project), sk);
-            let packed = serde_json::to_string(&evs).map_err(|e| {
-                Error::backend(Backend::DynamoDb, format!("cannot encode events: {e}"))
-            })?;
-            item.insert("es".into(), s(packed));
-            item.insert("expires_at".into(), n(ttl_secs(newest.plus(retention))));
             self.client
                 .put_item()
                 .table_name(self.table())
@@ -167,13 +143,42 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// The items that keep `events` (one per project) under the batch id `batch`; none when
+    /// no events are kept.
+    pub(super) fn events_items(&self, events: &[&AcceptedEvent], batch: &str) -> Result<Vec<Item>> {
+        let Some(retention) = self.settings.event_retention else {
+            return Ok(Vec::new());
+        };
+        let mut groups: Vec<(&str, Vec<&AcceptedEvent>)> = Vec::new();
+        for ev in events {
+            match groups.iter_mut().find(|(p, _)| *p == ev.project) {
+                Some((_, v)) => v.push(ev),
+                None => groups.push((&ev.project, vec![ev])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(project, evs)| {
+                let first = evs.iter().map(|e| e.at).min().unwrap_or(Timestamp(0));
+                let newest = evs.iter().map(|e| e.at).max().unwrap_or(first);
+                let mut item = key(pk(project), format!("{}#{batch}", time_sk(first)));
+                let packed = serde_json::to_string(&evs).map_err(|e| {
+                    Error::backend(Backend::DynamoDb, format!("cannot encode events: {e}"))
+                })?;
+                item.insert("es".into(), s(packed));
+                item.insert("expires_at".into(), n(ttl_secs(newest.plus(retention))));
+                Ok(item)
+            })
+            .collect()
+    }
+
     /// Whether the item of a batch's events is there.
-    async fn kept(&self, project: &str, sk: &str) -> Result<bool> {
+    async fn kept_item(&self, project_pk: &str, sk: &str) -> Result<bool> {
         let out = self
             .client
             .get_item()
             .table_name(self.table())
-            .set_key(Some(key(pk(project), sk)))
+            .set_key(Some(key(project_pk, sk)))
             .projection_expression("pk")
             .consistent_read(true)
             .send()
@@ -245,6 +250,11 @@ impl DynamoStore {
         Ok(found)
     }
 }
+
+/// Writes of a request's events for the history are tried this many times (each with the
+/// SDK's own retries) before the history goes without them: they were counted, and a client's
+/// retry would be a duplicate that keeps nothing.
+const HISTORY_ATTEMPTS: u32 = 10;
 
 /// An id for the events of one call off the queue, unique across containers.
 fn request_id() -> String {

@@ -374,7 +374,8 @@ impl RoundUnit for Round<'_> {
         self.lost = false;
         self.too_large = false;
         self.parts = self.cut(effects);
-        if self.events.len() > 1 && self.parts.iter().any(|p| p.items() > MAX_ITEMS) {
+        // One item of 100 is kept for the history of keyed events (see `kept_with`).
+        if self.events.len() > 1 && self.parts.iter().any(|p| p.items() >= MAX_ITEMS) {
             self.too_large = true;
             self.parts.clear();
             self.ids = Ids::provisional();
@@ -427,7 +428,7 @@ impl RoundUnit for Round<'_> {
             .windows
             .values()
             .any(|w| w.counted_before.contains(&event))
-            .then_some(Verdict::Duplicate)
+            .then_some(Verdict::Redelivered)
     }
 
     fn lost(&self) -> bool {
@@ -553,10 +554,13 @@ impl Round<'_> {
     /// Writes one part; what became of it.
     async fn write(&mut self, part: &Part) -> Result<Verdict> {
         let token = write_token();
+        let kept = self.kept_with(part, token)?;
         let failure = match (part.windows.as_slice(), part.items()) {
             (_, 0) => None,
             ([k], 1) => self.put_window(k, token).await,
-            ([], 1) if part.claims.len() == 1 => self.put_claim(part.claims[0], token).await,
+            ([], 1) if part.claims.len() == 1 && kept.is_empty() => {
+                self.put_claim(part.claims[0], token).await
+            }
             _ => {
                 let mut items: Vec<TransactWriteItem> = Vec::with_capacity(part.items());
                 for k in &part.windows {
@@ -577,6 +581,7 @@ impl Round<'_> {
                         items.push(self.store.activation_put(a)?);
                     }
                 }
+                items.extend(kept);
                 for j in &part.claims {
                     if let Some((_, c)) = self.claims.iter().find(|(cj, _)| cj == j) {
                         items.push(claim_put(self.store.table(), c, token)?);
@@ -589,6 +594,33 @@ impl Round<'_> {
             None => Ok(Verdict::Done),
             Some(failed) => self.judge(part, token, failed).await,
         }
+    }
+
+    /// The history items of the part's keyed events off the queue, written in the same
+    /// transaction as their claims and counts: what is counted is kept, and a client's retry
+    /// (a duplicate) has nothing left to keep. Named by the write's token.
+    fn kept_with(&self, part: &Part, token: u64) -> Result<Vec<TransactWriteItem>> {
+        let loose: Vec<&AcceptedEvent> = part
+            .claims
+            .iter()
+            .filter_map(|j| self.events.get(*j).map(|(_, ev)| *ev))
+            .filter(|ev| ev.message.is_none())
+            .collect();
+        if loose.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .events_items(&loose, &format!("k{token:016x}"))?
+            .into_iter()
+            .map(|item| {
+                let put = Put::builder()
+                    .table_name(self.store.table())
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(build_err)?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect()
     }
 
     /// One key alone (its event counted nowhere): a conditional `PutItem`.
@@ -678,7 +710,7 @@ impl Round<'_> {
             WriteFailure::Conditions(reasons) => reasons,
         };
         // The claims are the part's last items.
-        let first_claim = part.items() - part.claims.len();
+        let first_claim = reasons.len().saturating_sub(part.claims.len());
         let mut held = false;
         for (j, failed) in part.claims.iter().zip(reasons.iter().skip(first_claim)) {
             if *failed {

@@ -1,8 +1,11 @@
 //! The notifier function, subscribed to the topic: delivers an activation's Slack, webhook and
 //! event notifications with the notifier of `tocsin serve` (retries, cooldowns, delivery keys),
 //! and records each outcome; email notifications were carried by the topic's email
-//! subscriptions. On a schedule, it sweeps the outbox: activations still pending long after
-//! they fired (their publication failed) are published again.
+//! subscriptions. On a schedule, it settles what time brought (cooldowns that ended, absences
+//! that came due) and sweeps the outbox: activations still pending long after they fired
+//! (their publication failed) are published again. Each step, and each activation, stands on
+//! its own: one that fails is logged and recorded on the activation (why, and that the next
+//! sweep tries again), and the others go on.
 
 use std::sync::Arc;
 
@@ -18,6 +21,13 @@ use crate::sns::{Message, Publisher, Topic};
 
 /// Activations looked at per sweep.
 const SWEEP_BATCH: usize = 100;
+
+/// What the sweep did with one activation.
+enum Swept {
+    Republished,
+    Resolved,
+    Nothing,
+}
 
 pub struct NotifierHandler {
     service: Service,
@@ -76,12 +86,31 @@ impl NotifierHandler {
     /// with no event (the end of a cooldown) is settled first, then the outbox swept, which
     /// delivers the resolved notifications that settling added.
     pub async fn scheduled(&self, now: Timestamp) -> Result<Value> {
-        let ticked = self.service.tick(now).await?;
+        let (ticked, tick_error) = match self.service.tick(now).await {
+            Ok(t) => (t, None),
+            Err(e) => {
+                tracing::error!(error = %e, "the tick could not find what is due; the next one tries again");
+                (Default::default(), Some(e.to_string()))
+            }
+        };
+        for (alert, e) in &ticked.failed {
+            tracing::error!(alert, error = %e, "an alert could not be settled; the next tick tries again");
+        }
         // Absences that came due were handed to the publisher: out before the sweep looks.
         self.publisher.flush().await;
-        let mut swept = self.sweep(now).await?;
+        let mut swept = match self.sweep(now).await {
+            Ok(swept) => swept,
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox could not be read; the next sweep tries again");
+                json!({"sweep_error": e.to_string()})
+            }
+        };
         swept["closed"] = json!(ticked.closed);
         swept["absences"] = json!(ticked.fired.len());
+        swept["unsettled"] = json!(ticked.failed.len());
+        if let Some(e) = tick_error {
+            swept["tick_error"] = json!(e);
+        }
         Ok(swept)
     }
 
@@ -112,44 +141,78 @@ impl NotifierHandler {
         }
     }
 
-    /// Publishes again the activations still pending `sweep_after` after they fired.
+    /// Publishes again the activations still pending `sweep_after` after they fired, and
+    /// delivers their resolved notifications. One that cannot be handed on is recorded (why,
+    /// and when the next sweep tries again) and the sweep goes on with the others.
     pub async fn sweep(&self, now: Timestamp) -> Result<Value> {
         let cutoff = now.plus(Span(-self.sweep_after.0));
         let pending = self.service.store().pending_deliveries(SWEEP_BATCH).await?;
-        let mut republished = 0;
-        let mut resolved = 0;
+        let (mut republished, mut resolved, mut stuck) = (0, 0, 0);
         for a in pending {
-            let pending = |resolved: bool| {
-                a.deliveries
-                    .iter()
-                    .any(|d| d.status == DeliveryStatus::Pending && d.resolved == resolved)
-            };
-            // Resolved notifications are delivered from here, at once: publishing the
-            // activation as fired again would mail its email subscribers the firing again.
-            // Its resolved mail goes to them as a resolved message first; if that fails, the
-            // next sweep tries the whole round again.
-            if pending(true) {
-                if let Err(e) = self.publish_resolved_mail(&a).await {
-                    tracing::error!(activation = a.id, error = %e, "cannot publish a resolved mail; the next sweep tries again");
-                    continue;
+            match self.sweep_one(&a, cutoff).await {
+                Ok(Swept::Republished) => republished += 1,
+                Ok(Swept::Resolved) => resolved += 1,
+                Ok(Swept::Nothing) => {}
+                Err(e) => {
+                    stuck += 1;
+                    tracing::error!(activation = a.id, error = %e, "cannot hand an activation on; the next sweep tries again");
+                    self.record_stuck(&a, &e, now).await;
                 }
-                self.notifier.deliver_stored(a.clone()).await;
-                self.publisher.flush().await;
-                resolved += 1;
             }
-            if !pending(false) || a.activation_time > cutoff {
-                continue;
-            }
-            let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
-                // The alert is gone: deliver (which records the notifications as failed).
-                self.notifier.deliver_stored(a).await;
-                self.publisher.flush().await;
-                continue;
-            };
-            self.topic.publish(&a, &record.rule, Phase::Fired).await?;
-            republished += 1;
         }
-        Ok(json!({"republished": republished, "resolved": resolved}))
+        Ok(json!({"republished": republished, "resolved": resolved, "stuck": stuck}))
+    }
+
+    /// One activation of the outbox.
+    async fn sweep_one(&self, a: &Activation, cutoff: Timestamp) -> Result<Swept> {
+        let pending = |resolved: bool| {
+            a.deliveries
+                .iter()
+                .any(|d| d.status == DeliveryStatus::Pending && d.resolved == resolved)
+        };
+        // Resolved notifications are delivered from here, at once: publishing the activation
+        // as fired again would mail its email subscribers the firing again. Its resolved mail
+        // goes to them as a resolved message first; if that fails, the next sweep tries the
+        // whole round again.
+        if pending(true) {
+            self.publish_resolved_mail(a).await?;
+            self.notifier.deliver_stored(a.clone()).await;
+            self.publisher.flush().await;
+            return Ok(Swept::Resolved);
+        }
+        if !pending(false) || a.activation_time > cutoff {
+            return Ok(Swept::Nothing);
+        }
+        let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
+            // The alert is gone: deliver (which records the notifications as failed).
+            self.notifier.deliver_stored(a.clone()).await;
+            self.publisher.flush().await;
+            return Ok(Swept::Nothing);
+        };
+        self.topic.publish(a, &record.rule, Phase::Fired).await?;
+        Ok(Swept::Republished)
+    }
+
+    /// Records on an activation that it could not be handed to the notifier, and why: its
+    /// pending notifications say so (they stay pending), for the API and the Alerts page.
+    async fn record_stuck(&self, a: &Activation, e: &Error, now: Timestamp) {
+        let next = now.plus(Span(self.sweep_after.0.min(Span::from_secs(60).0)));
+        for d in a
+            .deliveries
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Pending)
+        {
+            let note = tocsin_core::model::Delivery {
+                error: Some(format!(
+                    "not handed to the notifier yet ({e}); the sweep tries again"
+                )),
+                at: Some(next),
+                ..d.clone()
+            };
+            if let Err(e) = self.service.store().record_delivery(a.id, note).await {
+                tracing::error!(activation = a.id, error = %e, "cannot record why an activation is stuck");
+            }
+        }
     }
 
     /// Publishes the resolved mail of an activation with a pending resolved email

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tocsin_aws::dynamo::{DynamoSettings, DynamoStore, create_table};

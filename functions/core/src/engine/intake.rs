@@ -30,8 +30,12 @@ pub struct Fired {
 /// What an event did.
 #[derive(Debug, Clone, Default)]
 pub struct EventOutcome {
-    /// Its idempotency key was seen before: it was not counted again.
+    /// Its idempotency key was seen before, or its queue message counted it before: it was
+    /// not counted again.
     pub duplicate: bool,
+    /// Its queue message was delivered before and counted it then (a redelivery), as opposed
+    /// to another event holding its key.
+    pub redelivered: bool,
     /// Alerts whose window it was counted in (calculated events it caused included).
     pub counted: usize,
     pub fired: Vec<Fired>,

@@ -257,6 +257,10 @@ fn absorb<U: RoundUnit>(
     for (j, &(i, _)) in events.iter().enumerate() {
         match unit.event_verdict(j) {
             Some(Verdict::Duplicate) => mark(&mut outcomes[i], |o| o.duplicate = true),
+            Some(Verdict::Redelivered) => mark(&mut outcomes[i], |o| {
+                o.duplicate = true;
+                o.redelivered = true;
+            }),
             Some(Verdict::Failed(e)) => outcomes[i] = Err(e),
             _ => mark(&mut outcomes[i], |o| o.resolved |= resolving),
         }
@@ -276,7 +280,9 @@ fn absorb<U: RoundUnit>(
                     emitted.push((i, calculated));
                 }
             }
-            Verdict::Duplicate => mark(&mut outcomes[i], |o| o.duplicate = true),
+            Verdict::Duplicate | Verdict::Redelivered => {
+                mark(&mut outcomes[i], |o| o.duplicate = true)
+            }
             Verdict::Failed(e) => outcomes[i] = Err(e),
             Verdict::Again => {}
         }

@@ -51,8 +51,10 @@ pub enum Verdict {
     Done,
     /// Lost to a concurrent writer: read again and evaluated again.
     Again,
-    /// Counted before (a queue message's redelivery), or its key was found held: a duplicate.
+    /// Its key was found held: a duplicate of another event.
     Duplicate,
+    /// Counted before by this very message (the queue's redelivery): a duplicate of itself.
+    Redelivered,
     /// Its write failed.
     Failed(Error),
 }
