@@ -269,6 +269,14 @@ impl Work {
         work
     }
 
+    /// Whether a window's receipts say round event `event` was counted before (its message is
+    /// a redelivery).
+    fn counted_before(&self, event: usize) -> bool {
+        self.windows
+            .values()
+            .any(|w| w.counted_before.contains(&event))
+    }
+
     /// Back to the state as stored (after the last commit), for an evaluation again.
     fn rewind(&mut self) {
         for a in self.alerts.values_mut() {
@@ -413,22 +421,21 @@ impl RoundUnit for Round<'_> {
     }
 
     fn event_verdict(&self, event: usize) -> Option<Verdict> {
+        if self.work.counted_before(event) {
+            return Some(Verdict::Redelivered);
+        }
         if self.work.dropped.contains(&event) {
             return Some(Verdict::Duplicate);
         }
-        if let Some(Verdict::Failed(e)) = self
+        match self
             .parts
             .iter()
             .find(|p| p.claims.contains(&event))
             .and_then(|p| p.verdict.clone())
         {
-            return Some(Verdict::Failed(e));
+            Some(Verdict::Failed(e)) => Some(Verdict::Failed(e)),
+            _ => None,
         }
-        self.work
-            .windows
-            .values()
-            .any(|w| w.counted_before.contains(&event))
-            .then_some(Verdict::Redelivered)
     }
 
     fn lost(&self) -> bool {
@@ -499,7 +506,12 @@ impl Round<'_> {
             .claims
             .iter()
             .map(|(j, _)| *j)
-            .filter(|j| !self.work.dropped.contains(j) && !self.work.claimed.contains(j))
+            // A redelivered message's events were claimed with their counts the first time.
+            .filter(|j| {
+                !self.work.dropped.contains(j)
+                    && !self.work.claimed.contains(j)
+                    && !self.work.counted_before(*j)
+            })
             .collect();
         nodes.extend(claimed.iter().map(|j| Node::Claim(*j)));
         let mut parent: Vec<usize> = (0..nodes.len()).collect();
