@@ -176,14 +176,33 @@ impl DynamoStore {
 }
 
 /// Alert rows on DynamoDB: each write conditional on the version read, with a catalog bump so
-/// that every instance's cache reloads.
-pub(super) struct Rows<'s>(pub &'s DynamoStore);
+/// that every instance's cache reloads, and a token that recognises the write as this one's
+/// when DynamoDB applied it and answered with an error.
+pub(super) struct Rows<'s> {
+    store: &'s DynamoStore,
+    /// The tokens of the last writes of the row read last.
+    writers: Vec<u64>,
+}
+
+impl<'s> Rows<'s> {
+    pub(super) fn new(store: &'s DynamoStore) -> Self {
+        Rows {
+            store,
+            writers: Vec::new(),
+        }
+    }
+}
 
 impl AlertRows for Rows<'_> {
     const BACKEND: Backend = Backend::DynamoDb;
 
     async fn read(&mut self, project: &str, name: &str) -> Result<Option<AlertRow>> {
-        Ok(self.0.read_alert(project, name).await?.map(|a| AlertRow {
+        let stored = self.store.read_alert(project, name).await?;
+        self.writers = stored
+            .as_ref()
+            .map(|a| a.writers.clone())
+            .unwrap_or_default();
+        Ok(stored.map(|a| AlertRow {
             record: a.record(),
             version: a.v,
             generation: a.generation,
@@ -197,7 +216,7 @@ impl AlertRows for Rows<'_> {
     }
 
     async fn next_alert_id(&mut self) -> Result<u64> {
-        self.0.next_ids("next_alert", 1).await
+        self.store.next_ids("next_alert", 1).await
     }
 
     async fn write(&mut self, write: AlertWrite) -> Result<units::Written> {
@@ -208,6 +227,13 @@ impl AlertRows for Rows<'_> {
             closed,
             ..
         } = write;
+        let token = super::item::write_token();
+        let mut writers = vec![token];
+        writers.extend(self.writers.iter().take(super::item::WRITERS_KEPT - 1));
+        let (project, name) = (
+            row.record.rule.project().to_owned(),
+            row.record.rule.name().to_owned(),
+        );
         let alert = StoredAlert {
             id: row.record.id,
             rule: row.record.rule,
@@ -217,48 +243,56 @@ impl AlertRows for Rows<'_> {
             v: row.version,
             generation: row.generation,
             arm_due: row.arm_due,
-            writers: Vec::new(),
+            writers,
         };
         let catalog = match expected {
-            None => self.0.catalog_bump(1, Some(max_allowed))?,
-            Some(_) => self.0.catalog_bump(0, None)?,
+            None => self.store.catalog_bump(1, Some(max_allowed))?,
+            Some(_) => self.store.catalog_bump(0, None)?,
         };
-        match self
-            .0
+        let written = self
+            .store
             .write_alert(&alert, expected.unwrap_or(0), catalog)
-            .await?
-        {
-            ItemWrite::Done => {}
-            ItemWrite::Conflict(reasons) if expected.is_none() && reasons.get(1) == Some(&true) => {
-                return Ok(units::Written::TooMany(self.0.catalog().await?.alerts));
+            .await?;
+        if let ItemWrite::Conflict(reasons) = written {
+            // Applied and answered with an error (the SDK's retry then met the write)?
+            let mine = self
+                .store
+                .read_alert(&project, &name)
+                .await?
+                .is_some_and(|a| a.writers.first() == Some(&token));
+            if !mine {
+                if expected.is_none() && reasons.get(1) == Some(&true) {
+                    let count = self.store.catalog().await?.alerts;
+                    return Ok(units::Written::TooMany(count));
+                }
+                return Ok(units::Written::Conflict);
             }
-            ItemWrite::Conflict(_) => return Ok(units::Written::Conflict),
         }
         for c in closed {
-            self.0.close_activation(c).await?;
+            self.store.close_activation(c).await?;
         }
-        self.0.cache.lock().await.invalidate();
+        self.store.cache.lock().await.invalidate();
         Ok(units::Written::Done)
     }
 
     async fn delete(&mut self, project: &str, name: &str) -> Result<bool> {
         let delete = Delete::builder()
-            .table_name(self.0.table())
+            .table_name(self.store.table())
             .set_key(Some(key("ALERT", alert_sk(project, name))))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(build_err)?;
         let result = self
-            .0
+            .store
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.0.catalog_bump(-1, None)?)
+            .transact_items(self.store.catalog_bump(-1, None)?)
             .send()
             .await;
         match result {
             Ok(_) => {
-                self.0.cache.lock().await.invalidate();
+                self.store.cache.lock().await.invalidate();
                 Ok(true)
             }
             Err(e) if cancelled_conditions(&e).is_some() => Ok(false),
@@ -270,7 +304,7 @@ impl AlertRows for Rows<'_> {
 #[async_trait]
 impl AlertStore for DynamoStore {
     async fn put_alert(&self, put: PutAlert) -> Result<PutOutcome> {
-        ops::change::put(&mut Rows(self), put).await
+        ops::change::put(&mut Rows::new(self), put).await
     }
 
     async fn get_alert(&self, project: &str, name: &str) -> Result<Option<AlertRecord>> {
@@ -315,7 +349,7 @@ impl AlertStore for DynamoStore {
     }
 
     async fn delete_alert(&self, project: &str, name: &str) -> Result<bool> {
-        ops::change::delete(&mut Rows(self), project, name).await
+        ops::change::delete(&mut Rows::new(self), project, name).await
     }
 
     async fn reset_alert(
@@ -325,7 +359,7 @@ impl AlertStore for DynamoStore {
         by: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        ops::change::reset(&mut Rows(self), project, name, by, now).await
+        ops::change::reset(&mut Rows::new(self), project, name, by, now).await
     }
 
     async fn acknowledge_alert(
@@ -335,7 +369,7 @@ impl AlertStore for DynamoStore {
         by: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        ops::change::acknowledge(&mut Rows(self), project, name, by, now).await
+        ops::change::acknowledge(&mut Rows::new(self), project, name, by, now).await
     }
 
     async fn alert_count(&self) -> Result<usize> {

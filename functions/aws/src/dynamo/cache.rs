@@ -64,7 +64,7 @@ impl StoredAlert {
         })
     }
 
-    /// The whole item, at version `self.v`.
+    /// The whole item, at version `self.v`, with the tokens of its last writes.
     pub fn to_item(&self) -> Result<Item> {
         let mut item = key("ALERT", alert_sk(self.rule.project(), self.rule.name()));
         let doc = Doc {
@@ -77,6 +77,13 @@ impl StoredAlert {
         item.insert("rt".into(), json(&self.runtime)?);
         item.insert("v".into(), n(self.v));
         item.insert("gen".into(), n(self.generation));
+        if !self.writers.is_empty() {
+            let bytes: Vec<u8> = self.writers.iter().flat_map(|w| w.to_le_bytes()).collect();
+            item.insert(
+                "lw".into(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)),
+            );
+        }
         if let Some(due) = self.arm_due {
             super::item::index_due(&mut item, super::item::shard(self.id, None), due);
         }
