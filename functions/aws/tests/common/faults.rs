@@ -123,7 +123,7 @@ fn faulted(service: &str, op: &str) -> bool {
 /// An error as the service writes it.
 fn error(service: &str, fault: Fault, seq: u64) -> Response {
     let (status, code) = match fault {
-        Fault::Throttle if service == "dynamodb" && seq % 2 == 0 => (
+        Fault::Throttle if service == "dynamodb" && seq.is_multiple_of(2) => (
             StatusCode::BAD_REQUEST,
             "ProvisionedThroughputExceededException",
         ),
