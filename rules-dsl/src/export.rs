@@ -287,6 +287,7 @@ fn notify(
                 param(rule_key, Value::Str(x.clone()))
             }
             (Shape::NumberOrText, Json::Number(x)) => param(rule_key, Value::Number(x.to_string())),
+            (Shape::Bool, Json::Bool(b)) => param(rule_key, Value::Bool(*b)),
             (Shape::Secret, _) => {
                 notes.push(format!(
                     "alert `{}`, notification `{}`: `{rule_key}` was inline; set {} where you apply",

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
-use tocsin_adapters::notify::{Phase, render_mail};
 use tocsin_core::Dispatch;
+use tocsin_core::channels::{Phase, render_mail};
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::Fired;
 use tocsin_core::error::{Backend, Error, Result};

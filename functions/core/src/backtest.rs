@@ -280,7 +280,7 @@ fn count(into: &mut BTreeMap<String, Counts>, d: &Delivery) {
         return;
     };
     match d.status {
-        DeliveryStatus::Pending | DeliveryStatus::Sent => c.sent += 1,
+        DeliveryStatus::Pending | DeliveryStatus::Retrying | DeliveryStatus::Sent => c.sent += 1,
         DeliveryStatus::Failed => c.failed += 1,
         DeliveryStatus::Suppressed => *c.held_back.entry(held_back_by(d)).or_default() += 1,
     }

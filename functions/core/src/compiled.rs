@@ -614,8 +614,9 @@ fn check_filter(filter: &crate::model::Filter) -> Result<(), String> {
     }
 }
 
-/// Each kind needs somewhere to deliver to, in `secret_params` or `params`. A masked secret
-/// (the config was read back and stored again) counts: the stored secret is kept.
+/// Each kind needs somewhere to deliver to, in `secret_params` or `params`, and what its
+/// channel checks (see [`crate::channels::Channel::check`]). A masked secret (the config was
+/// read back and stored again) counts: the stored secret is kept, and was checked when stored.
 fn check_notification_target(
     kind: NotificationKind,
     name: &str,
@@ -627,31 +628,22 @@ fn check_notification_target(
     if *secret == secret_reference(project, alert, name) {
         return Ok(());
     }
-    let has = |key: &str| {
-        let present = |m: &Map<String, Value>| m.get(key).is_some_and(|v| !v.is_null() && v != "");
-        present(secret) || params.is_some_and(present)
-    };
-    let needed = match kind {
-        NotificationKind::Event => {
-            let kind = params
-                .and_then(|p| p.get("event_kind"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    format!("event notification `{name}` needs `event_kind` in params")
-                })?;
-            kind.parse::<crate::model::EventKind>()
-                .map_err(|e| format!("event notification `{name}`: {e}"))?;
-            return Ok(());
+    let mut merged = params.cloned().unwrap_or_default();
+    merged.extend(secret.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for spec in kind.params().iter().filter(|p| p.required) {
+        let present = merged
+            .get(spec.wire)
+            .is_some_and(|v| !v.is_null() && v != "");
+        if !present {
+            return Err(format!(
+                "{kind} notification `{name}` needs `{}` in secret_params or params",
+                spec.wire
+            ));
         }
-        other => other.target().wire,
-    };
-    if has(needed) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{kind} notification `{name}` needs `{needed}` in secret_params or params"
-        ))
     }
+    kind.channel()
+        .check(&merged)
+        .map_err(|why| format!("{kind} notification `{name}`: {why}"))
 }
 
 /// A notification whose `secret_params` is the masked reference to itself keeps the secret

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod backtest;
+pub mod channels;
 pub mod compiled;
 pub mod dispatch;
 pub mod engine;

@@ -213,6 +213,7 @@ impl Checker<'_> {
                 .event_kind(&Spanned::new(w.clone(), v.span.clone()))
                 .map(|k| Json::from(k.as_str().to_owned())),
             (Shape::NumberOrText, Value::Number(n) | Value::Str(n)) => Some(number_or_string(n)),
+            (Shape::Bool, Value::Bool(b)) => Some(Json::Bool(*b)),
             _ => None,
         }
     }

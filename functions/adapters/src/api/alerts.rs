@@ -314,7 +314,8 @@ pub async fn preview(
         .service
         .preview(project, &name, event, Timestamp::now())
         .await?;
-    let notifications = crate::notify::preview(&rule, &activation);
+    let alert_url = s.alert_url(project, &name);
+    let notifications = crate::notify::preview(&rule, &activation, alert_url.as_deref());
     Ok(Json(
         serde_json::json!({ "activation": activation, "notifications": notifications }),
     ))

@@ -19,6 +19,8 @@ pub struct AppState {
     pub auth: Arc<dyn Authenticate>,
     /// The tokens that `/api/v1/tokens` manages; None where an identity provider issues them.
     pub tokens: Option<Arc<dyn TokenStore>>,
+    /// The server's public URL, which messages and previews link to alerts by.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -29,7 +31,13 @@ impl AppState {
             queue: None,
             auth: Arc::new(Open),
             tokens: None,
+            public_url: None,
         }
+    }
+
+    /// Where an alert can be seen (see [`crate::notify::alert_url`]).
+    pub fn alert_url(&self, project: &str, name: &str) -> Option<String> {
+        crate::notify::alert_url(self.public_url.as_deref()?, project, name)
     }
 
     /// Authenticates with the tokens of `store`, which `/api/v1/tokens` manages.

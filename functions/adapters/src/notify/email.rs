@@ -1,5 +1,5 @@
-//! Email notifications over SMTP: a readable message in text and HTML, with a `Message-ID`
-//! made from the delivery key, so that a retried delivery is recognisably the same mail.
+//! Email over SMTP: the mail the email channel made (text and HTML), with a `Message-ID` made
+//! from the delivery key, so that a retried delivery is recognisably the same mail.
 
 use std::time::Duration;
 
@@ -7,10 +7,7 @@ use lettre::message::{Mailbox, MultiPart, header};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tocsin_core::model::{Activation, Notification};
 
-use super::payload::{Phase, message};
 use super::retry::Failure;
 
 /// How the SMTP connection is secured.
@@ -88,16 +85,30 @@ impl Mailer {
         }))
     }
 
-    /// Sends one notification's mail.
+    /// Sends one mail, its `Message-ID` made from the delivery `key`.
     pub async fn send(
         &self,
-        note: &Notification,
-        recipients: &Value,
-        a: &Activation,
-        phase: Phase,
+        to: &[String],
+        subject: String,
+        text: String,
+        html: String,
+        key: &str,
     ) -> Result<(), Failure> {
-        let to = addresses(recipients)?;
-        let mail = compose(&self.from, &to, note, a, phase)?;
+        let to = addresses(to)?;
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            .message_id(Some(format!(
+                "<{}@tocsin>",
+                key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-")
+            )));
+        for mailbox in to {
+            builder = builder.to(mailbox);
+        }
+        let mail = builder
+            .header(header::MIME_VERSION_1_0)
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| Failure::Permanent(format!("cannot compose the mail: {e}")))?;
         self.transport.send(mail).await.map(|_| ()).map_err(|e| {
             let reason = format!("smtp: {e}");
             if e.is_permanent() {
@@ -112,14 +123,13 @@ impl Mailer {
     }
 }
 
-/// `email_addresses`, each checked.
-fn addresses(v: &Value) -> Result<Vec<Mailbox>, Failure> {
-    let items = tocsin_core::model::notification_params::address_list(v);
+/// The addresses, each checked.
+fn addresses(items: &[String]) -> Result<Vec<Mailbox>, Failure> {
     if items.is_empty() {
         return Err(Failure::Permanent("no email_addresses to send to".into()));
     }
     items
-        .into_iter()
+        .iter()
         .map(|s| {
             s.parse()
                 .map_err(|_| Failure::Permanent(format!("`{s}` is not an email address")))
@@ -127,160 +137,20 @@ fn addresses(v: &Value) -> Result<Vec<Mailbox>, Failure> {
         .collect()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The facts of an activation, as (label, value) lines.
-fn facts(note: &Notification, a: &Activation) -> Vec<(&'static str, String)> {
-    let window = a
-        .criteria
-        .period
-        .as_deref()
-        .map(|p| format!(" within {p}"))
-        .unwrap_or_default();
-    let mut facts = vec![
-        ("Alert", a.name.clone()),
-        ("Project", a.project.clone()),
-        ("Entity", format!("{} {}", a.entity_kind, a.entity_id)),
-        ("Severity", a.severity.to_string()),
-        (
-            "Events",
-            format!("{} {}{window}", a.number_of_events, a.event_kind),
-        ),
-        ("Activated", a.activation_time.to_string()),
-        ("Activation", a.id.to_string()),
-    ];
-    if let Some(s) = &a.summary {
-        facts.insert(0, ("Summary", s.clone()));
-    }
-    if let Some(url) = super::payload::link(note, a) {
-        facts.push(("Link", url));
-    }
-    facts
-}
-
-/// A notification's mail as (subject, text, HTML): what is sent, and what a preview shows.
-pub fn render_mail(note: &Notification, a: &Activation, phase: Phase) -> (String, String, String) {
-    let mut text_message = message(note, a);
-    let subject: String = match phase {
-        Phase::Fired => format!("[{}] {}: {text_message}", a.severity, a.name),
-        Phase::Resolved => format!("RESOLVED [{}] {}: {text_message}", a.severity, a.name),
-    }
-    .chars()
-    .take(200)
-    .collect();
-    let mut facts = facts(note, a);
-    if phase == Phase::Resolved {
-        text_message = format!("Resolved: {text_message}");
-        facts.insert(0, ("Resolved", super::payload::resolution(a)));
-    }
-    let data: Vec<(String, String)> = a
-        .value_dict
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-            )
-        })
-        .collect();
-
-    let mut text = format!("{text_message}\n\n");
-    for (k, v) in &facts {
-        text.push_str(&format!("{k}: {v}\n"));
-    }
-    if !data.is_empty() {
-        text.push_str("\nEvent data:\n");
-        for (k, v) in &data {
-            text.push_str(&format!("  {k}: {v}\n"));
-        }
-    }
-
-    let row = |k: &str, v: &str| {
-        format!(
-            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-            escape(k),
-            escape(v)
-        )
-    };
-    let mut html = format!(
-        "<!doctype html><html><body><h2>{}</h2><table>",
-        escape(&text_message)
-    );
-    for (k, v) in &facts {
-        html.push_str(&row(k, v));
-    }
-    html.push_str("</table>");
-    if !data.is_empty() {
-        html.push_str("<h3>Event data</h3><table>");
-        for (k, v) in &data {
-            html.push_str(&row(k, v));
-        }
-        html.push_str("</table>");
-    }
-    html.push_str("</body></html>");
-    (subject, text, html)
-}
-
-fn compose(
-    from: &Mailbox,
-    to: &[Mailbox],
-    note: &Notification,
-    a: &Activation,
-    phase: Phase,
-) -> Result<Message, Failure> {
-    let (subject, text, html) = render_mail(note, a, phase);
-    let resolved = if phase == Phase::Resolved {
-        ".resolved"
-    } else {
-        ""
-    };
-    let mut builder = Message::builder()
-        .from(from.clone())
-        .subject(subject)
-        .message_id(Some(format!(
-            "<{}.{}{resolved}@tocsin>",
-            a.id,
-            note.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        )));
-    for mailbox in to {
-        builder = builder.to(mailbox.clone());
-    }
-    builder
-        .header(header::MIME_VERSION_1_0)
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| Failure::Permanent(format!("cannot compose the mail: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn addresses_as_list_or_string_and_bad_ones_named() {
+    fn addresses_are_checked_and_bad_ones_named() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            addresses(&serde_json::json!("a@example.com, b@example.com")).map(|v| v.len()),
+            addresses(&list(&["a@example.com", "b@example.com"])).map(|v| v.len()),
             Ok(2)
         );
-        assert_eq!(
-            addresses(&serde_json::json!(["a@example.com"])).map(|v| v.len()),
-            Ok(1)
-        );
         assert!(
-            matches!(addresses(&serde_json::json!("nobody")), Err(Failure::Permanent(m)) if m.contains("nobody"))
+            matches!(addresses(&list(&["nobody"])), Err(Failure::Permanent(m)) if m.contains("nobody"))
         );
-        assert!(matches!(
-            addresses(&serde_json::json!([])),
-            Err(Failure::Permanent(_))
-        ));
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(escape("<b>&\"x\""), "&lt;b&gt;&amp;&quot;x&quot;");
+        assert!(matches!(addresses(&[]), Err(Failure::Permanent(_))));
     }
 }

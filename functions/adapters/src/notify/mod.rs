@@ -11,7 +11,6 @@
 //! that receivers can dedup on. One failing notification never stops the others.
 
 mod email;
-mod payload;
 mod preview;
 mod retry;
 mod send;
@@ -21,18 +20,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tocsin_core::channels::Reading;
 use tocsin_core::compiled::Rule;
 use tocsin_core::engine::Fired;
-use tocsin_core::model::{Activation, Delivery, DeliveryStatus, Timestamp};
+use tocsin_core::model::{Activation, Delivery, DeliveryStatus, NotificationKind, Timestamp};
 use tocsin_core::{Dispatch, Service};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls, render_mail};
-pub use payload::{Phase, slack_payload, webhook_payload};
+pub use email::{Mailer, MailerError, SmtpSettings, SmtpTls};
 pub use preview::preview;
 pub use retry::DeliverySettings;
 use retry::{Failure, backoff};
+pub use send::cause;
+pub use tocsin_core::channels::Phase;
 
 /// How many outbox activations one drain loads at a time.
 const DRAIN_BATCH: usize = 256;
@@ -124,8 +125,8 @@ struct Courier {
     slots: Arc<Semaphore>,
     settings: DeliverySettings,
     in_flight: Semaphore,
-    /// Per Slack webhook, the earliest time of its next message.
-    slack_slots: Mutex<HashMap<String, Instant>>,
+    /// Per channel and target (a Slack webhook), the earliest time of its next message.
+    turns: Mutex<HashMap<(NotificationKind, String), Instant>>,
     jitter: Mutex<retry::Jitter>,
     mailer: Option<Mailer>,
 }
@@ -145,10 +146,7 @@ type Round = (u64, bool);
 /// The round an activation is in: its resolved notifications while any is pending, else its
 /// firing's.
 fn round_of(a: &Activation) -> Round {
-    let resolving = a
-        .deliveries
-        .iter()
-        .any(|d| d.status == DeliveryStatus::Pending && d.resolved);
+    let resolving = a.deliveries.iter().any(|d| d.is_pending() && d.resolved);
     (a.id, resolving)
 }
 
@@ -245,7 +243,7 @@ impl Notifier {
             slots: Arc::new(Semaphore::new(settings.max_activations_in_delivery.max(1))),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             settings,
-            slack_slots: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             jitter: Mutex::new(retry::Jitter::new()),
             mailer,
         });
@@ -254,6 +252,12 @@ impl Notifier {
 }
 
 impl Courier {
+    /// Where the alert of activation `a` can be seen, when the operator gave the server's
+    /// public URL.
+    fn alert_url(&self, a: &Activation) -> Option<String> {
+        alert_url(self.settings.public_url.as_deref()?, &a.project, &a.name)
+    }
+
     /// The worker: takes queued activations, and drains the outbox whenever the queue is empty
     /// and a backlog was noted; each activation needs a slot before its delivery starts.
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Fired>) {
@@ -370,11 +374,7 @@ impl Courier {
         {
             Ok(Some(record)) => record.rule,
             Ok(None) => {
-                for d in activation
-                    .deliveries
-                    .iter()
-                    .filter(|d| d.status == DeliveryStatus::Pending)
-                {
+                for d in activation.deliveries.iter().filter(|d| d.is_pending()) {
                     let failed = finished(
                         d,
                         DeliveryStatus::Failed,
@@ -401,7 +401,7 @@ impl Courier {
         for d in activation
             .deliveries
             .iter()
-            .filter(|d| d.status == DeliveryStatus::Pending && d.resolved == resolving)
+            .filter(|d| d.is_pending() && d.resolved == resolving)
         {
             let (courier, activation, rule, d) =
                 (self.clone(), activation.clone(), rule.clone(), d.clone());
@@ -430,6 +430,10 @@ impl Courier {
     /// One notification, with retries until it is delivered, refused for good, or the give-up
     /// time passes.
     async fn deliver_one(&self, activation: &Activation, rule: &Rule, d: &Delivery) -> Delivery {
+        let d = &Delivery {
+            status: DeliveryStatus::Pending,
+            ..d.clone()
+        };
         let Some(note) = rule
             .config
             .notifications
@@ -452,13 +456,14 @@ impl Courier {
             attempts += 1;
             let result = {
                 let _permit = self.in_flight.acquire().await;
-                self.attempt(note, secret, activation, d).await
+                self.attempt(note, secret, activation, d, false).await
             };
             let (reason, after) = match result {
-                Ok(()) => return finished(d, DeliveryStatus::Sent, attempts, None),
-                Err(Failure::Permanent(reason)) => {
+                Ok(Reading::Sent) => return finished(d, DeliveryStatus::Sent, attempts, None),
+                Ok(Reading::Refused(reason)) | Err(Failure::Permanent(reason)) => {
                     return finished(d, DeliveryStatus::Failed, attempts, Some(reason));
                 }
+                Ok(Reading::Retry { cause, after }) => (cause, after),
                 Err(Failure::Retry { reason, after }) => (reason, after),
             };
             let random = self.jitter.lock().map(|mut j| j.next()).unwrap_or(0);
@@ -473,9 +478,34 @@ impl Courier {
                 return finished(d, DeliveryStatus::Failed, attempts, Some(reason));
             }
             tracing::debug!(notification = %note.name, attempts, ?wait, %reason, "delivery will be retried");
+            // Meanwhile it reads `retrying`, with its attempts and why the last one failed.
+            let retrying = Delivery {
+                status: DeliveryStatus::Retrying,
+                attempts,
+                error: Some(reason),
+                at: Some(Timestamp::now().plus(tocsin_core::model::Span(
+                    i64::try_from(wait.as_micros()).unwrap_or(i64::MAX),
+                ))),
+                ..d.clone()
+            };
+            self.record(activation.id, retrying).await;
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The Alerts page on the server at `base`, opened on alert `project/name`.
+pub fn alert_url(base: &str, project: &str, name: &str) -> Option<String> {
+    let base = base.trim_end_matches('/');
+    if base.is_empty() {
+        return None;
+    }
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    Some(format!(
+        "{base}/alerts?project={}&alert={}",
+        encode(project),
+        encode(name)
+    ))
 }
 
 fn finished(

@@ -29,6 +29,9 @@ pub struct DeliverySettings {
     /// Email goes out through SNS email subscriptions (the AWS deployment), not SMTP: an email
     /// notification counts as sent once its activation reached the topic.
     pub email_via_sns: bool,
+    /// The server's public URL (`https://tocsin.example.com`): messages link to the alert's
+    /// page there. None: they carry no link to Tocsin.
+    pub public_url: Option<String>,
 }
 
 impl Default for DeliverySettings {
@@ -43,6 +46,7 @@ impl Default for DeliverySettings {
             max_activations_in_delivery: 1024,
             queue_capacity: 1024,
             email_via_sns: false,
+            public_url: None,
         }
     }
 }

@@ -1,147 +1,151 @@
-//! One delivery attempt per notification kind: HTTP for Slack and webhooks, SMTP for email,
-//! and the chained event; and how a receiver's answer decides whether to try again.
+//! One delivery attempt: the notification's channel says what to send
+//! ([`tocsin_core::channels`]), this sends it (HTTP, SMTP, or a chained event into the
+//! service) and hands the receiver's answer back to the channel, which says whether it was
+//! delivered, is worth another try, or was refused.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tocsin_core::engine::{extend_chain, render};
-use tocsin_core::model::{
-    Activation, Delivery, Entities, Event, EventKind, Notification, NotificationKind, Timestamp,
-};
+use tocsin_core::channels::{Answer, Message, Outgoing, Phase, Reading, Refusal};
+use tocsin_core::engine::extend_chain;
+use tocsin_core::model::{Activation, Delivery, Event, Notification, NotificationKind, Timestamp};
 
 use super::Courier;
-use super::payload::{Phase, mark_resolved, slack_payload, webhook_payload};
 use super::retry::{Failure, retry_after};
 
+/// How much of a receiver's answer is read (its start says why it refused).
+const ANSWER_BYTES: usize = 4096;
+
 impl Courier {
-    /// One attempt.
+    /// One attempt at delivery `d` of activation `a` (`test`: a test message).
     pub(super) async fn attempt(
         &self,
         note: &Notification,
         secret: Option<&Map<String, Value>>,
         a: &Activation,
         d: &Delivery,
-    ) -> Result<(), Failure> {
-        let phase = Phase::of(d);
-        // The target (webhook, URL, addresses, event kind) by its key in the table of
-        // notification parameters.
-        let target = note.kind.target().wire;
-        let request = match note.kind {
-            NotificationKind::Slack => {
-                let url = param(target, secret, note)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| missing(target))?;
-                self.slack_slot(url).await;
-                self.client.post(url).json(&slack_payload(note, a, phase))
-            }
-            NotificationKind::Webhook => {
-                let url = param(target, secret, note)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| missing(target))?;
-                let method = param("method", secret, note)
-                    .and_then(Value::as_str)
-                    .unwrap_or("POST");
-                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| Failure::Permanent(format!("invalid HTTP method `{method}`")))?;
-                let body = match param("override_body", secret, note) {
-                    Some(body) => {
-                        let mut body = body.clone();
-                        if phase == Phase::Resolved {
-                            mark_resolved(&mut body, a);
-                        }
-                        body
-                    }
-                    None => webhook_payload(note, a, phase),
-                };
-                let mut req = self.client.request(method, url).json(&body);
-                if let Some(Value::Object(headers)) = param("headers", secret, note) {
-                    for (k, v) in headers {
-                        if let Some(v) = v.as_str() {
-                            req = req.header(k.as_str(), v);
-                        }
-                    }
-                }
-                req
-            }
+        test: bool,
+    ) -> Result<Reading, Failure> {
+        let channel = note.kind.channel();
+        let key = if test {
+            format!("test:{}:{}", a.id, note.name)
+        } else {
+            d.key(a.id)
+        };
+        let alert_url = self.alert_url(a);
+        let m = Message {
+            note,
+            secret,
+            activation: a,
+            phase: Phase::of(d),
+            key: &key,
+            test,
+            alert_url: alert_url.as_deref(),
+        };
+        let outgoing = channel
+            .outgoing(&m)
+            .map_err(|Refusal(why)| Failure::Permanent(why))?;
+        match outgoing {
+            Outgoing::Nothing => Ok(Reading::Sent),
             // The SNS topic's email subscriptions (filtered to this alert) carry it: the
             // activation was published before the notifier got it, and its resolved mail
             // before the notifier delivered its resolved notifications.
-            NotificationKind::Email if self.settings.email_via_sns => {
-                return Ok(());
-            }
-            NotificationKind::Email => {
+            Outgoing::Mail { .. } if self.settings.email_via_sns => Ok(Reading::Sent),
+            Outgoing::Mail {
+                to,
+                subject,
+                text,
+                html,
+            } => {
                 let mailer = self.mailer.as_ref().ok_or_else(|| {
                     Failure::Permanent(
                         "email is not configured on this server (set [smtp] host)".into(),
                     )
                 })?;
-                let to = param(target, secret, note).ok_or_else(|| missing(target))?;
-                return mailer.send(note, to, a, phase).await;
+                mailer.send(&to, subject, text, html, &key).await?;
+                Ok(Reading::Sent)
             }
-            NotificationKind::Git => {
-                return Err(Failure::Permanent(
-                    "git notifications are not delivered by this server".into(),
-                ));
+            Outgoing::Event(event) if !test => {
+                self.post_chained_event(note, a, *event).await?;
+                Ok(Reading::Sent)
             }
-            // A chained event is posted when the alert fires; its closing posts nothing.
-            NotificationKind::Event if phase == Phase::Resolved => return Ok(()),
-            NotificationKind::Event => return self.post_chained_event(note, a).await,
-        };
-        let key = d.key(a.id);
-        // reqwest's errors name the URL, and a webhook URL is a secret: never let it into the
-        // activation record or the log.
-        let response = request
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .map_err(|e| Failure::Retry {
-                reason: e.without_url().to_string(),
-                after: None,
-            })?;
-        classify(response.status(), response.headers())
+            // A test posts no event: it would count.
+            Outgoing::Event(_) => Ok(Reading::Sent),
+            Outgoing::Http {
+                method,
+                url,
+                headers,
+                body,
+            } => {
+                if let Some(pace) = channel.pace() {
+                    self.wait_turn(note.kind, &url, pace).await;
+                }
+                let answer = self.send_http(&method, &url, &headers, &body, &key).await?;
+                Ok(channel.read(&answer))
+            }
+        }
     }
 
-    /// An `event` notification: posts the event its params describe into the alert's project,
+    /// Sends one request and reads the answer.
+    async fn send_http(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &Value,
+        key: &str,
+    ) -> Result<Answer, Failure> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| Failure::Permanent(format!("invalid HTTP method `{method}`")))?;
+        let mut request = self
+            .client
+            .request(method, url)
+            .json(body)
+            .header("Idempotency-Key", key);
+        for (k, v) in headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        let mut response = request.send().await.map_err(|e| Failure::Retry {
+            reason: cause(&e),
+            after: None,
+        })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, chrono::Utc::now()));
+        let mut body = Vec::new();
+        while body.len() < ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(ANSWER_BYTES);
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    /// An `event` notification: posts the event its channel made into the alert's project,
     /// evaluated like any other, unless the chain of alerts that led here would loop or grow
     /// past `MAX_CHAIN` (the engine's [`extend_chain`]). The delivery key is the event's
     /// idempotency key, so a redelivery after a crash is counted once.
-    async fn post_chained_event(&self, note: &Notification, a: &Activation) -> Result<(), Failure> {
+    async fn post_chained_event(
+        &self,
+        note: &Notification,
+        a: &Activation,
+        event: Event,
+    ) -> Result<(), Failure> {
         let chain = extend_chain(&a.chain, &a.project, &a.name)
             .map_err(|stop| Failure::Permanent(format!("not posted: {stop}")))?;
-        let params = note.params.clone().unwrap_or_default();
-        let target = NotificationKind::Event.target().wire;
-        let kind: EventKind = params
-            .get(target)
-            .and_then(Value::as_str)
-            .ok_or_else(|| missing(target))?
-            .parse()
-            .map_err(|e: tocsin_core::model::UnknownValue| Failure::Permanent(e.to_string()))?;
-        let entity_template = params
-            .get("entity_id")
-            .and_then(Value::as_str)
-            .unwrap_or("{{entity}}");
-        let value_dict = match params.get("value_dict") {
-            Some(Value::Object(values)) => values
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.clone(), |s| Value::from(render(s, a)))))
-                .collect(),
-            _ => serde_json::json!({"source_alert": a.name, "source_activation": a.id, "summary": a.summary})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        };
-        let entity_kind = kind.entity_kind().unwrap_or(a.entity_kind);
-        let event = Event {
-            kind: Some(kind.clone()),
-            timestamp: None,
-            entity: Entities {
-                kind: entity_kind,
-                project: a.project.clone(),
-                ids: vec![render(entity_template, a)],
-            },
-            value_dict,
-            id: None,
-        };
+        let kind = event
+            .kind
+            .clone()
+            .ok_or_else(|| Failure::Permanent("no event_kind configured".into()))?;
         let key = format!("chain:{}:{}", a.id, note.name);
         let mut accepted = self
             .service
@@ -165,47 +169,64 @@ impl Courier {
         Ok(())
     }
 
-    /// Waits for this Slack webhook's next free second.
-    async fn slack_slot(&self, url: &str) {
-        let min = Duration::from_millis(self.settings.slack_min_interval_ms);
+    /// Waits for this channel's next free turn at `target` (Slack: a second per webhook),
+    /// without holding up deliveries to other targets or channels.
+    async fn wait_turn(&self, kind: NotificationKind, target: &str, pace: Duration) {
         let slot = {
-            let Ok(mut slots) = self.slack_slots.lock() else {
+            let Ok(mut turns) = self.turns.lock() else {
                 return;
             };
             let now = Instant::now();
-            let slot = slots.get(url).copied().filter(|t| *t > now).unwrap_or(now);
-            slots.insert(url.to_owned(), slot + min);
+            let key = (kind, target.to_owned());
+            let slot = turns.get(&key).copied().filter(|t| *t > now).unwrap_or(now);
+            turns.insert(key, slot + pace);
             slot
         };
         tokio::time::sleep_until(slot.into()).await;
     }
 }
 
-/// Success, or whether and when to try again, from a receiver's answer.
-fn classify(
-    status: reqwest::StatusCode,
-    headers: &reqwest::header::HeaderMap,
-) -> Result<(), Failure> {
-    if status.is_success() {
-        return Ok(());
+/// Why a request could not be made, in words that name the cause and never the URL (a webhook
+/// URL is a secret): "connection refused", "timed out", "cannot resolve the host", ...
+pub fn cause(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
     }
-    let reason = format!("the receiver answered {status}");
-    let retryable = status.is_server_error()
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-    if !retryable {
-        return Err(Failure::Permanent(reason));
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut deepest = None;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+                std::io::ErrorKind::TimedOut => "timed out".into(),
+                _ => io.to_string(),
+            };
+        }
+        deepest = Some(s.to_string());
+        source = s.source();
     }
-    let after = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| retry_after(v, chrono::Utc::now()));
-    Err(Failure::Retry { reason, after })
+    let text = deepest.unwrap_or_else(|| e.without_url_ref());
+    if text.contains("dns error") || text.contains("failed to lookup") {
+        return "cannot resolve the host".into();
+    }
+    if e.is_connect() {
+        return format!("cannot connect: {text}");
+    }
+    text
 }
 
-pub(super) fn missing(what: &str) -> Failure {
-    Failure::Permanent(format!("no {what} configured"))
+/// [`reqwest::Error::without_url`], on a borrowed error.
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
 }
 
-/// A parameter from the secret parameters, else from the plain ones.
-pub(super) use tocsin_core::model::notification_params::param_value as param;
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), "(the receiver)");
+        }
+        text
+    }
+}

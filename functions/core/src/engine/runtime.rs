@@ -84,6 +84,7 @@ impl Closed {
                 at: None,
                 silence: None,
                 resolved: true,
+                acknowledged: false,
             })
             .collect();
         Closed {
@@ -218,6 +219,7 @@ impl Runtime {
                     at: None,
                     silence: None,
                     resolved: false,
+                    acknowledged: false,
                 };
                 if let Some(ack) = &self.acknowledged {
                     return Delivery {

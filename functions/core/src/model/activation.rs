@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::NotificationKind;
 use super::alert::Criteria;
-use super::kinds::{EntityKind, EventKind, NotificationKind, Severity};
+use super::kinds::{EntityKind, EventKind, Severity};
 use super::time::Timestamp;
 
 /// One firing of an alert (MLRun's `AlertActivation`), newest first in listings.
@@ -44,9 +45,7 @@ pub struct Activation {
 impl Activation {
     /// Whether a notification still waits for delivery (the activation is in the outbox).
     pub fn is_pending(&self) -> bool {
-        self.deliveries
-            .iter()
-            .any(|d| d.status == DeliveryStatus::Pending)
+        self.deliveries.iter().any(Delivery::is_pending)
     }
 
     /// Closes it at `at` for `why`, adding the resolved notifications to deliver. A closed
@@ -106,7 +105,9 @@ impl Activation {
             let (ok, failed) = match d.status {
                 DeliveryStatus::Sent => (1, 0),
                 DeliveryStatus::Failed => (0, 1),
-                DeliveryStatus::Pending | DeliveryStatus::Suppressed => continue,
+                DeliveryStatus::Pending | DeliveryStatus::Retrying | DeliveryStatus::Suppressed => {
+                    continue;
+                }
             };
             let kind = d.kind.as_str();
             let i = match states.iter().position(|s| s.kind == kind) {
@@ -159,13 +160,28 @@ pub struct Delivery {
     /// delivery key is `{activation}:{name}:resolved`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolved: bool,
+    /// The notification that the alert was acknowledged (to a channel that takes
+    /// acknowledgements: PagerDuty, Opsgenie). Its delivery key is
+    /// `{activation}:{name}:acknowledged`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acknowledged: bool,
 }
 
 impl Delivery {
+    /// Whether it is still to be delivered: waiting, or being retried.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.status,
+            DeliveryStatus::Pending | DeliveryStatus::Retrying
+        )
+    }
+
     /// The key receivers dedup on: the same for every attempt and redelivery of this
     /// notification of this activation, and distinct for its resolved notification.
     pub fn key(&self, activation: u64) -> String {
-        if self.resolved {
+        if self.acknowledged {
+            format!("{activation}:{}:acknowledged", self.notification)
+        } else if self.resolved {
             format!("{activation}:{}:resolved", self.notification)
         } else {
             format!("{activation}:{}", self.notification)
@@ -177,8 +193,11 @@ impl Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
-    /// Waiting in the outbox (or being retried).
+    /// Waiting in the outbox.
     Pending,
+    /// Being retried: `attempts` made so far, `error` why the last one failed, `at` when the
+    /// next one is due.
+    Retrying,
     /// Delivered: the receiver answered 2xx.
     Sent,
     /// Given up: a permanent refusal, or retries exhausted.

@@ -3,10 +3,10 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::NotificationKind;
 use super::filter::Filter;
 use super::kinds::{
-    AlertState, EntityKind, EventKind, NotificationKind, NotificationSeverity, ResetPolicy,
-    Severity,
+    AlertState, EntityKind, EventKind, NotificationSeverity, ResetPolicy, Severity,
 };
 use super::time::Timestamp;
 

@@ -95,7 +95,9 @@ macro_rules! wire_enum {
     };
 }
 
-fn exact(s: &str) -> String {
+pub(crate) use wire_enum;
+
+pub(crate) fn exact(s: &str) -> String {
     s.to_owned()
 }
 
@@ -216,27 +218,6 @@ wire_enum! {
         Active = "active",
         #[default]
         Inactive = "inactive",
-    }
-}
-
-wire_enum! {
-    /// How an alert tells people. `email` is Tocsin's addition (the seed promises it; MLRun refuses it).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-    NotificationKind, "notification kind", normalize: exact, {
-        Slack = "slack",
-        Webhook = "webhook",
-        Git = "git",
-        /// Answered as `mail`, the MLRun client's spelling (its enum has no `email`).
-        Email = "mail" | "email",
-        /// Tocsin only: the alert firing posts another event, which alerts can trigger on.
-        Event = "event",
-    }
-}
-
-impl NotificationKind {
-    /// Whether MLRun's client knows this kind; the others are hidden from it (see the API).
-    pub const fn is_mlrun_kind(self) -> bool {
-        !matches!(self, NotificationKind::Event)
     }
 }
 

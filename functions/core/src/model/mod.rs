@@ -6,13 +6,14 @@ mod alert;
 mod event;
 mod filter;
 mod glob;
-mod kinds;
+pub(crate) mod kinds;
 mod names;
 pub mod notification_params;
 mod silence;
 mod template;
 mod time;
 
+pub use crate::channels::NotificationKind;
 pub use activation::{
     Activation, Delivery, DeliveryStatus, NotificationState, NotificationSummary,
 };
@@ -23,8 +24,8 @@ pub use event::{AcceptedEvent, Event};
 pub use filter::{Checked, CompareOp, Filter};
 pub use glob::glob_match;
 pub use kinds::{
-    AlertState, CustomKind, EntityKind, EventKind, NotificationKind, NotificationSeverity,
-    ResetPolicy, Severity, UnknownValue,
+    AlertState, CustomKind, EntityKind, EventKind, NotificationSeverity, ResetPolicy, Severity,
+    UnknownValue,
 };
 pub use names::{AlertName, MAX_NAME, ProjectName, ProjectScope};
 pub use notification_params::{ParamSpec, Shape};

@@ -33,6 +33,8 @@ pub enum Shape {
     EventKind,
     /// A number or a string (an issue number).
     NumberOrText,
+    /// `true` or `false`.
+    Bool,
     /// Any JSON, set through the API only (the rule language has no form for it).
     Json,
 }
@@ -48,63 +50,42 @@ impl Shape {
             ),
             Shape::EventKind => format!("write `{key} job-cpu-high` (an event kind)"),
             Shape::NumberOrText => format!("write `{key} 42`"),
+            Shape::Bool => format!("write `{key} true` or `{key} false`"),
             Shape::Json => format!("`{key}` is set through the API only"),
         }
     }
 }
 
-const fn p(wire: &'static str, rule: &'static str, shape: Shape, required: bool) -> ParamSpec {
-    ParamSpec {
-        wire,
-        rule: Some(rule),
-        secret: matches!(shape, Shape::Secret),
-        required,
-        shape,
+impl ParamSpec {
+    /// A parameter the rule language writes as `rule`; a secret when its shape is.
+    pub const fn new(wire: &'static str, rule: &'static str, shape: Shape, required: bool) -> Self {
+        ParamSpec {
+            wire,
+            rule: Some(rule),
+            secret: matches!(shape, Shape::Secret),
+            required,
+            shape,
+        }
+    }
+
+    /// A parameter that only the wire format has (set through the API).
+    pub const fn wire_only(wire: &'static str) -> Self {
+        ParamSpec {
+            wire,
+            rule: None,
+            secret: false,
+            required: false,
+            shape: Shape::Json,
+        }
     }
 }
-
-/// A parameter that only the wire format has (set through the API).
-const fn wire_only(wire: &'static str) -> ParamSpec {
-    ParamSpec {
-        wire,
-        rule: None,
-        secret: false,
-        required: false,
-        shape: Shape::Json,
-    }
-}
-
-const SLACK: &[ParamSpec] = &[
-    p("webhook", "webhook", Shape::Secret, true),
-    p("link", "link", Shape::Text, false),
-];
-const WEBHOOK: &[ParamSpec] = &[
-    p("url", "url", Shape::Secret, true),
-    p("method", "method", Shape::Text, false),
-    wire_only("headers"),
-    wire_only("override_body"),
-];
-const EMAIL: &[ParamSpec] = &[p("email_addresses", "to", Shape::List, true)];
-const EVENT: &[ParamSpec] = &[
-    p("event_kind", "kind", Shape::EventKind, true),
-    p("entity_id", "entity", Shape::Text, false),
-    wire_only("value_dict"),
-];
-const GIT: &[ParamSpec] = &[
-    p("repo", "repo", Shape::Text, true),
-    p("issue", "issue", Shape::NumberOrText, false),
-    p("token", "token", Shape::Secret, false),
-];
 
 impl NotificationKind {
     /// The kind's name in the rule language (`mail` is accepted there too).
-    pub const fn rule_name(self) -> &'static str {
+    pub fn rule_name(self) -> &'static str {
         match self {
-            NotificationKind::Slack => "slack",
-            NotificationKind::Webhook => "webhook",
-            NotificationKind::Git => "git",
             NotificationKind::Email => "email",
-            NotificationKind::Event => "event",
+            other => other.wire_name(),
         }
     }
 
@@ -119,16 +100,10 @@ impl NotificationKind {
         }
     }
 
-    /// The kind's own parameters (every kind also takes a message, a severity and a cooldown,
-    /// which are fields of the notification, not parameters).
-    pub const fn params(self) -> &'static [ParamSpec] {
-        match self {
-            NotificationKind::Slack => SLACK,
-            NotificationKind::Webhook => WEBHOOK,
-            NotificationKind::Git => GIT,
-            NotificationKind::Email => EMAIL,
-            NotificationKind::Event => EVENT,
-        }
+    /// The kind's own parameters, from its channel (every kind also takes a message, a
+    /// severity and a cooldown, which are fields of the notification, not parameters).
+    pub fn params(self) -> &'static [ParamSpec] {
+        self.channel().params()
     }
 
     /// The parameter without which the kind cannot deliver: the target.
@@ -212,6 +187,11 @@ mod tests {
             assert_eq!(required, 1, "{kind}: one required parameter");
             let secrets = kind.params().iter().filter(|p| p.secret).count();
             assert!(secrets <= 1, "{kind}: at most one secret");
+            let rule_names: Vec<_> = kind.rule_params().map(|(r, _)| r).collect();
+            let mut unique = rule_names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), rule_names.len(), "{kind}: a rule name twice");
             assert_eq!(
                 NotificationKind::from_rule_name(kind.rule_name()),
                 Some(*kind)

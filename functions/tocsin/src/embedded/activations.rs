@@ -392,6 +392,7 @@ mod tests {
             at: None,
             silence: None,
             resolved: false,
+            acknowledged: false,
         }
     }
 

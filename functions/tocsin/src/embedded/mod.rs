@@ -529,6 +529,7 @@ mod tests {
                             at: Some(Timestamp::from_secs(3_000)),
                             silence: None,
                             resolved: false,
+                            acknowledged: false,
                         },
                     )
                     .await

@@ -967,3 +967,20 @@ async fn explain_events_export_and_backtest_over_http() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["diagnostics"][0]["code"].is_string(), "{body}");
 }
+
+#[test]
+fn the_documents_notification_kinds_are_the_registered_channels() {
+    let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+    let listed: Vec<&str> = doc["components"]["schemas"]["Notification"]["properties"]["kind"]
+        ["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let registered: Vec<&str> = tocsin_core::model::NotificationKind::ALL
+        .iter()
+        .map(|k| k.wire_name())
+        .collect();
+    assert_eq!(listed, registered);
+}
