@@ -43,11 +43,12 @@ def get_alert(api, project, name):
 
 
 def wait_delivered(api, project, index=0, timeout=20):
-    """The activation once none of its notifications is pending any more."""
+    """The activation once none of its notifications is pending or being retried any more."""
     deadline = time.monotonic() + timeout
     while True:
         acts = requests.get(f"{api}/projects/{project}/alert-activations", timeout=10).json()["activations"]
-        if len(acts) > index and all(d["status"] != "pending" for d in acts[index].get("deliveries", [])):
+        if len(acts) > index and all(d["status"] not in ("pending", "retrying")
+                                     for d in acts[index].get("deliveries", [])):
             return acts[index]
         assert time.monotonic() < deadline, f"still pending: {acts}"
         time.sleep(0.05)

@@ -98,10 +98,7 @@ impl Mailer {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
-            .message_id(Some(format!(
-                "<{}@tocsin>",
-                key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-")
-            )));
+            .message_id(Some(format!("<{}@tocsin>", message_id(key))));
         for mailbox in to {
             builder = builder.to(mailbox);
         }
@@ -123,6 +120,15 @@ impl Mailer {
     }
 }
 
+/// The `Message-ID`'s local part for delivery key `{activation}:{name}[:resolved]`:
+/// `{activation}.{name}[.resolved]`, the name's other characters as `-`.
+fn message_id(key: &str) -> String {
+    key.split(':')
+        .map(|part| part.replace(|c: char| !c.is_ascii_alphanumeric(), "-"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// The addresses, each checked.
 fn addresses(items: &[String]) -> Result<Vec<Mailbox>, Failure> {
     if items.is_empty() {
@@ -140,6 +146,12 @@ fn addresses(items: &[String]) -> Result<Vec<Mailbox>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_id_names_the_activation_the_notification_and_the_round() {
+        assert_eq!(message_id("12:on call:resolved"), "12.on-call.resolved");
+        assert_eq!(message_id("12:mail"), "12.mail");
+    }
 
     #[test]
     fn addresses_are_checked_and_bad_ones_named() {

@@ -971,13 +971,13 @@ async fn explain_events_export_and_backtest_over_http() {
 #[test]
 fn the_documents_notification_kinds_are_the_registered_channels() {
     let doc: Value = serde_json::from_str(OPENAPI).expect("valid JSON");
-    let listed: Vec<&str> = doc["components"]["schemas"]["Notification"]["properties"]["kind"]
-        ["enum"]
-        .as_array()
-        .expect("an enum")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let listed: Vec<&str> =
+        doc["components"]["schemas"]["Notification"]["properties"]["kind"]["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
     let registered: Vec<&str> = tocsin_core::model::NotificationKind::ALL
         .iter()
         .map(|k| k.wire_name())
