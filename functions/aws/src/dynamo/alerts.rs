@@ -225,6 +225,7 @@ impl AlertRows for Rows<'_> {
             expected,
             max_allowed,
             closed,
+            noted,
             ..
         } = write;
         let token = super::item::write_token();
@@ -270,6 +271,13 @@ impl AlertRows for Rows<'_> {
         }
         for c in closed {
             self.store.close_activation(c).await?;
+        }
+        for n in noted {
+            self.store
+                .change_activation(n.activation, |a| {
+                    a.note_acknowledgement(&n.deliveries, n.at)
+                })
+                .await?;
         }
         self.store.cache.lock().await.invalidate();
         Ok(units::Written::Done)

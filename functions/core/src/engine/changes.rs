@@ -36,6 +36,8 @@ pub struct Changes {
     pub activations: Vec<Arc<Activation>>,
     /// Activations that a reset or a cooldown's end closed.
     pub closed: Vec<Closed>,
+    /// Deliveries added to open activations (an acknowledgement's).
+    pub noted: Vec<super::Noted>,
     /// Delivery outcomes to record on activations.
     pub deliveries: Vec<(u64, Delivery)>,
     /// Activations deleted by retention: (id, project).
@@ -54,6 +56,7 @@ impl Changes {
         self.windows.clear();
         self.activations.clear();
         self.closed.clear();
+        self.noted.clear();
         self.deliveries.clear();
         self.activations_removed.clear();
         self.resolving = false;
@@ -67,6 +70,7 @@ impl Changes {
             && self.windows.is_empty()
             && self.activations.is_empty()
             && self.closed.is_empty()
+            && self.noted.is_empty()
             && self.deliveries.is_empty()
             && self.activations_removed.is_empty()
     }

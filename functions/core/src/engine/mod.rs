@@ -19,7 +19,7 @@ mod windows;
 pub use changes::{Changes, WindowChange};
 pub use intake::{EventOutcome, Fired, Ticked};
 pub use matcher::Matcher;
-pub use runtime::{Closed, Runtime};
+pub use runtime::{Closed, Noted, Runtime};
 pub use update::PutAlert;
 pub use window::Window;
 pub use windows::{WindowSource, Windows};

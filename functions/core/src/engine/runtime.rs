@@ -66,6 +66,15 @@ pub struct Closed {
     pub resolved: Vec<Delivery>,
 }
 
+/// Deliveries to add to an open activation: what an acknowledgement tells the channels that
+/// take acknowledgements (PagerDuty, Opsgenie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noted {
+    pub activation: u64,
+    pub at: Timestamp,
+    pub deliveries: Vec<Delivery>,
+}
+
 impl Closed {
     /// `rule`'s activation `activation` closes at `at` for `why`: with a pending resolved
     /// delivery for each notification that has `send_resolved`.
@@ -253,6 +262,20 @@ impl Runtime {
                 pending
             })
             .collect()
+    }
+
+    /// The activations still open: the newest while the alert is active, and every open
+    /// absence and held condition.
+    pub fn open_activations(&self, now: Timestamp) -> Vec<u64> {
+        let mut open: Vec<u64> = self.absent.values().chain(self.held.values()).copied().collect();
+        if self.state_at(now) == AlertState::Active
+            && let Some(last) = self.last_activation
+        {
+            open.push(last);
+        }
+        open.sort_unstable();
+        open.dedup();
+        open
     }
 
     /// Someone acknowledges the alert at `now`. Only an active alert can be acknowledged (an

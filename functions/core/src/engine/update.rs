@@ -102,7 +102,42 @@ pub fn reset(rule: &Rule, runtime: &mut Runtime, by: &str, now: Timestamp) -> Ve
 }
 
 /// An acknowledgement by `by` at `now` (see [`Runtime::acknowledge`]): refused unless the alert
-/// is active.
-pub fn acknowledge(runtime: &mut Runtime, by: &str, now: Timestamp) -> Result<()> {
-    runtime.acknowledge(by, now)
+/// is active. Returns what it tells the channels that take acknowledgements, per open
+/// activation.
+pub fn acknowledge(
+    rule: &Rule,
+    runtime: &mut Runtime,
+    by: &str,
+    now: Timestamp,
+) -> Result<Vec<super::runtime::Noted>> {
+    runtime.acknowledge(by, now)?;
+    let deliveries: Vec<crate::model::Delivery> = rule
+        .config
+        .notifications
+        .iter()
+        .filter(|n| n.notification.kind.channel().acknowledges())
+        .map(|n| crate::model::Delivery {
+            notification: n.notification.name.clone(),
+            kind: n.notification.kind,
+            status: crate::model::DeliveryStatus::Pending,
+            attempts: 0,
+            error: None,
+            at: None,
+            silence: None,
+            resolved: false,
+            acknowledged: true,
+        })
+        .collect();
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(runtime
+        .open_activations(now)
+        .into_iter()
+        .map(|activation| super::runtime::Noted {
+            activation,
+            at: now,
+            deliveries: deliveries.clone(),
+        })
+        .collect())
 }

@@ -83,14 +83,46 @@ impl Activation {
         }
     }
 
-    /// Replaces the record of `delivery.notification` (its firing or its resolved delivery)
-    /// and recomputes the per-kind summary.
+    /// Adds the notifications that the alert's acknowledgement tells (to channels that take
+    /// acknowledgements), once per notification. One whose firing was held back is recorded
+    /// as suppressed, saying why: there is nothing to acknowledge at the receiver.
+    pub fn note_acknowledgement(&mut self, deliveries: &[Delivery], at: Timestamp) {
+        for d in deliveries {
+            let told = self
+                .deliveries
+                .iter()
+                .any(|e| e.acknowledged && e.notification == d.notification);
+            if told || self.reset_time.is_some() {
+                continue;
+            }
+            let firing = self
+                .deliveries
+                .iter()
+                .find(|f| !f.resolved && !f.acknowledged && f.notification == d.notification);
+            let d = match firing {
+                Some(f) if f.status != DeliveryStatus::Sent && !f.is_pending() => Delivery {
+                    status: DeliveryStatus::Suppressed,
+                    error: Some(format!(
+                        "its firing was not notified ({})",
+                        f.error.as_deref().unwrap_or("not sent")
+                    )),
+                    at: Some(at),
+                    ..d.clone()
+                },
+                _ => d.clone(),
+            };
+            self.record(d);
+        }
+    }
+
+    /// Replaces the record of `delivery.notification` (its firing, its resolved or its
+    /// acknowledgement delivery) and recomputes the per-kind summary.
     pub fn record(&mut self, delivery: Delivery) {
-        match self
-            .deliveries
-            .iter_mut()
-            .find(|d| d.notification == delivery.notification && d.resolved == delivery.resolved)
-        {
+        match self.deliveries.iter_mut().find(|d| {
+            d.notification == delivery.notification
+                && d.resolved == delivery.resolved
+                && d.acknowledged == delivery.acknowledged
+        }) {
             Some(d) => *d = delivery,
             None => self.deliveries.push(delivery),
         }

@@ -64,6 +64,7 @@ pub async fn put<S: AlertRows>(rows: &mut S, put: PutAlert) -> Result<PutOutcome
             new_windows: plan.new_windows,
             max_allowed: put.max_allowed,
             closed: plan.closed,
+            noted: Vec::new(),
             config_changed: true,
         };
         match rows.write(write).await? {
@@ -91,7 +92,8 @@ pub async fn reset<S: AlertRows>(
     now: Timestamp,
 ) -> Result<bool> {
     change(rows, project, name, true, |record| {
-        Ok(update::reset(&record.rule, &mut record.runtime, by, now))
+        let closed = update::reset(&record.rule, &mut record.runtime, by, now);
+        Ok((closed, Vec::new()))
     })
     .await
 }
@@ -106,8 +108,8 @@ pub async fn acknowledge<S: AlertRows>(
     now: Timestamp,
 ) -> Result<bool> {
     change(rows, project, name, false, |record| {
-        update::acknowledge(&mut record.runtime, by, now)?;
-        Ok(Vec::new())
+        let noted = update::acknowledge(&record.rule, &mut record.runtime, by, now)?;
+        Ok((Vec::new(), noted))
     })
     .await
 }
@@ -124,14 +126,16 @@ async fn change<S: AlertRows>(
     project: &str,
     name: &str,
     new_windows: bool,
-    mut f: impl FnMut(&mut AlertRecord) -> Result<Vec<crate::engine::Closed>>,
+    mut f: impl FnMut(
+        &mut AlertRecord,
+    ) -> Result<(Vec<crate::engine::Closed>, Vec<crate::engine::Noted>)>,
 ) -> Result<bool> {
     for _ in 0..MAX_CONFLICTS {
         let Some(row) = rows.read(project, name).await? else {
             return Ok(false);
         };
         let mut record = row.record.clone();
-        let closed = f(&mut record)?;
+        let (closed, noted) = f(&mut record)?;
         let arm_due = if new_windows {
             absence::arm_deadline(&record.rule, &record.runtime)
         } else {
@@ -148,6 +152,7 @@ async fn change<S: AlertRows>(
             new_windows,
             max_allowed: usize::MAX,
             closed,
+            noted,
             config_changed: false,
         };
         match rows.write(write).await? {

@@ -198,6 +198,8 @@ impl Service {
         if !self.store.acknowledge_alert(project, name, by, now).await? {
             return Err(not_found_alert(project, name));
         }
+        // Channels that take acknowledgements were told through the outbox.
+        self.dispatch.wake();
         self.get_alert(project, name, now).await
     }
 

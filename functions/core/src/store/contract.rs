@@ -38,7 +38,8 @@ macro_rules! store_contract_tests {
             a_batch_counts_like_its_events_one_by_one,
             calculated_events_of_a_batch_come_after_its_events,
             chains_of_calculated_events_run_to_their_end_in_a_batch,
-            keys_repeated_in_and_across_batches_count_once);
+            keys_repeated_in_and_across_batches_count_once,
+            an_acknowledgement_is_told_to_the_channels_that_take_it);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -1743,6 +1744,71 @@ pub async fn keys_repeated_in_and_across_batches_count_once(s: Arc<dyn Store>) {
     );
     let a = svc.get_alert(P, "keys", at(30)).await.expect("alert");
     assert_eq!((a.state, a.count), (AlertState::Active, 1));
+}
+
+/// An acknowledgement is told to the channels that take acknowledgements (PagerDuty's
+/// incident acknowledged), once, on the open activation, through the outbox; the others are
+/// not told.
+pub async fn an_acknowledgement_is_told_to_the_channels_that_take_it(s: Arc<dyn Store>) {
+    use crate::model::{Delivery, DeliveryStatus};
+    let svc = service(s.clone());
+    let mut alert = failure_alert("paged", "job1", 1, None, "manual");
+    alert.notifications.push(
+        serde_json::from_value(json!({"notification": {"kind": "pagerduty", "name": "pd",
+            "secret_params": {"routing_key": "R0UT1NG", "endpoint": "http://127.0.0.1:9"}}}))
+        .expect("a notification"),
+    );
+    store(&svc, alert, at(0)).await;
+    let fired = send(&svc, "job1", at(10)).await;
+    let id = fired.fired[0].activation.id;
+    // Both notifications were delivered.
+    for name in ["hook", "pd"] {
+        let kind = if name == "pd" {
+            crate::model::NotificationKind::PagerDuty
+        } else {
+            crate::model::NotificationKind::Webhook
+        };
+        s.record_delivery(
+            id,
+            Delivery {
+                notification: name.into(),
+                kind,
+                status: DeliveryStatus::Sent,
+                attempts: 1,
+                error: None,
+                at: Some(at(11)),
+                silence: None,
+                resolved: false,
+                acknowledged: false,
+            },
+        )
+        .await
+        .expect("recorded");
+    }
+    assert!(!svc.activation(P, id).await.expect("activation").is_pending());
+    svc.acknowledge_alert(P, "paged", "dana", at(20))
+        .await
+        .expect("acknowledged");
+    svc.acknowledge_alert(P, "paged", "dana", at(21))
+        .await
+        .expect("acknowledged again");
+    let a = svc.activation(P, id).await.expect("activation");
+    let told: Vec<(&str, DeliveryStatus)> = a
+        .deliveries
+        .iter()
+        .filter(|d| d.acknowledged)
+        .map(|d| (d.notification.as_str(), d.status))
+        .collect();
+    assert_eq!(told, [("pd", DeliveryStatus::Pending)], "told once, to PagerDuty");
+    assert_eq!(a.deliveries.iter().filter(|d| d.acknowledged).count(), 1);
+    assert!(a.is_pending(), "back in the outbox");
+    assert_eq!(
+        a.deliveries
+            .iter()
+            .find(|d| d.acknowledged)
+            .map(|d| d.key(id)),
+        Some(format!("{id}:pd:acknowledged"))
+    );
 }
 
 #[cfg(test)]

@@ -569,6 +569,7 @@ impl AlertRows for Held<'_> {
             row,
             new_windows,
             closed,
+            noted,
             config_changed,
             ..
         } = write;
@@ -602,6 +603,7 @@ impl AlertRows for Held<'_> {
             }
         }
         self.changes.closed.extend(closed);
+        self.changes.noted.extend(noted);
         if config_changed {
             self.changes.rules.push(id);
         }
@@ -838,6 +840,11 @@ impl MemoryStore {
         for c in changes.closed {
             if let Some(a) = activations.get_mut(&c.activation) {
                 a.close(c.at, &c.why, &c.resolved);
+            }
+        }
+        for n in changes.noted {
+            if let Some(a) = activations.get_mut(&n.activation) {
+                a.note_acknowledgement(&n.deliveries, n.at);
             }
         }
         r

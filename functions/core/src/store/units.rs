@@ -173,6 +173,8 @@ pub struct AlertWrite {
     pub max_allowed: usize,
     /// The activations the change closes.
     pub closed: Vec<Closed>,
+    /// Deliveries the change adds to open activations (an acknowledgement's).
+    pub noted: Vec<crate::engine::Noted>,
     /// The config changed (not only the state): listings and caches must see it.
     pub config_changed: bool,
 }

@@ -104,11 +104,12 @@ impl Activations {
         self.settled(id)
     }
 
-    /// Takes in the activation part of a change set: new activations, closes, deliveries and
-    /// deletions. The rest of a change set is the engine's state, which the log keeps.
+    /// Takes in the activation part of a change set: new activations, closes, acknowledgements'
+    /// deliveries, deliveries and deletions. The rest of a change set is the engine's state, which the log keeps.
     pub fn apply(&self, changes: Changes) -> Result<()> {
         if changes.activations.is_empty()
             && changes.closed.is_empty()
+            && changes.noted.is_empty()
             && changes.deliveries.is_empty()
             && changes.activations_removed.is_empty()
         {
@@ -119,6 +120,11 @@ impl Activations {
         for closed in changes.closed {
             if let Some(a) = self.changing(closed.activation, &mut changed)? {
                 Arc::make_mut(a).close(closed.at, &closed.why, &closed.resolved);
+            }
+        }
+        for noted in changes.noted {
+            if let Some(a) = self.changing(noted.activation, &mut changed)? {
+                Arc::make_mut(a).note_acknowledgement(&noted.deliveries, noted.at);
             }
         }
         for (id, delivery) in changes.deliveries {
