@@ -407,10 +407,31 @@ impl Courier {
                 (self.clone(), activation.clone(), rule.clone(), d.clone());
             tasks.spawn(async move {
                 let outcome = courier.deliver_one(&activation, &rule, &d).await;
+                courier.settled(&activation, &outcome).await;
                 courier.record(activation.id, outcome).await;
             });
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// A firing's message sent or given up: the notification's cooldown runs from a sent one
+    /// (the engine's `Runtime::delivered`).
+    async fn settled(&self, a: &Activation, d: &Delivery) {
+        if d.resolved || d.acknowledged {
+            return;
+        }
+        let sent = match d.status {
+            DeliveryStatus::Sent => d.at,
+            DeliveryStatus::Failed => None,
+            _ => return,
+        };
+        let store = self.service.store();
+        if let Err(e) = store
+            .delivered(&a.project, &a.name, a.id, &d.notification, sent)
+            .await
+        {
+            tracing::error!(activation = a.id, error = %e, "cannot note a delivery for its cooldown");
+        }
     }
 
     async fn record(&self, activation: u64, delivery: Delivery) {

@@ -384,6 +384,17 @@ impl AlertStore for DynamoStore {
         Ok(self.catalog().await?.alerts)
     }
 
+    async fn delivered(
+        &self,
+        project: &str,
+        alert: &str,
+        activation: u64,
+        name: &str,
+        sent: Option<Timestamp>,
+    ) -> Result<()> {
+        ops::change::delivered(&mut Rows::new(self), project, alert, activation, name, sent).await
+    }
+
     /// The catalog's version and activation counter: one strongly consistent read of an item
     /// under 100 bytes (1 read unit). A firing takes its activation id just before its
     /// transaction commits, so a reader in between sees the new version with the old listing:

@@ -36,6 +36,10 @@ pub struct Runtime {
     /// Notifications in cooldown: name -> until when they are suppressed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notification_cooldowns: BTreeMap<String, Timestamp>,
+    /// The activation whose message started each notification's cooldown: tentatively when it
+    /// fired, for good once its message was sent (see [`Runtime::delivered`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cooldown_from: BTreeMap<String, u64>,
     /// Set by an acknowledgement, cleared by a reset: meanwhile activations notify no one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Box<Acknowledgement>>,
@@ -205,6 +209,9 @@ impl Runtime {
     ) -> Vec<Delivery> {
         let now = ev.at;
         self.notification_cooldowns.retain(|_, until| *until > now);
+        let cooldowns = &self.notification_cooldowns;
+        self.cooldown_from
+            .retain(|name, _| cooldowns.contains_key(name));
         let target = Silenced {
             alert: rule.name(),
             entity: &ev.entity_id,
@@ -256,18 +263,61 @@ impl Runtime {
                     };
                 }
                 if let Some(cooldown) = rule.notification_cooldowns.get(name) {
+                    // Tentative until its message is sent (see `delivered`).
                     self.notification_cooldowns
                         .insert(name.clone(), now.plus(*cooldown));
+                    if let Some(activation) = self.last_activation {
+                        self.cooldown_from.insert(name.clone(), activation);
+                    }
                 }
                 pending
             })
             .collect()
     }
 
+    /// What became of the message of notification `name` of `activation`: sent at `sent`, or
+    /// given up (None). A notification's cooldown runs from a message that was sent: sent, it
+    /// starts then; given up, the cooldown it started when it fired is lifted, so that the
+    /// next firing notifies. Whether the state changed.
+    pub fn delivered(
+        &mut self,
+        rule: &Rule,
+        name: &str,
+        activation: u64,
+        sent: Option<Timestamp>,
+    ) -> bool {
+        let Some(cooldown) = rule.notification_cooldowns.get(name) else {
+            return false;
+        };
+        let started_by_it = self.cooldown_from.get(name) == Some(&activation);
+        match sent {
+            Some(at) => {
+                let until = at.plus(*cooldown);
+                if self.notification_cooldowns.get(name) == Some(&until) && started_by_it {
+                    return false;
+                }
+                self.notification_cooldowns.insert(name.to_owned(), until);
+                self.cooldown_from.insert(name.to_owned(), activation);
+                true
+            }
+            None if started_by_it => {
+                self.notification_cooldowns.remove(name);
+                self.cooldown_from.remove(name);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The activations still open: the newest while the alert is active, and every open
     /// absence and held condition.
     pub fn open_activations(&self, now: Timestamp) -> Vec<u64> {
-        let mut open: Vec<u64> = self.absent.values().chain(self.held.values()).copied().collect();
+        let mut open: Vec<u64> = self
+            .absent
+            .values()
+            .chain(self.held.values())
+            .copied()
+            .collect();
         if self.state_at(now) == AlertState::Active
             && let Some(last) = self.last_activation
         {

@@ -114,6 +114,49 @@ pub async fn acknowledge<S: AlertRows>(
     .await
 }
 
+/// What became of the message of notification `name` of `activation`: sent at `sent`, or
+/// given up (None): the notification's cooldown runs from a sent message (see
+/// [`crate::engine::Runtime::delivered`]). Writes only when that changes the alert's state.
+pub async fn delivered<S: AlertRows>(
+    rows: &mut S,
+    project: &str,
+    alert: &str,
+    activation: u64,
+    name: &str,
+    sent: Option<Timestamp>,
+) -> Result<()> {
+    for _ in 0..MAX_CONFLICTS {
+        let Some(row) = rows.read(project, alert).await? else {
+            return Ok(());
+        };
+        let mut record = row.record.clone();
+        if !record
+            .runtime
+            .delivered(&record.rule, name, activation, sent)
+        {
+            return Ok(());
+        }
+        let write = AlertWrite {
+            row: AlertRow {
+                record,
+                version: row.version + 1,
+                ..row.clone()
+            },
+            expected: Some(row.version),
+            new_windows: false,
+            max_allowed: usize::MAX,
+            closed: Vec::new(),
+            noted: Vec::new(),
+            config_changed: false,
+        };
+        match rows.write(write).await? {
+            Written::Done => return Ok(()),
+            Written::Conflict | Written::TooMany(_) => continue,
+        }
+    }
+    Err(super::gave_up(S::BACKEND, "one alert"))
+}
+
 /// Deletes an alert; whether it existed.
 pub async fn delete<S: AlertRows>(rows: &mut S, project: &str, name: &str) -> Result<bool> {
     rows.delete(project, name).await

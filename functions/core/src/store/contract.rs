@@ -39,7 +39,8 @@ macro_rules! store_contract_tests {
             calculated_events_of_a_batch_come_after_its_events,
             chains_of_calculated_events_run_to_their_end_in_a_batch,
             keys_repeated_in_and_across_batches_count_once,
-            an_acknowledgement_is_told_to_the_channels_that_take_it);
+            an_acknowledgement_is_told_to_the_channels_that_take_it,
+            a_notification_cooldown_runs_from_a_sent_message);
     };
     (@each $factory:expr; $($case:ident),+) => {
         $(
@@ -1785,7 +1786,12 @@ pub async fn an_acknowledgement_is_told_to_the_channels_that_take_it(s: Arc<dyn 
         .await
         .expect("recorded");
     }
-    assert!(!svc.activation(P, id).await.expect("activation").is_pending());
+    assert!(
+        !svc.activation(P, id)
+            .await
+            .expect("activation")
+            .is_pending()
+    );
     svc.acknowledge_alert(P, "paged", "dana", at(20))
         .await
         .expect("acknowledged");
@@ -1799,7 +1805,11 @@ pub async fn an_acknowledgement_is_told_to_the_channels_that_take_it(s: Arc<dyn 
         .filter(|d| d.acknowledged)
         .map(|d| (d.notification.as_str(), d.status))
         .collect();
-    assert_eq!(told, [("pd", DeliveryStatus::Pending)], "told once, to PagerDuty");
+    assert_eq!(
+        told,
+        [("pd", DeliveryStatus::Pending)],
+        "told once, to PagerDuty"
+    );
     assert_eq!(a.deliveries.iter().filter(|d| d.acknowledged).count(), 1);
     assert!(a.is_pending(), "back in the outbox");
     assert_eq!(
@@ -1808,6 +1818,55 @@ pub async fn an_acknowledgement_is_told_to_the_channels_that_take_it(s: Arc<dyn 
             .find(|d| d.acknowledged)
             .map(|d| d.key(id)),
         Some(format!("{id}:pd:acknowledged"))
+    );
+}
+
+/// A notification's cooldown runs from a message that was sent: one given up does not hold
+/// back the next firing's, and one sent holds it back for the cooldown from when it was sent.
+pub async fn a_notification_cooldown_runs_from_a_sent_message(s: Arc<dyn Store>) {
+    use crate::model::{Delivery, DeliveryStatus};
+    let svc = service(s.clone());
+    let mut alert = failure_alert("cool", "job1", 1, None, "auto");
+    alert.notifications[0].cooldown_period = Some("10m".into());
+    store(&svc, alert, at(0)).await;
+    let settle = |id: u64, status: DeliveryStatus, when: i64| {
+        let s = s.clone();
+        async move {
+            let d = Delivery {
+                notification: "hook".into(),
+                kind: crate::model::NotificationKind::Webhook,
+                status,
+                attempts: 3,
+                error: None,
+                at: Some(at(when)),
+                silence: None,
+                resolved: false,
+                acknowledged: false,
+            };
+            s.record_delivery(id, d).await.expect("recorded");
+            let sent = (status == DeliveryStatus::Sent).then(|| at(when));
+            s.delivered(P, "cool", id, "hook", sent)
+                .await
+                .expect("noted");
+        }
+    };
+    let first = send(&svc, "job1", at(10)).await;
+    let id = first.fired[0].activation.id;
+    // Its message was given up: the next firing notifies.
+    settle(id, DeliveryStatus::Failed, 20).await;
+    let second = send(&svc, "job1", at(30)).await;
+    let d = &second.fired[0].activation.deliveries[0];
+    assert_eq!(d.status, DeliveryStatus::Pending, "{d:?}");
+    // This one is sent late (after retries): the cooldown runs from then.
+    settle(second.fired[0].activation.id, DeliveryStatus::Sent, 100).await;
+    let third = send(&svc, "job1", at(400)).await;
+    let d = &third.fired[0].activation.deliveries[0];
+    assert_eq!(d.status, DeliveryStatus::Suppressed);
+    assert_eq!(d.at, Some(at(700)), "until ten minutes after it was sent");
+    let fourth = send(&svc, "job1", at(701)).await;
+    assert_eq!(
+        fourth.fired[0].activation.deliveries[0].status,
+        DeliveryStatus::Pending
     );
 }
 

@@ -290,6 +290,26 @@ impl MemoryState {
         ))?
     }
 
+    /// What became of a notification's message (see [`ops::change::delivered`]).
+    pub fn delivered(
+        &mut self,
+        project: &str,
+        alert: &str,
+        activation: u64,
+        name: &str,
+        sent: Option<Timestamp>,
+        changes: &mut Changes,
+    ) {
+        let _ = ops::ready(ops::change::delivered(
+            &mut self.held(changes),
+            project,
+            alert,
+            activation,
+            name,
+            sent,
+        ));
+    }
+
     /// Runs events through [`ops::ingest`], one outcome each. The whole call is one atomic step
     /// for the caller holding the state, which is what makes concurrent threshold-crossing
     /// events fire exactly once.
@@ -905,6 +925,17 @@ impl AlertStore for MemoryStore {
     }
     async fn alert_count(&self) -> Result<usize> {
         Ok(lock(&self.inner).0.len())
+    }
+    async fn delivered(
+        &self,
+        project: &str,
+        alert: &str,
+        activation: u64,
+        name: &str,
+        sent: Option<Timestamp>,
+    ) -> Result<()> {
+        self.apply(|s, c| s.delivered(project, alert, activation, name, sent, c));
+        Ok(())
     }
 }
 

@@ -129,6 +129,16 @@ pub trait AlertStore: Send + Sync {
     ) -> Result<bool>;
     /// Number of alerts across all projects.
     async fn alert_count(&self) -> Result<usize>;
+    /// What became of the message of notification `name` of `activation` of alert
+    /// `project/alert`: sent at `sent`, or given up (None); see [`crate::ops::change::delivered`].
+    async fn delivered(
+        &self,
+        project: &str,
+        alert: &str,
+        activation: u64,
+        name: &str,
+        sent: Option<Timestamp>,
+    ) -> Result<()>;
 }
 
 /// Event intake: count an event in the windows of the alerts it matches and fire those whose

@@ -52,6 +52,15 @@ pub enum Op {
         activation: u64,
         delivery: Delivery,
     },
+    /// What became of a notification's message, for its cooldown (see
+    /// [`MemoryState::delivered`]).
+    Delivered {
+        project: String,
+        alert: String,
+        activation: u64,
+        name: String,
+        sent: Option<Timestamp>,
+    },
     PruneIdempotency {
         now: Timestamp,
     },
@@ -180,6 +189,16 @@ pub fn apply(state: &mut MemoryState, op: Op, changes: &mut Changes) -> Done {
             delivery,
         } => {
             changes.deliveries.push((activation, delivery));
+            Done::Recorded
+        }
+        Op::Delivered {
+            project,
+            alert,
+            activation,
+            name,
+            sent,
+        } => {
+            state.delivered(&project, &alert, activation, &name, sent, changes);
             Done::Recorded
         }
         Op::PruneIdempotency { now } => Done::Pruned(state.prune_idempotency(now)),

@@ -86,6 +86,25 @@ impl AlertStore for EmbeddedStore {
     async fn alert_count(&self) -> Result<usize> {
         self.run(Lane::Caller, |w| Ok(w.state.len())).await
     }
+
+    async fn delivered(
+        &self,
+        project: &str,
+        alert: &str,
+        activation: u64,
+        name: &str,
+        sent: Option<Timestamp>,
+    ) -> Result<()> {
+        self.apply(Op::Delivered {
+            project: project.to_owned(),
+            alert: alert.to_owned(),
+            activation,
+            name: name.to_owned(),
+            sent,
+        })
+        .await?
+        .recorded()
+    }
 }
 
 #[async_trait]
