@@ -195,7 +195,10 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     );
     spawn_clock(service.clone());
 
-    let mut state = AppState::open(service);
+    let mut state = AppState {
+        public_url: config.notifications.public_url.clone(),
+        ..AppState::open(service)
+    };
     if config.auth.enabled {
         use tocsin_core::store::TokenStore;
         if embedded.tokens().await?.is_empty() {

@@ -185,6 +185,8 @@ impl Tracker {
 pub enum NotifierError {
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("notifications.ca_file `{path}`: {why}")]
+    Ca { path: String, why: String },
     #[error(transparent)]
     Smtp(#[from] MailerError),
 }
@@ -230,11 +232,23 @@ impl Notifier {
         smtp: &SmtpSettings,
     ) -> Result<Self, NotifierError> {
         let mailer = Mailer::new(smtp, Duration::from_millis(settings.request_timeout_ms))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.request_timeout_ms))
             .connect_timeout(Duration::from_millis(settings.request_timeout_ms.min(3000)))
-            .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.ca_file {
+            let ca = |why: String| NotifierError::Ca {
+                path: path.clone(),
+                why,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca("no certificate in it".into()));
+            }
+            client = client.tls_certs_merge(certs);
+        }
+        let client = client.build()?;
         let courier = Arc::new(Courier {
             client,
             service,

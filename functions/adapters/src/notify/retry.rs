@@ -32,6 +32,9 @@ pub struct DeliverySettings {
     /// The server's public URL (`https://tocsin.example.com`): messages link to the alert's
     /// page there. None: they carry no link to Tocsin.
     pub public_url: Option<String>,
+    /// A PEM file of certificate authorities to trust besides the system's: for receivers
+    /// behind an internal CA (GitHub Enterprise, a self-hosted GitLab).
+    pub ca_file: Option<String>,
 }
 
 impl Default for DeliverySettings {
@@ -47,6 +50,7 @@ impl Default for DeliverySettings {
             queue_capacity: 1024,
             email_via_sns: false,
             public_url: None,
+            ca_file: None,
         }
     }
 }
