@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import net from "node:net";
+import http from "node:http";
 import { chromium } from "playwright-core";
 import { LAUNCH, stopServer } from "./launch.mjs";
 
@@ -386,5 +387,48 @@ test("an empty server says so, and a refused action shows the server's reason", 
     await page.close();
   } finally {
     empty.kill("SIGTERM");
+  }
+});
+
+test("Test sends a marked message through each notification and shows what each receiver answered", async () => {
+  // A real HTTP listener: the webhook takes the message, the "Slack" one refuses it with a body.
+  const arrived = [];
+  const receiver = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      arrived.push({ path: req.url, body: JSON.parse(body || "null") });
+      if (req.url === "/slack") { res.writeHead(404); res.end("no_service"); } else { res.writeHead(200); res.end("ok"); }
+    });
+  });
+  await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+  const at = `http://127.0.0.1:${receiver.address().port}`;
+  try {
+    await put("tests", "tested", {
+      ...jobAlert("auto"), entities: { kind: "job", project: "tests", ids: ["*"] },
+      notifications: [
+        { notification: { kind: "webhook", name: "hook", secret_params: { url: `${at}/hook` } } },
+        { notification: { kind: "slack", name: "chat", secret_params: { webhook: `${at}/slack` } } },
+      ],
+    });
+    const page = await browser.newPage();
+    await page.goto(`${base}/alerts`);
+    await page.getByRole("button", { name: "Send a test message for tested in tests" }).click();
+    await page.locator('#tested-out li[data-notification="chat"]').waitFor();
+    assert.equal(await page.locator('#tested-out li[data-notification="hook"]').getAttribute("data-outcome"), "sent");
+    assert.match(await page.locator('#tested-out li[data-notification="hook"]').textContent(), /hook \(webhook\): sent · HTTP 200/);
+    assert.equal(await page.locator('#tested-out li[data-notification="chat"]').getAttribute("data-outcome"), "refused");
+    assert.match(await page.locator('#tested-out li[data-notification="chat"]').textContent(), /HTTP 404 · it said: no_service/);
+    await page.screenshot({ path: join(SHOTS, "alerts-test-message.png"), fullPage: true });
+    // What arrived is marked as a test; nothing was recorded on the alert.
+    const hook = arrived.find((r) => r.path === "/hook");
+    assert.equal(hook.body.test, true);
+    assert.equal((await getAlert("tests", "tested")).body.state, "inactive");
+    const acts = await (await fetch(`${api}/projects/tests/alert-activations`)).json();
+    assert.equal(acts.activations.length, 0);
+    await page.click("#tested-close");
+    await page.close();
+  } finally {
+    receiver.close();
   }
 });

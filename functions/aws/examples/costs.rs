@@ -134,7 +134,7 @@ async fn main() {
     // fires: every write carries a window of up to 98 times. Warm containers.
     let mut sync = env.clone();
     sync.queue_url = None;
-    let api = ApiHandler::new(&sync, &clients);
+    let api = ApiHandler::new(&sync, &clients).expect("the API handler");
     for a in 0..10 {
         let name = format!("w{a}");
         let body = alert(&name, 99, "manual", &format!("job-{a}"));

@@ -43,7 +43,7 @@ fn ids(page: &Value) -> Vec<u64> {
 #[tokio::test]
 async fn listings_merge_the_partitions_and_still_read_the_legacy_one() {
     let d = Deployment::new().await;
-    let api = ApiHandler::new(&d.env(false), &clients(None));
+    let api = ApiHandler::new(&d.env(false), &clients(None)).expect("the API handler");
     let (status, _) = call(
         &api,
         "PUT",

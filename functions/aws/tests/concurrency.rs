@@ -43,7 +43,7 @@ async fn eight_concurrent_handlers_fire_exactly_once_in_a_hundred_trials() {
     let d = Deployment::new().await;
     let env = d.env(false);
     let handlers: Vec<Arc<ApiHandler>> = (0..HANDLERS)
-        .map(|_| Arc::new(ApiHandler::new(&env, &clients(None))))
+        .map(|_| Arc::new(ApiHandler::new(&env, &clients(None)).expect("the API handler")))
         .collect();
     for trial in 0..TRIALS {
         // Even trials: a manual alert needing all 10 events fires once and ignores the rest.
@@ -106,7 +106,7 @@ async fn eight_evaluators_given_the_same_message_count_each_event_once() {
     const EVALUATOR_TRIALS: usize = 20;
     let d = Deployment::new().await;
     let env = d.env(true);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     let evaluators: Vec<Arc<EvaluatorHandler>> = (0..HANDLERS)
         .map(|_| Arc::new(EvaluatorHandler::new(&env, &clients(None))))
         .collect();

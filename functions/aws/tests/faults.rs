@@ -64,7 +64,7 @@ async fn call(api: &ApiHandler, method: &str, path: &str, body: Option<Value>) -
 /// The alert every scenario counts for: a shared window of `COUNT` events, auto reset, a
 /// webhook to `hook`.
 async fn store_alert(env: &Environment, hook: &str) {
-    let api = ApiHandler::new(env, &clients(None));
+    let api = ApiHandler::new(env, &clients(None)).expect("the API handler");
     let body = json!({
         "project": "faults", "name": "crossing", "severity": "high", "reset_policy": "auto",
         "criteria": {"count": COUNT},
@@ -203,7 +203,7 @@ async fn keyed_events_one_at_a_time(rate: f64, seed: u64) {
     store_alert(&env, &hook).await;
     let faults = Faults::start(&moto_url(), seed).await;
     faults.set(rate, Duration::from_secs(2));
-    let api = Arc::new(ApiHandler::new(&env, &through(&faults)));
+    let api = Arc::new(ApiHandler::new(&env, &through(&faults)).expect("the API handler"));
     let per_client = crossings(rate) * COUNT;
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..CLIENTS {
@@ -250,7 +250,7 @@ async fn keyed_batches_through_the_queue(rate: f64, seed: u64) {
     let dlq = dead_letters(&direct, &d.queue_url).await;
     let faults = Faults::start(&moto_url(), seed).await;
     faults.set(rate, Duration::from_secs(2));
-    let api = Arc::new(ApiHandler::new(&env, &through(&faults)));
+    let api = Arc::new(ApiHandler::new(&env, &through(&faults)).expect("the API handler"));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..CLIENTS {
         let api = api.clone();

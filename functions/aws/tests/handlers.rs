@@ -74,7 +74,7 @@ async fn an_alert_fires_once_is_published_with_attributes_and_delivered() {
     let observer = d.observe_topic().await;
     let (receiver, hook) = Receiver::start().await;
     let env = d.env(false);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
 
     let body = alert(
         "job-failures",
@@ -204,7 +204,7 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
     let d = Deployment::new().await;
     let (_receiver, hook) = Receiver::start().await;
     let env = d.env(true);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     let body = alert("bursts", 25, "auto", &hook, None);
     let (status, _) = call(
         &api,
@@ -331,7 +331,7 @@ async fn batches_queue_to_sqs_and_the_evaluator_counts_them_once() {
 async fn the_sweep_republishes_activations_left_pending() {
     let d = Deployment::new().await;
     let env = d.env(false);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     // A receiver that is not there: the delivery stays pending... until the sweep sees it.
     let body = alert("sweep", 1, "auto", "http://127.0.0.1:9", None);
     call(
@@ -370,7 +370,7 @@ async fn a_chained_event_fired_in_the_notifier_is_published_and_delivered_withou
     let observer = d.observe_topic().await;
     let (receiver, hook) = Receiver::start().await;
     let env = d.env(false);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     let first = json!({
         "project": "fraud", "name": "job-failed", "summary": "Job {{entity}} failed",
         "severity": "high", "reset_policy": "auto",
@@ -462,7 +462,7 @@ fn jwt(sub: &str, grants: &str, scopes: &[&str]) -> Value {
 #[tokio::test]
 async fn jwt_claims_map_to_the_same_roles_and_iam_keeps_full_access() {
     let d = Deployment::new().await;
-    let api = ApiHandler::new(&d.env(false), &clients(None));
+    let api = ApiHandler::new(&d.env(false), &clients(None)).expect("the API handler");
     let body = alert("drift", 1, "manual", "http://127.0.0.1:9/x", None);
     let viewer = jwt("ann", "viewer:fraud", &[]);
     let (status, answer) = call_by(
@@ -566,7 +566,7 @@ async fn jwt_claims_map_to_the_same_roles_and_iam_keeps_full_access() {
 async fn an_unchanged_alerts_listing_costs_one_read_of_the_catalog() {
     let d = Deployment::new().await;
     let counter = tocsin_aws::metrics::RequestCounter::default();
-    let api = ApiHandler::new(&d.env(false), &clients(Some(&counter)));
+    let api = ApiHandler::new(&d.env(false), &clients(Some(&counter))).expect("the API handler");
     for name in ["one", "two", "three"] {
         let mut body = alert(name, 2, "manual", "http://127.0.0.1:9/none", None);
         body["notifications"] = json!([]);
@@ -633,7 +633,7 @@ async fn the_scheduled_run_settles_cooldowns_and_delivers_resolved_notifications
     let observer = d.observe_topic().await;
     let (receiver, hook) = Receiver::start().await;
     let env = d.env(false);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     let mut body = alert("cools", 1, "auto", &hook, Some("oncall@example.com"));
     body["cooldown_period"] = json!("15s");
     body["notifications"][0]["send_resolved"] = json!(true);
@@ -726,7 +726,7 @@ async fn the_scheduled_run_fires_absences_and_their_return_resolves_them() {
     let observer = d.observe_topic().await;
     let (receiver, hook) = Receiver::start().await;
     let env = d.env(false);
-    let api = ApiHandler::new(&env, &clients(None));
+    let api = ApiHandler::new(&env, &clients(None)).expect("the API handler");
     let mut body = alert("nightly", 1, "auto", &hook, None);
     body["entities"]["ids"] = json!(["train-nightly"]);
     body["criteria"] = json!({"absent": "1h"});

@@ -26,6 +26,7 @@ pub mod commands;
 pub mod config;
 pub mod embedded;
 pub mod listener;
+pub mod notify;
 pub mod serve;
 pub mod silences;
 pub mod tokens;

@@ -173,6 +173,11 @@ enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// Notifications on a running server: `test` sends a clearly marked test message.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Post one event to a running server.
     Send {
         /// The server's base URL.
@@ -193,6 +198,26 @@ enum Command {
         /// An idempotency key: a retry with the same key is counted once.
         #[arg(long)]
         id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a clearly marked test message through an alert's notifications (or the one
+    /// named), for real and once each, and show what each receiver answered. Nothing is
+    /// recorded and no cooldown starts. Exits 1 unless every message was taken.
+    Test {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long)]
+        project: String,
+        /// The alert's name.
+        alert: String,
+        /// Only this notification.
+        notification: Option<String>,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -510,6 +535,24 @@ async fn main() -> ExitCode {
         }
         Command::Token { command } => token(command).await,
         Command::Silence { command } => silence(command).await,
+        Command::Notify {
+            command:
+                NotifyCommand::Test {
+                    server,
+                    project,
+                    alert,
+                    notification,
+                    json,
+                },
+        } => {
+            match tocsin::notify::test(&server, &project, &alert, notification.as_deref(), json)
+                .await
+            {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Preview {
             server,
             project,

@@ -179,14 +179,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         let n = load_alerts(&service, dir).await?;
         tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
     }
-    // Kept for the life of the server: dropping it stops deliveries.
-    let _notifier = Notifier::start(
+    // Kept for the life of the server (the API's state holds it): dropping it stops deliveries.
+    let notifier = Notifier::start(
         service.clone(),
         inbox,
         config.notifications.clone(),
         &config.smtp,
     )
     .await?;
+    let notifier = Arc::new(notifier);
     spawn_upkeep(
         embedded.clone(),
         server.durability,
@@ -197,6 +198,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
     let mut state = AppState {
         public_url: config.notifications.public_url.clone(),
+        notifier: Some(notifier),
         ..AppState::open(service)
     };
     if config.auth.enabled {

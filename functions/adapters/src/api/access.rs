@@ -116,6 +116,12 @@ pub const ROUTES: &[Route] = &[
     ),
     audited(
         "post",
+        "/api/v1/projects/{project}/alerts/{name}/notifications/test",
+        EDIT,
+        "alert.test_notifications",
+    ),
+    audited(
+        "post",
         "/api/v1/projects/{project}/alerts/{name}/acknowledge",
         RESPOND,
         "alert.acknowledge",

@@ -320,3 +320,27 @@ pub async fn preview(
         serde_json::json!({ "activation": activation, "notifications": notifications }),
     ))
 }
+
+/// `POST /projects/{project}/alerts/{name}/notifications/test[?notification=NAME]`: sends a
+/// clearly marked test message through each of the alert's notifications (or the one named)
+/// and answers what each receiver said. Nothing is recorded and no cooldown starts.
+pub async fn test_notifications(
+    State(s): State<AppState>,
+    ApiPath((project, name)): ApiPath<(ProjectName, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let notifier = s.notifier.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this host sends no notifications: send the test where the notifier runs",
+        )
+    })?;
+    let outcomes = notifier
+        .test(
+            project.as_str(),
+            &name,
+            params.get("notification").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(serde_json::json!({ "notifications": outcomes })))
+}

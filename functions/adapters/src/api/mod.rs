@@ -79,6 +79,10 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
             post(alerts::preview),
         )
         .route(
+            "/api/v1/projects/{project}/alerts/{name}/notifications/test",
+            post(alerts::test_notifications),
+        )
+        .route(
             "/api/v1/projects/{project}/alerts/{name}/acknowledge",
             post(alerts::acknowledge),
         )

@@ -21,6 +21,8 @@ pub struct AppState {
     pub tokens: Option<Arc<dyn TokenStore>>,
     /// The server's public URL, which messages and previews link to alerts by.
     pub public_url: Option<String>,
+    /// Sends test messages (`notifications/test`); None where this host sends nothing.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
             auth: Arc::new(Open),
             tokens: None,
             public_url: None,
+            notifier: None,
         }
     }
 

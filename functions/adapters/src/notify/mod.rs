@@ -14,6 +14,7 @@ mod email;
 mod preview;
 mod retry;
 mod send;
+mod test_message;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,7 @@ pub use preview::preview;
 pub use retry::DeliverySettings;
 use retry::{Failure, backoff};
 pub use send::cause;
+pub use test_message::{TestOutcome, TestVerdict};
 pub use tocsin_core::channels::Phase;
 
 /// How many outbox activations one drain loads at a time.
@@ -242,7 +244,8 @@ impl Notifier {
                 why,
             };
             let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca(e.to_string()))?;
             if certs.is_empty() {
                 return Err(ca("no certificate in it".into()));
             }
@@ -491,7 +494,9 @@ impl Courier {
             attempts += 1;
             let result = {
                 let _permit = self.in_flight.acquire().await;
-                self.attempt(note, secret, activation, d, false).await
+                self.attempt(note, secret, activation, d, false)
+                    .await
+                    .map(|attempted| attempted.reading)
             };
             let (reason, after) = match result {
                 Ok(Reading::Sent) => return finished(d, DeliveryStatus::Sent, attempts, None),

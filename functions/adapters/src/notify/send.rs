@@ -13,6 +13,32 @@ use tocsin_core::model::{Activation, Delivery, Event, Notification, Notification
 use super::Courier;
 use super::retry::{Failure, retry_after};
 
+/// What one attempt did: what it means, and the receiver's answer when there was one.
+pub(super) struct Attempted {
+    pub reading: Reading,
+    pub answer: Option<Answer>,
+    /// Why nothing was sent, when nothing was (a chained event's closing, mail that SNS
+    /// carries, a test of an event notification).
+    pub unsent: Option<&'static str>,
+}
+
+impl Attempted {
+    fn sent() -> Self {
+        Attempted {
+            reading: Reading::Sent,
+            answer: None,
+            unsent: None,
+        }
+    }
+
+    fn unsent(why: &'static str) -> Self {
+        Attempted {
+            unsent: Some(why),
+            ..Attempted::sent()
+        }
+    }
+}
+
 /// How much of a receiver's answer is read (its start says why it refused).
 const ANSWER_BYTES: usize = 4096;
 
@@ -25,7 +51,7 @@ impl Courier {
         a: &Activation,
         d: &Delivery,
         test: bool,
-    ) -> Result<Reading, Failure> {
+    ) -> Result<Attempted, Failure> {
         let channel = note.kind.channel();
         let key = if test {
             format!("test:{}:{}", a.id, note.name)
@@ -46,11 +72,13 @@ impl Courier {
             .outgoing(&m)
             .map_err(|Refusal(why)| Failure::Permanent(why))?;
         match outgoing {
-            Outgoing::Nothing => Ok(Reading::Sent),
+            Outgoing::Nothing => Ok(Attempted::unsent("this channel has nothing to say for it")),
             // The SNS topic's email subscriptions (filtered to this alert) carry it: the
             // activation was published before the notifier got it, and its resolved mail
             // before the notifier delivered its resolved notifications.
-            Outgoing::Mail { .. } if self.settings.email_via_sns => Ok(Reading::Sent),
+            Outgoing::Mail { .. } if self.settings.email_via_sns => Ok(Attempted::unsent(
+                "mail goes out through the SNS topic's email subscriptions",
+            )),
             Outgoing::Mail {
                 to,
                 subject,
@@ -63,14 +91,14 @@ impl Courier {
                     )
                 })?;
                 mailer.send(&to, subject, text, html, &key).await?;
-                Ok(Reading::Sent)
+                Ok(Attempted::sent())
             }
             Outgoing::Event(event) if !test => {
                 self.post_chained_event(note, a, *event).await?;
-                Ok(Reading::Sent)
+                Ok(Attempted::sent())
             }
             // A test posts no event: it would count.
-            Outgoing::Event(_) => Ok(Reading::Sent),
+            Outgoing::Event(_) => Ok(Attempted::unsent("a test posts no event: it would count")),
             Outgoing::Http {
                 method,
                 url,
@@ -81,7 +109,11 @@ impl Courier {
                     self.wait_turn(note.kind, &url, pace).await;
                 }
                 let answer = self.send_http(&method, &url, &headers, &body, &key).await?;
-                Ok(channel.read(&answer))
+                Ok(Attempted {
+                    reading: channel.read(&answer),
+                    answer: Some(answer),
+                    unsent: None,
+                })
             }
         }
     }

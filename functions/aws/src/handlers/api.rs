@@ -9,6 +9,7 @@ use axum::response::Response;
 use tower::ServiceExt;
 
 use tocsin_adapters::api::{AppState, EventQueue, RequestLimits, router};
+use tocsin_adapters::notify::NotifierError;
 
 use crate::environment::{Clients, Environment};
 use crate::queue::SqsQueue;
@@ -22,15 +23,18 @@ pub struct ApiHandler {
 }
 
 impl ApiHandler {
-    pub fn new(env: &Environment, clients: &Clients) -> Self {
+    /// Fails only when the notifier that sends test messages cannot be built.
+    pub fn new(env: &Environment, clients: &Clients) -> Result<Self, NotifierError> {
         let Wiring {
             service, publisher, ..
         } = wiring(env, clients);
         let queue = env.queue_url.as_ref().map(|url| {
             Arc::new(SqsQueue::new(clients.sqs.clone(), url.clone())) as Arc<dyn EventQueue>
         });
+        let notifier = super::notifier_of(env, service.clone())?;
         let state = AppState {
             queue,
+            notifier: Some(Arc::new(notifier)),
             auth: Arc::new(env.claims.clone()),
             ..AppState::open(service)
         };
@@ -38,10 +42,10 @@ impl ApiHandler {
             max_body_bytes: env.max_body_bytes,
             ..RequestLimits::default()
         };
-        ApiHandler {
+        Ok(ApiHandler {
             router: router(state, limits),
             publisher,
-        }
+        })
     }
 
     /// One request: routed, then whatever it fired published, then answered.

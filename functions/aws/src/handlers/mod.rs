@@ -43,3 +43,19 @@ pub fn wiring(env: &Environment, clients: &Clients) -> Wiring {
         publisher,
     }
 }
+
+/// The notifier of a Lambda: no background worker, mail carried by the SNS topic's email
+/// subscriptions. The notifier function delivers with it; the API function sends test
+/// messages with it.
+pub fn notifier_of(
+    env: &Environment,
+    service: Service,
+) -> Result<tocsin_adapters::notify::Notifier, tocsin_adapters::notify::NotifierError> {
+    use tocsin_adapters::notify::{DeliverySettings, Notifier, SmtpSettings};
+    let settings = DeliverySettings {
+        give_up_after_secs: env.give_up_secs,
+        email_via_sns: true,
+        ..DeliverySettings::default()
+    };
+    Notifier::standalone(service, settings, &SmtpSettings::default())
+}

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tocsin_adapters::notify::{DeliverySettings, Notifier, NotifierError, Phase, SmtpSettings};
+use tocsin_adapters::notify::{Notifier, NotifierError, Phase};
 use tocsin_core::Service;
 use tocsin_core::error::{Error, Result};
 use tocsin_core::model::{Activation, DeliveryStatus, NotificationKind, Span, Timestamp};
@@ -46,12 +46,7 @@ impl NotifierHandler {
             topic,
             publisher,
         } = wiring(env, clients);
-        let settings = DeliverySettings {
-            give_up_after_secs: env.give_up_secs,
-            email_via_sns: true,
-            ..DeliverySettings::default()
-        };
-        let notifier = Notifier::standalone(service.clone(), settings, &SmtpSettings::default())?;
+        let notifier = super::notifier_of(env, service.clone())?;
         Ok(NotifierHandler {
             service,
             notifier,
