@@ -140,16 +140,25 @@ const REMEMBERED: usize = 8192;
 /// Which activations are being delivered, and which finished lately. An activation can reach
 /// the worker twice, through the queue and through a drain of the outbox; whichever comes
 /// second must find it here and not deliver it again.
-/// An activation's deliveries are of two rounds: its firing, then (`send_resolved`) its closing.
-/// Each round is tracked apart, so that the resolved round of an activation whose firing was
-/// delivered a moment ago is not taken for a copy of it.
-type Round = (u64, bool);
+/// An activation's deliveries come in rounds: its firing, its acknowledgement (to channels
+/// that take one) and (`send_resolved`) its closing. Each round is tracked apart, so that the
+/// resolved round of an activation whose firing was delivered a moment ago is not taken for a
+/// copy of it.
+type Round = (u64, Phase);
 
-/// The round an activation is in: its resolved notifications while any is pending, else its
-/// firing's.
+/// The round an activation is in: its latest phase with a pending delivery (resolved, then
+/// acknowledged, then fired).
 fn round_of(a: &Activation) -> Round {
-    let resolving = a.deliveries.iter().any(|d| d.is_pending() && d.resolved);
-    (a.id, resolving)
+    let pending = |phase: Phase| {
+        a.deliveries
+            .iter()
+            .any(|d| d.is_pending() && Phase::of(d) == phase)
+    };
+    let phase = [Phase::Resolved, Phase::Acknowledged]
+        .into_iter()
+        .find(|p| pending(*p))
+        .unwrap_or(Phase::Fired);
+    (a.id, phase)
 }
 
 #[derive(Default)]
@@ -220,11 +229,14 @@ impl Notifier {
         Self::build(service, None, settings, smtp)
     }
 
-    /// Delivers every pending notification of a stored activation with the alert's current
-    /// config (or records them failed if the alert was deleted), with retries; records each
-    /// outcome and returns when all are settled.
-    pub async fn deliver_stored(&self, activation: Activation) {
-        self.courier.clone().recover(Arc::new(activation)).await;
+    /// Delivers the pending notifications of a stored activation, of the rounds `phases` (in
+    /// that order), with the alert's current config (or records them failed if the alert was
+    /// deleted), with retries; records each outcome and returns when all are settled.
+    pub async fn deliver_stored(&self, activation: Activation, phases: &[Phase]) {
+        self.courier
+            .clone()
+            .recover(Arc::new(activation), phases.to_vec())
+            .await;
     }
 
     fn build(
@@ -370,19 +382,32 @@ impl Courier {
         let courier = self.clone();
         tokio::spawn(async move {
             let id = round_of(&activation);
+            // Deliveries of another round wait for this one: the outbox is drained again after.
+            let others = activation
+                .deliveries
+                .iter()
+                .any(|d| d.is_pending() && Phase::of(d) != id.1);
             match rule {
-                Some(rule) => courier.clone().deliver_activation(activation, rule).await,
-                None => courier.clone().recover(activation).await,
+                Some(rule) => {
+                    courier
+                        .clone()
+                        .deliver_activation(activation, rule, vec![id.1])
+                        .await;
+                }
+                None => courier.clone().recover(activation, vec![id.1]).await,
             }
             if let Ok(mut t) = courier.tracker.lock() {
                 t.finish(id);
+            }
+            if others && let Some(backlog) = &courier.backlog {
+                backlog.note();
             }
             drop(slot);
         });
     }
 
     /// An activation from the outbox: delivered with the alert's current config.
-    async fn recover(self: Arc<Self>, activation: Arc<Activation>) {
+    async fn recover(self: Arc<Self>, activation: Arc<Activation>, phases: Vec<Phase>) {
         let rule = match self
             .service
             .store()
@@ -407,28 +432,34 @@ impl Courier {
                 return;
             }
         };
-        self.deliver_activation(activation, rule).await;
+        self.deliver_activation(activation, rule, phases).await;
     }
 
-    /// Delivers the pending notifications of the activation's round (see [`round_of`]), each
-    /// on its own.
-    async fn deliver_activation(self: Arc<Self>, activation: Arc<Activation>, rule: Arc<Rule>) {
-        let mut tasks = tokio::task::JoinSet::new();
-        let (_, resolving) = round_of(&activation);
-        for d in activation
-            .deliveries
-            .iter()
-            .filter(|d| d.is_pending() && d.resolved == resolving)
-        {
-            let (courier, activation, rule, d) =
-                (self.clone(), activation.clone(), rule.clone(), d.clone());
-            tasks.spawn(async move {
-                let outcome = courier.deliver_one(&activation, &rule, &d).await;
-                courier.settled(&activation, &outcome).await;
-                courier.record(activation.id, outcome).await;
-            });
+    /// Delivers the pending notifications of each round in `phases` (see [`round_of`]), one
+    /// round after the other, each notification of a round on its own.
+    async fn deliver_activation(
+        self: Arc<Self>,
+        activation: Arc<Activation>,
+        rule: Arc<Rule>,
+        phases: Vec<Phase>,
+    ) {
+        for phase in phases {
+            let mut tasks = tokio::task::JoinSet::new();
+            for d in activation
+                .deliveries
+                .iter()
+                .filter(|d| d.is_pending() && Phase::of(d) == phase)
+            {
+                let (courier, activation, rule, d) =
+                    (self.clone(), activation.clone(), rule.clone(), d.clone());
+                tasks.spawn(async move {
+                    let outcome = courier.deliver_one(&activation, &rule, &d).await;
+                    courier.settled(&activation, &outcome).await;
+                    courier.record(activation.id, outcome).await;
+                });
+            }
+            while tasks.join_next().await.is_some() {}
         }
-        while tasks.join_next().await.is_some() {}
     }
 
     /// A firing's message sent or given up: the notification's cooldown runs from a sent one

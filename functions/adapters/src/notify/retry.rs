@@ -55,6 +55,19 @@ impl Default for DeliverySettings {
     }
 }
 
+impl DeliverySettings {
+    /// The least time between two messages to one target of channel `kind`: for Slack the
+    /// operator's `slack_min_interval_ms` (0: none), for the others their channel's.
+    pub fn pace(&self, kind: tocsin_core::model::NotificationKind) -> Option<Duration> {
+        match kind {
+            tocsin_core::model::NotificationKind::Slack => {
+                Some(Duration::from_millis(self.slack_min_interval_ms)).filter(|d| !d.is_zero())
+            }
+            other => other.channel().pace(),
+        }
+    }
+}
+
 /// Why an attempt failed, and whether another may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {

@@ -105,7 +105,7 @@ impl Courier {
                 headers,
                 body,
             } => {
-                if let Some(pace) = channel.pace() {
+                if let Some(pace) = self.settings.pace(note.kind) {
                     self.wait_turn(note.kind, &url, pace).await;
                 }
                 let answer = self.send_http(&method, &url, &headers, &body, &key).await?;

@@ -129,7 +129,11 @@ impl NotifierHandler {
             .await?;
         match stored.filter(|a| a.is_pending()) {
             Some(a) => {
-                self.notifier.deliver_stored(a).await;
+                // Its firing, then an acknowledgement that came meanwhile. A resolved round is
+                // the sweep's: it publishes the resolved mail first.
+                self.notifier
+                    .deliver_stored(a, &[Phase::Fired, Phase::Acknowledged])
+                    .await;
                 Ok(1)
             }
             None => Ok(0),
@@ -160,27 +164,36 @@ impl NotifierHandler {
 
     /// One activation of the outbox.
     async fn sweep_one(&self, a: &Activation, cutoff: Timestamp) -> Result<Swept> {
-        let pending = |resolved: bool| {
-            a.deliveries
-                .iter()
-                .any(|d| d.status == DeliveryStatus::Pending && d.resolved == resolved)
+        // A delivery reads `retrying` while an invocation retries it, with the time of its next
+        // attempt; one whose next attempt is long past was left by an invocation that ended.
+        let pending = |phase: Phase| {
+            a.deliveries.iter().any(|d| {
+                Phase::of(d) == phase
+                    && (d.status == DeliveryStatus::Pending
+                        || (d.status == DeliveryStatus::Retrying
+                            && d.at.is_some_and(|next| next < cutoff)))
+            })
         };
-        // Resolved notifications are delivered from here, at once: publishing the activation
-        // as fired again would mail its email subscribers the firing again. Its resolved mail
-        // goes to them as a resolved message first; if that fails, the next sweep tries the
-        // whole round again.
-        if pending(true) {
+        // Acknowledgements and resolved notifications are delivered from here, at once:
+        // publishing the activation as fired again would mail its email subscribers the firing
+        // again. Its resolved mail goes to them as a resolved message first; if that fails,
+        // the next sweep tries the whole round again.
+        if pending(Phase::Acknowledged) || pending(Phase::Resolved) {
             self.publish_resolved_mail(a).await?;
-            self.notifier.deliver_stored(a.clone()).await;
+            self.notifier
+                .deliver_stored(a.clone(), &[Phase::Acknowledged, Phase::Resolved])
+                .await;
             self.publisher.flush().await;
             return Ok(Swept::Resolved);
         }
-        if !pending(false) || a.activation_time > cutoff {
+        if !pending(Phase::Fired) || a.activation_time > cutoff {
             return Ok(Swept::Nothing);
         }
         let Some(record) = self.service.store().get_alert(&a.project, &a.name).await? else {
             // The alert is gone: deliver (which records the notifications as failed).
-            self.notifier.deliver_stored(a.clone()).await;
+            self.notifier
+                .deliver_stored(a.clone(), &[Phase::Fired])
+                .await;
             self.publisher.flush().await;
             return Ok(Swept::Nothing);
         };
