@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 use tocsin_core::channels::{Reading, said};
-use tocsin_core::model::{Delivery, DeliveryStatus, NotificationKind, Timestamp};
+use tocsin_core::model::{Delivery, NotificationKind, Timestamp};
 
 use super::Notifier;
 use super::retry::Failure;
@@ -70,17 +70,7 @@ impl Notifier {
             }));
         }
         let tries = notes.into_iter().map(|note| {
-            let delivery = Delivery {
-                notification: note.name.clone(),
-                kind: note.kind,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                error: None,
-                at: None,
-                silence: None,
-                resolved: false,
-                acknowledged: false,
-            };
+            let delivery = Delivery::pending(note, false, false);
             let secret = rule.secrets.get(&note.name);
             let activation = &activation;
             async move {

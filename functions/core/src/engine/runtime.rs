@@ -88,17 +88,7 @@ impl Closed {
             .notifications
             .iter()
             .filter(|n| n.send_resolved)
-            .map(|n| Delivery {
-                notification: n.notification.name.clone(),
-                kind: n.notification.kind,
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                error: None,
-                at: None,
-                silence: None,
-                resolved: true,
-                acknowledged: false,
-            })
+            .map(|n| Delivery::pending(&n.notification, true, false))
             .collect();
         Closed {
             activation,
@@ -226,17 +216,7 @@ impl Runtime {
             .iter()
             .map(|n| {
                 let name = &n.notification.name;
-                let pending = Delivery {
-                    notification: name.clone(),
-                    kind: n.notification.kind,
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    error: None,
-                    at: None,
-                    silence: None,
-                    resolved: false,
-                    acknowledged: false,
-                };
+                let pending = Delivery::pending(&n.notification, false, false);
                 if let Some(ack) = &self.acknowledged {
                     return Delivery {
                         status: DeliveryStatus::Suppressed,

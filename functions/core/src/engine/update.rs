@@ -116,17 +116,7 @@ pub fn acknowledge(
         .notifications
         .iter()
         .filter(|n| n.notification.kind.channel().acknowledges())
-        .map(|n| crate::model::Delivery {
-            notification: n.notification.name.clone(),
-            kind: n.notification.kind,
-            status: crate::model::DeliveryStatus::Pending,
-            attempts: 0,
-            error: None,
-            at: None,
-            silence: None,
-            resolved: false,
-            acknowledged: true,
-        })
+        .map(|n| crate::model::Delivery::pending(&n.notification, false, true))
         .collect();
     if deliveries.is_empty() {
         return Ok(Vec::new());

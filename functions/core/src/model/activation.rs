@@ -200,6 +200,22 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery of notification `note` waiting in the outbox: of its firing, or (`resolved`)
+    /// of its closing, or (`acknowledged`) of the alert's acknowledgement.
+    pub fn pending(note: &super::Notification, resolved: bool, acknowledged: bool) -> Delivery {
+        Delivery {
+            notification: note.name.clone(),
+            kind: note.kind,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            error: None,
+            at: None,
+            silence: None,
+            resolved,
+            acknowledged,
+        }
+    }
+
     /// Whether it is still to be delivered: waiting, or being retried.
     pub fn is_pending(&self) -> bool {
         matches!(
