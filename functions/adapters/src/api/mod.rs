@@ -46,8 +46,30 @@ pub use state::{AppState, EventQueue};
 /// The MLRun version whose client this API is checked against; answered by `client-spec`.
 pub const MLRUN_COMPAT_VERSION: &str = "1.12.1";
 
-/// The OpenAPI document of everything this router serves.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI document of everything this router serves, as written.
+const OPENAPI_SOURCE: &str = include_str!("openapi.json");
+
+/// The OpenAPI document as served: the written one, with the notification kinds filled in from
+/// the registry of channels (adding a channel is its file and its registration line).
+pub fn openapi_document() -> &'static str {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI_SOURCE) else {
+            return OPENAPI_SOURCE.to_owned();
+        };
+        let kinds: Vec<&str> = tocsin_core::model::NotificationKind::ALL
+            .iter()
+            .map(|k| k.wire_name())
+            .collect();
+        if let Some(kind) = doc
+            .pointer_mut("/components/schemas/Notification/properties/kind")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            kind.insert("enum".into(), json!(kinds));
+        }
+        doc.to_string()
+    });
+    &DOCUMENT
+}
 
 /// The API router: every route behind [`access::guard`] (who may call it) and
 /// [`limits::read_body`] (how much of a body, for how long).
@@ -155,7 +177,7 @@ async fn client_spec() -> Json<serde_json::Value> {
 async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        openapi_document(),
     )
         .into_response()
 }

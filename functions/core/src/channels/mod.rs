@@ -11,16 +11,7 @@
 //! preview, the OpenAPI document and delivery all read it. Adding a channel is its file and
 //! its line there.
 
-mod discord;
-mod email;
-mod event;
-mod git;
-mod opsgenie;
-mod pagerduty;
-mod slack;
-mod teams;
 mod text;
-mod webhook;
 
 use std::fmt;
 use std::str::FromStr;
@@ -257,9 +248,12 @@ pub trait Channel: Sync {
 }
 
 /// Registers the channels: each line is a [`NotificationKind`] variant, its wire spelling (and
-/// aliases), and the channel that implements it.
+/// aliases), and the channel that implements it, as `its_file::TheChannel` (the module is
+/// declared here).
 macro_rules! channels {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal $(| $alias:literal)* => $channel:expr ),+ $(,)?) => {
+    ($( $(#[$doc:meta])* $variant:ident = $wire:literal $(| $alias:literal)* => $module:ident :: $channel:ident ),+ $(,)?) => {
+        $( mod $module; )+
+
         crate::model::kinds::wire_enum! {
             /// How an alert tells people: one channel per kind (see [`crate::channels`]).
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -272,7 +266,7 @@ macro_rules! channels {
             /// The channel of this kind.
             pub fn channel(self) -> &'static dyn Channel {
                 match self {
-                    $( NotificationKind::$variant => &$channel ),+
+                    $( NotificationKind::$variant => &$module::$channel ),+
                 }
             }
 
