@@ -187,10 +187,12 @@ impl Runtime {
     }
 
     /// Which notifications of `rule` an activation fired by `ev` sends, and which it holds
-    /// back: all of them while the alert is acknowledged or a silence of `silences` matches
-    /// (recorded as suppressed, with who and why), each while its own cooldown runs. Starts the
-    /// cooldowns of those it sends; a held-back notification starts none, so the first firing
-    /// after a silence notifies.
+    /// back, through named stages as Alertmanager's notify pipeline: acknowledgement (all of
+    /// them while the alert is acknowledged), silence (all while a silence of `silences`
+    /// matches), cooldown (each while its own cooldown runs); a held-back one is recorded as
+    /// suppressed, with who and why. What passes goes to the notifier's stages: send with
+    /// retry, then record. Starts the cooldowns of those it sends (tentative until sent); a
+    /// held-back notification starts none, so the first firing after a silence notifies.
     pub fn plan_deliveries(
         &mut self,
         rule: &Rule,
@@ -217,30 +219,13 @@ impl Runtime {
             .map(|n| {
                 let name = &n.notification.name;
                 let pending = Delivery::pending(&n.notification, false, false);
-                if let Some(ack) = &self.acknowledged {
-                    return Delivery {
-                        status: DeliveryStatus::Suppressed,
-                        error: Some(format!("acknowledged by {} at {}", ack.by, ack.at)),
-                        at: Some(now),
-                        ..pending
-                    };
-                }
-                if let Some((silence, until)) = silence {
-                    return Delivery {
-                        status: DeliveryStatus::Suppressed,
-                        error: Some(silence.reason(until)),
-                        at: crate::model::finite(until),
-                        silence: Some(silence.id.clone()),
-                        ..pending
-                    };
-                }
-                if let Some(until) = self.notification_cooldowns.get(name) {
-                    return Delivery {
-                        status: DeliveryStatus::Suppressed,
-                        error: Some(format!("in cooldown until {until}")),
-                        at: Some(*until),
-                        ..pending
-                    };
+                // The stages, in order: the first that holds the message back says why.
+                let held = self
+                    .acknowledgement_stage(now)
+                    .or_else(|| silence_stage(silence))
+                    .or_else(|| self.cooldown_stage(name));
+                if let Some(held) = held {
+                    return held.suppress(pending);
                 }
                 if let Some(cooldown) = rule.notification_cooldowns.get(name) {
                     // Tentative until its message is sent (see `delivered`).
@@ -253,6 +238,24 @@ impl Runtime {
                 pending
             })
             .collect()
+    }
+
+    /// Stage one: an acknowledged alert sends nothing until it is reset.
+    fn acknowledgement_stage(&self, now: Timestamp) -> Option<HeldBack> {
+        self.acknowledged.as_ref().map(|ack| HeldBack {
+            why: format!("acknowledged by {} at {}", ack.by, ack.at),
+            until: Some(now),
+            silence: None,
+        })
+    }
+
+    /// Stage three: a notification sends at most once per its `cooldown_period`.
+    fn cooldown_stage(&self, name: &str) -> Option<HeldBack> {
+        self.notification_cooldowns.get(name).map(|until| HeldBack {
+            why: format!("in cooldown until {until}"),
+            until: Some(*until),
+            silence: None,
+        })
     }
 
     /// What became of the message of notification `name` of `activation`: sent at `sent`, or
@@ -381,4 +384,33 @@ impl Runtime {
             && self.state_at(now) == AlertState::Active;
         force || manual_to_auto || old.differs_in_behaviour(new)
     }
+}
+
+/// Why a stage of [`Runtime::plan_deliveries`] held a notification back, and until when.
+struct HeldBack {
+    why: String,
+    until: Option<Timestamp>,
+    silence: Option<String>,
+}
+
+impl HeldBack {
+    /// The delivery, recorded as suppressed for this reason.
+    fn suppress(self, pending: Delivery) -> Delivery {
+        Delivery {
+            status: DeliveryStatus::Suppressed,
+            error: Some(self.why),
+            at: self.until,
+            silence: self.silence,
+            ..pending
+        }
+    }
+}
+
+/// Stage two: a matching silence holds every notification back until it ends.
+fn silence_stage(silence: Option<(&Silence, Timestamp)>) -> Option<HeldBack> {
+    silence.map(|(silence, until)| HeldBack {
+        why: silence.reason(until),
+        until: crate::model::finite(until),
+        silence: Some(silence.id.clone()),
+    })
 }
