@@ -324,7 +324,7 @@ fn unauthorized(detail: String) -> Response {
 }
 
 /// The layer: authenticate, authorize, run, audit.
-pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let path = parts
         .extensions

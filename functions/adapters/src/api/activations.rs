@@ -4,6 +4,8 @@
 //! carries the filters; a token that does not decode is a 404, which the client reads as "no
 //! more pages".
 
+use std::sync::Arc;
+
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -158,7 +160,7 @@ async fn respond(
 }
 
 pub async fn list(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath(scope): ApiPath<ProjectScope>,
@@ -171,7 +173,7 @@ pub async fn list(
 }
 
 pub async fn list_for_alert(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
@@ -185,7 +187,7 @@ pub async fn list_for_alert(
 }
 
 pub async fn get(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, id)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<Activation>, ApiError> {
     let project = project.as_str();

@@ -1,5 +1,7 @@
 //! `/projects/{project}/alerts`.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
@@ -52,7 +54,7 @@ fn for_client(config: AlertConfig, mlrun: bool) -> AlertConfig {
 }
 
 pub async fn store(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     Query(params): Query<HashMap<String, String>>,
@@ -74,7 +76,7 @@ pub async fn store(
 }
 
 pub async fn get(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<AlertConfig>, ApiError> {
@@ -101,7 +103,7 @@ fn silence_mark(silences: &[Silence], config: &AlertConfig, now: Timestamp) -> O
 /// still holds (see [`listing_tag`](super::listing_tag)) gets 304 for one read of the store's
 /// version, which is what an open Alerts page does every 2 s.
 pub async fn list(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     ApiPath(scope): ApiPath<ProjectScope>,
@@ -230,7 +232,7 @@ impl Serialize for Views {
 }
 
 pub async fn delete(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<StatusCode, ApiError> {
     let project = project.as_str();
@@ -242,7 +244,7 @@ pub async fn delete(
 /// closes ("reset by dana") and said by its resolved notifications: the signed-in principal, or
 /// without auth the optional body's `by` (MLRun's client sends none: `anonymous`).
 pub async fn reset(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     body: axum::body::Bytes,
@@ -273,7 +275,7 @@ pub struct Acknowledge {
 /// `POST /projects/{project}/alerts/{name}/acknowledge` (Tocsin's extension): records who
 /// acknowledged an active alert; its notifications pause until it is reset.
 pub async fn acknowledge(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     body: axum::body::Bytes,
@@ -300,7 +302,7 @@ pub async fn acknowledge(
 /// (the optional body: `{"entity": {...}, "value_dict": {...}}`) would produce now; nothing is
 /// stored or sent.
 pub async fn preview(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -325,7 +327,7 @@ pub async fn preview(
 /// clearly marked test message through each of the alert's notifications (or the one named)
 /// and answers what each receiver said. Nothing is recorded and no cooldown starts.
 pub async fn test_notifications(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {

@@ -1,6 +1,8 @@
 //! `GET /projects/{project}/audit`: who changed what, newest first (`*`: the projects the
 //! caller may read).
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
@@ -16,7 +18,7 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
 
 pub async fn list(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath(scope): ApiPath<ProjectScope>,
     Query(params): Query<HashMap<String, String>>,

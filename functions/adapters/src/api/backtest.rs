@@ -4,6 +4,8 @@
 //! fired 3 times"). Body: `{"source": "...", "since": "7d", "until": "..."}` (`since` 7 days
 //! back and `until` now by default). Nothing is stored; notifications are counted, not sent.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,7 +26,7 @@ pub struct BacktestBody {
 }
 
 pub async fn backtest(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath(project): ApiPath<ProjectName>,
     JsonBody(body): JsonBody<BacktestBody>,
 ) -> Result<Response, ApiError> {

@@ -5,6 +5,8 @@
 //! `POST /projects/{project}/events` (Tocsin's extension) takes a batch: evaluated before the
 //! answer, or, where a queue is configured (AWS), queued for the evaluator and answered 202.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +18,7 @@ use tocsin_core::model::{Event, ProjectName, Timestamp};
 use super::{ApiError, ApiPath, AppState, JsonBody};
 
 pub async fn post(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, kind)): ApiPath<(ProjectName, String)>,
     headers: HeaderMap,
     JsonBody(event): JsonBody<Event>,
@@ -44,7 +46,7 @@ pub struct EventBatch {
 }
 
 pub async fn post_batch(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath(project): ApiPath<ProjectName>,
     JsonBody(batch): JsonBody<EventBatch>,
 ) -> Result<Response, ApiError> {

@@ -12,6 +12,8 @@
 //! The answer is `{"explanations": [...]}`, each with the clauses, the verdict, what one more
 //! event would do, and `text`: the same as `tocsin explain` prints.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,7 +47,7 @@ fn bad(detail: impl Into<String>) -> ApiError {
 }
 
 pub async fn explain(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     JsonBody(body): JsonBody<ExplainBody>,
 ) -> Result<Json<Value>, ApiError> {

@@ -5,6 +5,8 @@
 //! 20,000: an answer stays under a Lambda's 6 MB); `after` resumes after the `cursor` of the
 //! last line of a page. A page shorter than its limit is the last.
 
+use std::sync::Arc;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
@@ -47,7 +49,7 @@ fn query(project: &str, raw: Option<&str>, now: Timestamp) -> Result<EventQuery,
 }
 
 pub async fn export(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath(project): ApiPath<ProjectName>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {

@@ -26,6 +26,8 @@ mod state;
 mod templates;
 mod tokens;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -74,6 +76,8 @@ pub fn openapi_document() -> &'static str {
 /// The API router: every route behind [`access::guard`] (who may call it) and
 /// [`limits::read_body`] (how much of a body, for how long).
 pub fn router(state: AppState, limits: RequestLimits) -> Router {
+    // Every request clones the state for each extractor and layer: one reference count.
+    let state = Arc::new(state);
     let api = Router::new()
         .route("/api/v1/client-spec", get(client_spec))
         .route("/api/v1/auth/whoami", get(tokens::whoami))
@@ -184,7 +188,7 @@ async fn openapi() -> Response {
 
 /// Serving, and the store answers (a store that stopped after a failed commit makes this 503).
 async fn healthz(
-    axum::extract::State(s): axum::extract::State<AppState>,
+    axum::extract::State(s): axum::extract::State<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let alerts = s.service.store().alert_count().await?;
     Ok(Json(json!({"status": "ok", "alerts": alerts})))

@@ -2,6 +2,8 @@
 //! alert as a rule file, check text as the editor changes it, and store an alert from text
 //! through the same service call as `PUT .../alerts/{name}`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -67,7 +69,7 @@ pub(super) fn checked_for(
 
 /// `GET /projects/{project}/alerts/{name}/rule`: the alert as a rule file, `{"source": ...}`.
 pub async fn get(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project.as_str();
@@ -92,7 +94,7 @@ pub async fn check(JsonBody(body): JsonBody<Source>) -> Json<Value> {
 /// Errors in the text are a 400 whose `diagnostics` say where; secrets the text refers to keep
 /// the values stored on the server.
 pub async fn put(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(ProjectName, String)>,
     JsonBody(body): JsonBody<Source>,
 ) -> Result<Response, ApiError> {

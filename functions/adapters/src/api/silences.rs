@@ -2,6 +2,8 @@
 //! While one is in effect, the activations it matches record their notifications as
 //! suppressed; alerts still count and fire. See [`tocsin_core::model::Silence`].
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
@@ -25,7 +27,7 @@ pub struct SilenceList {
 /// `GET /projects/{project}/silences?state=current|active|pending|expired|all` (default
 /// current: active and pending). `*` lists every project the caller may read.
 pub async fn list(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath(scope): ApiPath<ProjectScope>,
     Query(params): Query<HashMap<String, String>>,
@@ -45,7 +47,7 @@ pub async fn list(
 
 /// `GET /projects/{project}/silences/{id}`.
 pub async fn get(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     ApiPath((project, id)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<SilenceView>, ApiError> {
     Ok(Json(
@@ -57,7 +59,7 @@ pub async fn get(
 
 /// `PUT /projects/{project}/silences/{id}`: makes (201) or replaces (200) the silence `id`.
 pub async fn put(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath((project, id)): ApiPath<(ProjectName, String)>,
     JsonBody(spec): JsonBody<SilenceSpec>,
@@ -76,7 +78,7 @@ pub async fn put(
 
 /// `POST /projects/{project}/silences`: makes a silence with a new id (201).
 pub async fn create(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath(project): ApiPath<ProjectName>,
     JsonBody(spec): JsonBody<SilenceSpec>,
@@ -97,7 +99,7 @@ pub async fn create(
 
 /// `POST /projects/{project}/silences/{id}/expire`: ends it now; it stays listed as expired.
 pub async fn expire(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath((project, id)): ApiPath<(ProjectName, String)>,
 ) -> Result<Json<SilenceView>, ApiError> {

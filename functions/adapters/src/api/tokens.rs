@@ -40,7 +40,7 @@ fn random() -> Result<[u8; ISSUE_RANDOM_BYTES], ApiError> {
 
 /// `POST /api/v1/tokens`: issues a token (its text is in this answer only).
 pub async fn create(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<Response, ApiError> {
@@ -58,7 +58,7 @@ pub async fn create(
 
 /// `GET /api/v1/tokens`: the tokens this admin may manage, without their hashes.
 pub async fn list(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tokens: Vec<serde_json::Value> = store(&s)?
@@ -73,7 +73,7 @@ pub async fn list(
 
 /// `DELETE /api/v1/tokens/{id}`: revokes a token at once.
 pub async fn revoke(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
@@ -97,7 +97,7 @@ pub async fn revoke(
 /// role allows (`roles`) and needs (`needs`): the Alerts page disables what the caller's role
 /// cannot do from this, without a second copy of the rules.
 pub async fn whoami(
-    State(s): State<AppState>,
+    State(s): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
 ) -> Json<serde_json::Value> {
     let roles: serde_json::Map<String, serde_json::Value> = Role::ALL
