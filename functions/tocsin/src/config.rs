@@ -77,6 +77,21 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `/-/ready` answers 503 when the data directory's file system has less free space than
+    /// this: a load balancer sends events elsewhere before a commit fails on a full disk.
+    pub min_free_bytes: u64,
+    /// How log lines are written: `text` (coloured only on a terminal) or `json` (one object
+    /// per line, for a log shipper).
+    pub log_format: LogFormat,
+}
+
+/// How `tocsin serve` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Who may use the API.
@@ -105,6 +120,8 @@ impl Default for ServerConfig {
             max_connections: 4096,
             tls_cert: None,
             tls_key: None,
+            min_free_bytes: 64 << 20,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod embedded;
 pub mod listener;
 pub mod notify;
+pub mod operate;
 pub mod serve;
 pub mod silences;
 pub mod tokens;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 use tocsin::client::answer;
-use tocsin::config::Config;
+use tocsin::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -35,9 +35,13 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// A directory of rule files (`*.tocsin`) and alert configs (`*.json`) to store at
-        /// start; secrets come from environment variables.
+        /// start (and again on SIGHUP or `POST /-/reload`); secrets come from environment
+        /// variables.
         #[arg(long, alias = "rules")]
         alerts: Option<PathBuf>,
+        /// `text` (coloured only on a terminal) or `json` (one object a line).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Check rule files: exit 0 when clean, 1 on errors, 3 on warnings only, 2 when a file
     /// cannot be read.
@@ -418,13 +422,19 @@ async fn token(command: TokenCommand) -> ExitCode {
     }
 }
 
-fn init_logs() {
+/// Log lines to stderr: `json` (one object a line) for a log shipper, or text, coloured only
+/// when stderr is a terminal (a file or a pipe gets no escape codes).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// jemalloc rather than glibc's malloc: the engine and the HTTP layer allocate many small,
@@ -436,8 +446,12 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logs();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // `serve` sets its log format from its config, once that is read.
+    if !matches!(command, Command::Serve { .. }) {
+        init_logs(LogFormat::Text);
+    }
+    match command {
         Command::Check {
             paths,
             format,
@@ -465,11 +479,16 @@ async fn main() -> ExitCode {
             listen,
             data_dir,
             alerts,
+            log_format,
         } => {
             let mut cfg = match Config::load(config.as_deref(), std::env::vars()) {
                 Ok(c) => c,
                 Err(e) => return fail(&e.to_string()),
             };
+            if let Some(f) = log_format {
+                cfg.server.log_format = f;
+            }
+            init_logs(cfg.server.log_format);
             if let Some(l) = listen {
                 cfg.server.listen = l;
             }

@@ -48,52 +48,33 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Stores the alerts of every rule file (`*.tocsin`, secrets from environment variables) and
-/// every `*.json` alert config (one config, or a list of them, per file) of `dir`, in file name
-/// order. Storing an unchanged config again does not reset it.
-pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeError> {
+/// What the rule files (`*.tocsin`) and alert configs (`*.json`) of a directory define, read
+/// and checked whole before anything is stored.
+pub struct AlertFiles {
+    silences: Vec<(PathBuf, String, tocsin_rules::CompiledSilence)>,
+    alerts: Vec<(PathBuf, AlertConfig, Vec<String>)>,
+}
+
+/// Reads every rule file (`*.tocsin`, secrets from environment variables) and every `*.json`
+/// alert config (one config, or a list of them, per file) of `dir`, in file name order. A file
+/// that does not check or parse fails the whole read.
+pub fn read_alerts(dir: &Path) -> Result<AlertFiles, ServeError> {
     let err = |e: String| ServeError::Alerts(e);
     let compiled =
         crate::commands::compile_files(&[dir.to_path_buf()], &crate::commands::env_secret)
             .map_err(|rendered| err(format!("the rule files do not check:\n{rendered}")))?;
-    let mut stored = 0;
+    let mut read = AlertFiles {
+        silences: Vec::new(),
+        alerts: Vec::new(),
+    };
     for (path, checked) in compiled {
-        let project = checked.project;
         for s in checked.silences {
-            service
-                .store_silence(
-                    &project,
-                    &s.id,
-                    s.spec,
-                    &tocsin_core::auth::Principal::anonymous(),
-                    Timestamp::now(),
-                )
-                .await
-                .map_err(|e| {
-                    err(format!(
-                        "{}: silence {project}/{}: {e}",
-                        path.display(),
-                        s.id
-                    ))
-                })?;
+            read.silences
+                .push((path.clone(), checked.project.clone(), s));
         }
         for a in checked.alerts {
-            let name = a.config.name.clone();
-            service
-                .store_alert(&project, &name, a.config, false, Timestamp::now())
-                .await
-                .map_err(|e| {
-                    let hint = if a.unresolved_secrets.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (set {})", a.unresolved_secrets.join(", "))
-                    };
-                    err(format!(
-                        "{}: alert {project}/{name}: {e}{hint}",
-                        path.display()
-                    ))
-                })?;
-            stored += 1;
+            read.alerts
+                .push((path.clone(), a.config, a.unresolved_secrets));
         }
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -114,15 +95,85 @@ pub async fn load_alerts(service: &Service, dir: &Path) -> Result<usize, ServeEr
         for config in configs {
             let config: AlertConfig = serde_json::from_value(config)
                 .map_err(|e| err(format!("{}: {e}", file.display())))?;
-            let (project, name) = (config.project.clone(), config.name.clone());
-            service
-                .store_alert(&project, &name, config, false, Timestamp::now())
-                .await
-                .map_err(|e| err(format!("{}: alert {project}/{name}: {e}", file.display())))?;
-            stored += 1;
+            read.alerts.push((file.clone(), config, Vec::new()));
         }
     }
+    Ok(read)
+}
+
+/// What storing the files did: alerts created and updated (`project/name`), and how many
+/// were already as the files say (not stored again, so not reset).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Stored {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: usize,
+    pub silences: usize,
+}
+
+/// Stores what `files` define, planned as `tocsin apply` plans (an alert equal to the stored
+/// one is left alone; nothing is deleted).
+pub async fn store_alerts(service: &Service, files: AlertFiles) -> Result<Stored, ServeError> {
+    let err = |e: String| ServeError::Alerts(e);
+    let now = Timestamp::now();
+    let mut stored = Stored::default();
+    for (path, project, s) in files.silences {
+        service
+            .store_silence(
+                &project,
+                &s.id,
+                s.spec,
+                &tocsin_core::auth::Principal::anonymous(),
+                now,
+            )
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "{}: silence {project}/{}: {e}",
+                    path.display(),
+                    s.id
+                ))
+            })?;
+        stored.silences += 1;
+    }
+    for (path, config, unresolved) in files.alerts {
+        let (project, name) = (config.project.clone(), config.name.clone());
+        let existing = match service.store().get_alert(&project, &name).await {
+            Ok(record) => record.map(|r| r.rule.config.clone()),
+            Err(e) => return Err(err(format!("alert {project}/{name}: {e}"))),
+        };
+        let change =
+            crate::commands::plan(std::slice::from_ref(&config), existing.as_slice(), false);
+        let label = format!("{project}/{name}");
+        match change.first().map(|(_, c)| c) {
+            Some(crate::commands::Change::Unchanged) => {
+                stored.unchanged += 1;
+                continue;
+            }
+            Some(crate::commands::Change::Create) => stored.created.push(label),
+            _ => stored.updated.push(label),
+        }
+        service
+            .store_alert(&project, &name, config, false, now)
+            .await
+            .map_err(|e| {
+                let hint = if unresolved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (set {})", unresolved.join(", "))
+                };
+                err(format!(
+                    "{}: alert {project}/{name}: {e}{hint}",
+                    path.display()
+                ))
+            })?;
+    }
     Ok(stored)
+}
+
+/// Stores the alerts and silences of `dir` (see [`read_alerts`] and [`store_alerts`]).
+pub async fn load_alerts(service: &Service, dir: &Path) -> Result<Stored, ServeError> {
+    store_alerts(service, read_alerts(dir)?).await
 }
 
 /// Creates the data directory readable by this user only (it holds webhook URLs, SMTP
@@ -164,6 +215,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         _ => None,
     };
     private_dir(&server.data_dir)?;
+    // Installed before the store opens, so that recovery's commits are counted too.
+    crate::operate::prometheus();
     let embedded = Arc::new(EmbeddedStore::open(
         &server.data_dir,
         Options {
@@ -176,8 +229,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let (queue, inbox) = notify::queue(&config.notifications);
     let service = Service::new(store.clone(), config.alerts.clone(), queue);
     if let Some(dir) = &server.alerts_dir {
-        let n = load_alerts(&service, dir).await?;
-        tracing::info!(count = n, dir = %dir.display(), "alert configs stored");
+        let stored = load_alerts(&service, dir).await?;
+        tracing::info!(created = stored.created.len(), updated = stored.updated.len(), unchanged = stored.unchanged, dir = %dir.display(), "alert configs stored");
     }
     // Kept for the life of the server (the API's state holds it): dropping it stops deliveries.
     let notifier = Notifier::start(
@@ -196,9 +249,19 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     );
     spawn_clock(service.clone());
 
+    let operations = Arc::new(crate::operate::ServeOperations {
+        service: service.clone(),
+        store: embedded.clone(),
+        data_dir: server.data_dir.clone(),
+        alerts_dir: server.alerts_dir.clone(),
+        min_free_bytes: server.min_free_bytes,
+        reloading: tokio::sync::Mutex::new(()),
+    });
+    spawn_reload_on_hangup(operations.clone());
     let mut state = AppState {
         public_url: config.notifications.public_url.clone(),
         notifier: Some(notifier),
+        operations: Some(operations),
         ..AppState::open(service)
     };
     if config.auth.enabled {
@@ -219,6 +282,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             body_timeout: Duration::from_secs(server.body_timeout_secs),
         },
     );
+    let app = app.layer(axum::middleware::from_fn(access_log));
     let listener = tokio::net::TcpListener::bind(server.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -228,11 +292,14 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, data_dir = %server.data_dir.display(), mode = ?config.alerts.mode, auth = config.auth.enabled, "tocsin is serving");
-    println!(
-        "tocsin listening on {scheme}://{addr} (data in {}; auth {})",
-        server.data_dir.display(),
-        if config.auth.enabled { "on" } else { "off" }
-    );
+    // For a person at a terminal; JSON logs (a shipper reading both streams) have the line above.
+    if server.log_format == crate::config::LogFormat::Text {
+        println!(
+            "tocsin listening on {scheme}://{addr} (data in {}; auth {})",
+            server.data_dir.display(),
+            if config.auth.enabled { "on" } else { "off" }
+        );
+    }
     let limits = crate::listener::ConnectionLimits {
         header_timeout: Duration::from_secs(server.header_timeout_secs),
         idle_timeout: Duration::from_secs(server.idle_timeout_secs),
@@ -243,6 +310,28 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         tracing::error!(error = %e, "final sync failed");
     }
     Ok(())
+}
+
+/// One log line per request (target `tocsin::access`): method, path (never the query or a
+/// header, where secrets travel), status and latency. Refusals and failures log at `info`,
+/// the rest at `debug`: at thousands of events a second a line each would cost more than the
+/// events (`RUST_LOG=info,tocsin::access=debug` shows every request).
+async fn access_log(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status >= 400 {
+        tracing::info!(target: "tocsin::access", %method, path = uri.path(), status, micros, "request");
+    } else {
+        tracing::debug!(target: "tocsin::access", %method, path = uri.path(), status, micros, "request");
+    }
+    response
 }
 
 /// How often the server's clock ticks: the end of a cooldown is settled (and its resolved
@@ -313,6 +402,26 @@ fn spawn_upkeep(
             }
         }
     });
+}
+
+/// SIGHUP re-reads the rule files, as `POST /-/reload` does (the outcome is logged).
+fn spawn_reload_on_hangup(operations: Arc<crate::operate::ServeOperations>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tocsin_adapters::api::Operations;
+        let kind = tokio::signal::unix::SignalKind::hangup();
+        let Ok(mut hangups) = tokio::signal::unix::signal(kind) else {
+            tracing::warn!("SIGHUP cannot be caught here: reload with POST /-/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the rule files");
+            // The outcome, either way, is logged by the reload itself.
+            let _ = operations.reload().await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(operations);
 }
 
 async fn shutdown_signal() {

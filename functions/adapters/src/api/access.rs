@@ -85,6 +85,20 @@ pub const ROUTES: &[Route] = &[
     route("get", "/api/v1/client-spec", Access::Open),
     route("get", "/api/v1/openapi.json", Access::Open),
     route("get", "/api/v1/healthz", Access::Open),
+    route("get", "/-/healthy", Access::Open),
+    route("get", "/-/ready", Access::Open),
+    // Metrics span every project: a reader of `*` (Prometheus's token) may scrape them.
+    route(
+        "get",
+        "/metrics",
+        Access::Needs(Action::Read, RouteScope::Everything),
+    ),
+    audited(
+        "post",
+        "/-/reload",
+        Access::Needs(Action::Edit, RouteScope::Everything),
+        "server.reload",
+    ),
     route("get", "/api/v1/auth/whoami", Access::SignedIn),
     route("get", "/api/v1/alert-templates", READ_ANY),
     route("get", "/api/v1/alert-templates/{name}", READ_ANY),

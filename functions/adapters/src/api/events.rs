@@ -6,6 +6,7 @@
 //! answer, or, where a queue is configured (AWS), queued for the evaluator and answered 202.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use tocsin_core::model::{Event, ProjectName, Timestamp};
 
 use super::{ApiError, ApiPath, AppState, JsonBody};
+use crate::telemetry::{self, Taken};
 
 pub async fn post(
     State(s): State<Arc<AppState>>,
@@ -23,16 +25,41 @@ pub async fn post(
     headers: HeaderMap,
     JsonBody(event): JsonBody<Event>,
 ) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
     let project = project.as_str();
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let accepted = s
+    let outcome = match s
         .service
-        .accept_event(project, &kind, event, key, Timestamp::now())?;
-    s.service.ingest(&accepted).await?;
+        .accept_event(project, &kind, event, key, Timestamp::now())
+    {
+        Ok(accepted) => s.service.ingest(&accepted).await,
+        Err(e) => Err(e),
+    };
+    telemetry::events(project, taken(&outcome), 1);
+    telemetry::ingested(started.elapsed());
+    outcome?;
     Ok(Json(Value::Null))
+}
+
+/// How an event is counted (see [`telemetry::EVENTS`]).
+fn taken(outcome: &tocsin_core::Result<tocsin_core::engine::EventOutcome>) -> Taken {
+    match outcome {
+        Ok(o) if o.duplicate => Taken::Duplicate,
+        Ok(_) => Taken::Accepted,
+        Err(e) => refusal(e),
+    }
+}
+
+/// How a refused event is counted: the client's mistake, or the store's trouble.
+fn refusal(e: &tocsin_core::Error) -> Taken {
+    if matches!(e, tocsin_core::Error::Backend { .. }) {
+        Taken::Unavailable
+    } else {
+        Taken::Invalid
+    }
 }
 
 /// At most this many events in one batch.
@@ -60,7 +87,9 @@ pub async fn post_batch(
             ),
         ));
     }
+    let started = Instant::now();
     let now = Timestamp::now();
+    let size = batch.events.len() as u64;
     // Every event is checked before any is evaluated or queued: a bad one refuses the batch.
     let mut accepted = Vec::with_capacity(batch.events.len());
     for (i, event) in batch.events.into_iter().enumerate() {
@@ -73,19 +102,28 @@ pub async fn post_batch(
         let event = s
             .service
             .accept_event(project, kind.as_str(), event, None, now)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("events[{i}]: {e}")))?;
+            .map_err(|e| {
+                telemetry::events(project, Taken::Invalid, size);
+                ApiError::new(StatusCode::BAD_REQUEST, format!("events[{i}]: {e}"))
+            })?;
         accepted.push(event);
     }
     if let Some(queue) = &s.queue {
-        queue.enqueue(&accepted).await?;
+        if let Err(e) = queue.enqueue(&accepted).await {
+            telemetry::events(project, refusal(&e), size);
+            return Err(e.into());
+        }
+        telemetry::events(project, Taken::Accepted, size);
         let body = json!({"accepted": accepted.len(), "queued": true});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
+    let mut tally = [0u64; 4];
     let results = s
         .service
         .ingest_batch(&accepted)
         .await
         .into_iter()
+        .inspect(|outcome| tally[taken(outcome) as usize] += 1)
         .map(|outcome| match outcome {
             Ok(o) => BatchResult::Done {
                 counted: o.counted,
@@ -101,6 +139,15 @@ pub async fn post_batch(
             }
         })
         .collect();
+    for taken in [
+        Taken::Accepted,
+        Taken::Duplicate,
+        Taken::Invalid,
+        Taken::Unavailable,
+    ] {
+        telemetry::events(project, taken, tally[taken as usize]);
+    }
+    telemetry::ingested(started.elapsed());
     Ok(Json(BatchAnswer {
         accepted: accepted.len(),
         results,

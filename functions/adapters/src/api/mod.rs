@@ -17,6 +17,7 @@ mod explain;
 mod history;
 mod limits;
 mod listing_tag;
+mod operate;
 mod page;
 mod params;
 mod path;
@@ -42,6 +43,7 @@ pub use access::{
 pub use body::JsonBody;
 pub use error::ApiError;
 pub use limits::RequestLimits;
+pub use operate::Operations;
 pub use path::ApiPath;
 pub use state::{AppState, EventQueue};
 
@@ -86,6 +88,10 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/api/v1/projects/{project}/audit", get(audit::list))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/healthz", get(healthz))
+        .route("/metrics", get(operate::metrics))
+        .route("/-/healthy", get(operate::healthy))
+        .route("/-/ready", get(operate::ready))
+        .route("/-/reload", post(operate::reload))
         .route("/api/v1/alert-templates", get(templates::list))
         .route(
             "/api/v1/alert-templates/{name}",

@@ -23,6 +23,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Sends test messages (`notifications/test`); None where this host sends nothing.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Metrics, readiness beyond the store, and reload (`tocsin serve`); None answers 501.
+    pub operations: Option<Arc<dyn super::operate::Operations>>,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             tokens: None,
             public_url: None,
             notifier: None,
+            operations: None,
         }
     }
 

@@ -98,6 +98,7 @@ impl Dispatch for NotifierQueue {
     /// A firing with nothing to deliver (no notifications, or all held back) is not queued:
     /// the worker would wake and spawn a task per firing for nothing.
     fn dispatch(&self, fired: Fired) {
+        crate::telemetry::activated(&fired.activation);
         if !fired.activation.is_pending() {
             return;
         }
@@ -423,7 +424,7 @@ impl Courier {
                         d.attempts,
                         Some("the alert was deleted before delivery".into()),
                     );
-                    self.record(activation.id, failed).await;
+                    self.record(&activation, failed).await;
                 }
                 return;
             }
@@ -455,7 +456,7 @@ impl Courier {
                 tasks.spawn(async move {
                     let outcome = courier.deliver_one(&activation, &rule, &d).await;
                     courier.settled(&activation, &outcome).await;
-                    courier.record(activation.id, outcome).await;
+                    courier.record(&activation, outcome).await;
                 });
             }
             while tasks.join_next().await.is_some() {}
@@ -482,7 +483,9 @@ impl Courier {
         }
     }
 
-    async fn record(&self, activation: u64, delivery: Delivery) {
+    async fn record(&self, activation: &Activation, delivery: Delivery) {
+        crate::telemetry::delivered(activation, &delivery);
+        let activation = activation.id;
         if delivery.status == DeliveryStatus::Failed {
             tracing::warn!(activation, notification = %delivery.notification, error = ?delivery.error, "notification failed");
         }
@@ -559,7 +562,7 @@ impl Courier {
                 ))),
                 ..d.clone()
             };
-            self.record(activation.id, retrying).await;
+            self.record(activation, retrying).await;
             tokio::time::sleep(wait).await;
         }
     }

@@ -337,10 +337,12 @@ impl LogWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.file.write_all(&self.pending)?;
         if self.fsync {
             self.file.sync_data()?;
         }
+        tocsin_adapters::telemetry::committed(started.elapsed());
         self.at.offset += self.pending.len() as u64;
         self.pending.clear();
         if self.at.offset >= SEGMENT_BYTES {
@@ -365,6 +367,14 @@ impl LogWriter {
         self.at = next;
         Ok(())
     }
+}
+
+/// The bytes of every segment in `dir` (the log's size on disk).
+pub fn size(dir: &Path) -> io::Result<u64> {
+    segments(dir)?
+        .into_iter()
+        .map(|segment| std::fs::metadata(segment_path(dir, segment)).map(|m| m.len()))
+        .sum()
 }
 
 /// Makes a created or renamed file's directory entry durable.

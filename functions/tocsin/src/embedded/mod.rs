@@ -287,6 +287,12 @@ impl EmbeddedStore {
             .map_err(store_err)
     }
 
+    /// The log's size on disk (segments a snapshot made unnecessary count until they are
+    /// pruned).
+    pub fn log_bytes(&self) -> std::io::Result<u64> {
+        log::size(&self.disk.log_dir)
+    }
+
     /// Gives the writer a turn when nothing else does: background work that is due by time
     /// (a settle of activations, a snapshot) starts after a commit, and an idle server has none.
     pub async fn upkeep(&self) -> Result<()> {
