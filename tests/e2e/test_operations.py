@@ -8,13 +8,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
 import requests
 
-from conftest import AUTH, Tocsin, free_port, make_token
-from helpers import alert, event, put_alert, send
+from conftest import AUTH, BIN, Tocsin, free_port, make_token
+from helpers import alert, event, get_alert, put_alert, send
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -265,3 +266,103 @@ def test_text_logs_into_a_file_carry_no_colour_codes(tocsin_factory):
     t.stop()
     assert "tocsin is serving" in t.log()
     assert "\x1b[" not in t.log()
+
+
+def listing(api, project):
+    alerts = requests.get(f"{api}/projects/{project}/alerts", timeout=5).json()["alerts"]
+    acts = requests.get(f"{api}/projects/{project}/alert-activations", timeout=5).json()["activations"]
+    return ({a["name"]: (a["state"], a["count"]) for a in alerts},
+            [(a["id"], a["name"], a["entity_id"], a["number_of_events"], a.get("reset_time")) for a in acts])
+
+
+def test_backup_while_events_arrive_and_restore_into_a_new_data_directory(tmp_path, tocsin_factory):
+    t = tocsin_factory()
+    api = t.api
+    for entity in ("job-a", "job-b", "job-c"):
+        put_alert(api, alert("steady", f"watch-{entity}", entity=entity, count=3, period="1h", reset="manual"))
+    put_alert(api, alert("busy", "all", count=99, period="1h", reset="manual"))
+    for entity in ["job-a"] * 3 + ["job-b"] * 2 + ["job-c"] * 3:  # a and c fire; b counts 2
+        send(api, "steady", entity)
+    requests.post(f"{api}/projects/steady/alerts/watch-job-c/reset", timeout=5).raise_for_status()
+    before = listing(api, "steady")
+    assert before[0]["watch-job-a"][0] == "active" and before[0]["watch-job-c"][0] == "inactive"
+    assert len(before[1]) == 2
+    assert before[0]["watch-job-b"] == ("inactive", 0), before  # two events in its window
+
+    # Ingest goes on while the backup is taken.
+    answers, stop = [], threading.Event()
+
+    def producer():
+        while not stop.is_set():
+            r = requests.post(f"{api}/projects/busy/events/failed", json=event("busy", "job-1"), timeout=10)
+            answers.append(r.status_code)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.3)
+    backup = tmp_path / "backup.ndjson"
+    with open(backup, "wb") as f:
+        out = subprocess.run([BIN, "backup", "--server", t.url], stdout=f, stderr=subprocess.PIPE, timeout=60)
+    during = len(answers)
+    time.sleep(0.3)
+    stop.set()
+    thread.join()
+    assert out.returncode == 0, out.stderr
+    assert len(answers) > during > 0 and set(answers) == {200}, "ingest went on, every event answered"
+    lines = backup.read_text().splitlines()
+    assert json.loads(lines[0])["backup"] == "tocsin"
+    assert json.loads(lines[-1])["end"]["activations"] >= 2  # busy may have fired too
+
+    restored = tmp_path / "restored"
+    out = subprocess.run([BIN, "restore", "--data-dir", str(restored), str(backup)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "activations" in out.stderr
+    second = tmp_path / "second"
+    second.mkdir()
+    os.rename(restored, second / "store")  # where a Tocsin of `second` keeps its data
+    r = Tocsin(str(second)).start()
+    try:
+        assert listing(r.api, "steady") == before  # the windows' counts, the states, the activations
+        busy = requests.get(f"{r.api}/projects/busy/alerts/all", timeout=5).json()
+        assert busy["state"] in ("active", "inactive") and busy["count"] <= len(answers)
+        # The window's two events of job-b were restored: a third fires it.
+        send(r.api, "steady", "job-b")
+        assert get_alert(r.api, "steady", "watch-job-b")["state"] == "active"
+        # The restored server goes on from there: job-c (reset) fires again, with a new id.
+        send(r.api, "steady", "job-c")
+        send(r.api, "steady", "job-c")
+        send(r.api, "steady", "job-c")
+        after = listing(r.api, "steady")
+        assert after[0]["watch-job-c"][0] == "active"
+        assert max(a[0] for a in after[1]) > max(a[0] for a in before[1])
+    finally:
+        r.stop()
+
+
+def test_restore_refuses_a_cut_off_backup_and_a_directory_in_use(tmp_path, tocsin):
+    put_alert(tocsin.api, alert("p", "a"))
+    send(tocsin.api, "p", "job-1")
+    whole = subprocess.run([BIN, "backup", "--server", tocsin.url], capture_output=True, timeout=60)
+    assert whole.returncode == 0, whole.stderr
+    cut = whole.stdout[: len(whole.stdout) - 20]
+    out = subprocess.run([BIN, "restore", "--data-dir", str(tmp_path / "r")], input=cut, capture_output=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert b"cut off" in out.stderr or b"line" in out.stderr, out.stderr
+    assert not (tmp_path / "r").exists(), "nothing is left of a refused restore"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    out = subprocess.run([BIN, "restore", "--data-dir", str(tmp_path / "full")], input=whole.stdout,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1 and b"not empty" in out.stderr
+    # The data directory of a running server is not opened a second time.
+    out = subprocess.run([BIN, "backup", "--data-dir", os.path.join(tocsin.data_dir, "store")],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1 and b"--server" in out.stderr, out.stderr
+    # A stopped server's directory backs up the same alerts.
+    tocsin.stop()
+    offline = subprocess.run([BIN, "backup", "--data-dir", os.path.join(tocsin.data_dir, "store")],
+                             capture_output=True, timeout=60)
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout.splitlines()[-1])["end"]["activations"] == 1

@@ -263,18 +263,21 @@ mod tests {
 
     #[test]
     fn events_are_counted_by_project_outcome_and_reason() {
+        // A project no other test posts to: its counters register with this test's recorder
+        // (the map of projects is the process's).
+        const PROJECT: &str = "telemetry-test";
         let text = exposition(|| {
-            events("p", Taken::Accepted, 3);
-            events("p", Taken::Duplicate, 1);
-            events("p", Taken::Invalid, 2);
-            events("p", Taken::Unavailable, 1);
-            events("p", Taken::Accepted, 0);
+            events(PROJECT, Taken::Accepted, 3);
+            events(PROJECT, Taken::Duplicate, 1);
+            events(PROJECT, Taken::Invalid, 2);
+            events(PROJECT, Taken::Unavailable, 1);
+            events(PROJECT, Taken::Accepted, 0);
         });
         for line in [
-            r#"tocsin_events_total{project="p",outcome="accepted"} 3"#,
-            r#"tocsin_events_total{project="p",outcome="duplicate"} 1"#,
-            r#"tocsin_events_total{project="p",outcome="refused",reason="invalid"} 2"#,
-            r#"tocsin_events_total{project="p",outcome="refused",reason="unavailable"} 1"#,
+            r#"tocsin_events_total{project="telemetry-test",outcome="accepted"} 3"#,
+            r#"tocsin_events_total{project="telemetry-test",outcome="duplicate"} 1"#,
+            r#"tocsin_events_total{project="telemetry-test",outcome="refused",reason="invalid"} 2"#,
+            r#"tocsin_events_total{project="telemetry-test",outcome="refused",reason="unavailable"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -21,6 +21,7 @@ macro_rules! say_raw {
 }
 
 pub mod backtest;
+pub mod backups;
 pub mod client;
 pub mod commands;
 pub mod config;

@@ -182,6 +182,27 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// A consistent copy of a store, to stdout: from a running server (`--server`, with an
+    /// admin token of every project in TOCSIN_TOKEN; ingest goes on) or a stopped server's
+    /// `--data-dir`.
+    Backup {
+        #[arg(
+            long,
+            conflicts_with = "data_dir",
+            required_unless_present = "data_dir"
+        )]
+        server: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// A new data directory made from a backup (a file, or stdin); start `tocsin serve
+    /// --data-dir` on it.
+    Restore {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The backup file (default: stdin).
+        file: Option<PathBuf>,
+    },
     /// Post one event to a running server.
     Send {
         /// The server's base URL.
@@ -553,6 +574,40 @@ async fn main() -> ExitCode {
             }
         }
         Command::Token { command } => token(command).await,
+        Command::Backup { server, data_dir } => {
+            let done = match (server, data_dir) {
+                (Some(server), _) => {
+                    tocsin::backups::from_server(&server, std::io::stdout().lock()).await
+                }
+                (None, Some(dir)) => tocsin::backups::from_data_dir(&dir, std::io::stdout())
+                    .await
+                    .map(|counts| eprintln!("backup: {counts:?}")),
+                (None, None) => Err("--server or --data-dir".into()),
+            };
+            done.map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS)
+        }
+        Command::Restore { data_dir, file } => {
+            let restored = match file {
+                Some(f) => match std::fs::File::open(&f) {
+                    Ok(f) => tocsin::backups::restore(&data_dir, std::io::BufReader::new(f)),
+                    Err(e) => Err(format!("{}: {e}", f.display())),
+                },
+                None => tocsin::backups::restore(&data_dir, std::io::stdin().lock()),
+            };
+            match restored {
+                Ok(counts) => {
+                    eprintln!(
+                        "restored into {}: {} activations, {} audit entries, {} tokens",
+                        data_dir.display(),
+                        counts.activations,
+                        counts.audit,
+                        counts.tokens
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Silence { command } => silence(command).await,
         Command::Notify {
             command:

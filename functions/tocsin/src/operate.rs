@@ -47,6 +47,23 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// A writer into a channel of chunks: a backup written on a blocking thread, streamed as the
+/// answer's body. A client that went away fails the next write, which ends the backup.
+struct Chunks(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The operations of one `tocsin serve`.
 pub struct ServeOperations {
     pub service: Service,
@@ -109,6 +126,26 @@ impl Operations for ServeOperations {
                 self.data_dir.display()
             )),
         }
+    }
+
+    async fn backup(&self) -> Result<axum::body::Body, String> {
+        let capture = self.store.capture().await.map_err(|e| e.to_string())?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let out = std::io::BufWriter::with_capacity(64 << 10, Chunks(tx.clone()));
+            match capture.write(out) {
+                Ok(counts) => tracing::info!(?counts, "backup written"),
+                // The client sees a cut-off body, which restore refuses (no closing count).
+                Err(e) => {
+                    tracing::error!(error = %e, "backup failed part way");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            }
+        });
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        Ok(axum::body::Body::from_stream(chunks))
     }
 
     async fn reload(&self) -> Result<Value, String> {

@@ -99,6 +99,13 @@ pub const ROUTES: &[Route] = &[
         Access::Needs(Action::Edit, RouteScope::Everything),
         "server.reload",
     ),
+    // A backup holds every project and the tokens' hashes: an admin of every project.
+    audited(
+        "get",
+        "/-/backup",
+        Access::Needs(Action::ManageTokens, RouteScope::Everything),
+        "server.backup",
+    ),
     route("get", "/api/v1/auth/whoami", Access::SignedIn),
     route("get", "/api/v1/alert-templates", READ_ANY),
     route("get", "/api/v1/alert-templates/{name}", READ_ANY),

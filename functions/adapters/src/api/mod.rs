@@ -92,6 +92,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/-/healthy", get(operate::healthy))
         .route("/-/ready", get(operate::ready))
         .route("/-/reload", post(operate::reload))
+        .route("/-/backup", get(operate::backup))
         .route("/api/v1/alert-templates", get(templates::list))
         .route(
             "/api/v1/alert-templates/{name}",

@@ -1,9 +1,9 @@
 //! The routes an operator's tools call, spelled as Prometheus's and Alertmanager's are:
 //! `GET /metrics` (the exposition), `GET /-/healthy` (the process answers: liveness),
-//! `GET /-/ready` (it can take events: readiness) and `POST /-/reload` (re-read the rule files
-//! and apply what changed). The host supplies what is its own through [`Operations`]; a host
+//! `GET /-/ready` (it can take events: readiness), `POST /-/reload` (re-read the rule files
+//! and apply what changed) and `GET /-/backup` (a consistent copy of the store). The host supplies what is its own through [`Operations`]; a host
 //! without one (the API Lambda, where CloudWatch and API Gateway do this) answers 501 for
-//! `/metrics` and `/-/reload`.
+//! `/metrics`, `/-/reload` and `/-/backup`.
 
 use std::sync::Arc;
 
@@ -26,6 +26,9 @@ pub trait Operations: Send + Sync {
     /// Re-reads the host's rule files and applies what changed: what was done, or why nothing
     /// was (a file that does not check changes nothing).
     async fn reload(&self) -> Result<Value, String>;
+    /// A consistent copy of the store as of now, streamed (NDJSON), taken without stopping
+    /// ingest.
+    async fn backup(&self) -> Result<axum::body::Body, String>;
 }
 
 fn operations(s: &AppState) -> Result<&Arc<dyn Operations>, ApiError> {
@@ -74,6 +77,15 @@ pub async fn ready(State(s): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /-/backup`: 200 with the backup as NDJSON (its last line counts what came before it).
+pub async fn backup(State(s): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let body = operations(&s)?
+        .backup()
+        .await
+        .map_err(|detail| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, detail))?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 /// `POST /-/reload`: 200 with what changed, or 400 with why nothing did.

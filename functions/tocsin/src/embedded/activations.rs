@@ -52,6 +52,9 @@ impl Recent {
     }
 }
 
+/// Activations not settled yet, by id (see [`Activations::capture`]).
+pub type Captured = Vec<(u64, Option<Arc<Activation>>)>;
+
 /// The activations and the outbox.
 pub struct Activations {
     activations: Keyspace,
@@ -77,6 +80,24 @@ impl Activations {
             outbox: open("outbox")?,
             recent: RwLock::default(),
         })
+    }
+
+    /// What is not settled yet, in id order (None: deleted), as of now: with a fjall snapshot
+    /// taken at the same moment, every activation (see `backup`).
+    pub fn capture(&self) -> Captured {
+        read_lock(&self.recent)
+            .merged()
+            .into_iter()
+            .map(|(id, entry)| match entry {
+                Entry::Kept(a) => (id, Some(a.clone())),
+                Entry::Deleted { .. } => (id, None),
+            })
+            .collect()
+    }
+
+    /// The keyspace of settled activations (id -> JSON).
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.activations
     }
 
     /// The highest activation id in fjall (0 when there is none).

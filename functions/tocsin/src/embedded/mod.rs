@@ -28,6 +28,7 @@
 //! is written only after the log and fjall are synced up to its position.
 
 mod activations;
+pub mod backup;
 mod history;
 mod legacy;
 pub mod log;
